@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang and runs each briefly from its seed corpus. A crash fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_TARGET=${FUZZ_SECONDS:-20}
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz -j"$(nproc)"
+shopt -s nullglob
+targets=(build/fuzz/*_fuzz)
+if ((${#targets[@]} == 0)); then echo "fuzz-smoke: no fuzz targets built"; exit 1; fi
+for t in "${targets[@]}"; do
+  name=$(basename "$t")
+  corpus=$(mktemp -d)
+  [ -d "fuzz/corpus/${name%_fuzz}" ] && cp -r "fuzz/corpus/${name%_fuzz}/." "$corpus/"
+  echo "fuzz-smoke: $name for ${SECONDS_PER_TARGET}s"
+  "$t" -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -print_final_stats=0 "$corpus" 2>"$corpus.log" \
+    || { tail -40 "$corpus.log"; echo "fuzz-smoke: $name FAILED"; exit 1; }
+  grep -E "^#[0-9]+.*DONE" "$corpus.log" | tail -1 || true
+  rm -rf "$corpus" "$corpus.log"
+done
+echo "fuzz-smoke: ${#targets[@]} targets ran clean"

@@ -1,0 +1,26 @@
+// Each subcommand lives in its own cmd_*.cpp and registers itself on the app here.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/paths.h"
+
+namespace lowbit::cli {
+
+struct Global {
+  std::string models_dir, data_dir;
+  int threads = 0;
+  SearchPaths paths() const { return find_search_paths(models_dir, data_dir); }
+};
+
+// Returns the function to run when the subcommand was chosen.
+using Runner = std::function<int()>;
+using Commands = std::vector<std::pair<CLI::App*, Runner>>;
+using AddCommand = void (*)(CLI::App& app, Global& g, Commands& out);
+
+// The subcommands, in --help order. Add a new one here and in its own cmd_<name>.cpp.
+inline const std::vector<AddCommand> kCommands = {};
+
+}  // namespace lowbit::cli

@@ -1,0 +1,83 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "core/dtype.h"
+#include "core/json.h"
+#include "core/error.h"
+#include "core/sha256.h"
+#include "test_util.h"
+
+namespace lowbit {
+
+TEST(Sha256, KnownVectors) {
+  EXPECT_EQ(sha256_hex("", 0), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256_hex("abc", 3), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  std::string m(1000000, 'a');
+  Sha256 h;  // chunked updates across block boundaries
+  for (size_t i = 0; i < m.size(); i += 777) h.update(m.data() + i, std::min<size_t>(777, m.size() - i));
+  EXPECT_EQ(h.hex(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST(Sha256, SharedDataFileMatchesReadme) {
+  // ../shared/README.md gives the sha256 prefix of wiki.test.raw.
+  EXPECT_EQ(sha256_file(test::data_path("wikitext-2-raw/wiki.test.raw")).substr(0, 16), "173c87a53759e020");
+}
+
+TEST(DType, Bf16RoundTripAndRounding) {
+  for (float f : {0.0f, 1.0f, -2.5f, 3.140625f, 65504.0f, 1e-30f}) EXPECT_EQ(bf16_to_f32(f32_to_bf16(f)), f) << f;
+  // 1 + 2^-8 is exactly halfway between two bf16 values: ties go to even (1.0).
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.0f + 1.0f / 256)), 1.0f);
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.0f + 3.0f / 256)), 1.0f + 4.0f / 256);
+  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(NAN))));
+}
+
+TEST(DType, F16AllValuesRoundTrip) {
+  // Every finite half converts to float and back exactly; this covers subnormals and the exponent edges.
+  for (uint32_t h = 0; h < 65536; ++h) {
+    uint16_t x = uint16_t(h);
+    float f = f16_to_f32(x);
+    if (std::isnan(f)) continue;
+    ASSERT_EQ(f32_to_f16(f), x) << h;
+  }
+  EXPECT_EQ(f16_to_f32(0x3c00), 1.0f);
+  EXPECT_EQ(f16_to_f32(0x0001), std::ldexp(1.0f, -24));
+  EXPECT_EQ(f32_to_f16(65520.0f), 0x7c00);  // rounds to inf
+  EXPECT_EQ(f32_to_f16(65519.0f), 0x7bff);
+}
+
+TEST(DType, F16RoundingMatchesNearestEven) {
+  // Against a double-precision oracle: the chosen half must be the nearest, ties to even mantissa.
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-70000.0f, 70000.0f);
+  for (int i = 0; i < 200000; ++i) {
+    float f = i % 2 ? u(rng) : u(rng) * 1e-4f;
+    uint16_t h = f32_to_f16(f);
+    double got = f16_to_f32(h);
+    if (std::isinf(got)) continue;
+    double err = std::fabs(got - double(f));
+    for (int d : {-1, 1}) {
+      uint16_t n = uint16_t(h + d);
+      double alt = f16_to_f32(n);
+      if (std::isnan(alt) || std::isinf(alt) || ((n ^ h) & 0x8000)) continue;
+      ASSERT_LE(err, std::fabs(alt - double(f))) << f;
+    }
+  }
+}
+
+TEST(Json, MalformedNamesFileAndIsOneLine) {
+  std::string dir = test::temp_dir("json");
+  test::write_bytes(dir + "/bad.json", "{\"a\": 1,,}");
+  try {
+    parse_json_file(dir + "/bad.json");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("bad.json"), std::string::npos) << m;
+    EXPECT_NE(m.find("malformed JSON"), std::string::npos) << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+  }
+}
+
+}  // namespace lowbit

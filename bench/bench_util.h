@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <vector>
 
@@ -13,7 +14,8 @@ namespace lowbit::bench {
 // Best sgemm GFLOP/s over a few shapes, including the given (m, n, k), measured now in this process.
 inline double sgemm_peak_gflops(int m, int n, int k) {
   double best = 0;
-  for (auto [M, N, K] : {std::array<int, 3>{m, n, k}, {2048, 2048, 2048}, {2048, 4096, 1024}}) {
+  const std::array<std::array<int, 3>, 3> shapes = {{{m, n, k}, {2048, 2048, 2048}, {2048, 4096, 1024}}};
+  for (auto [M, N, K] : shapes) {
     std::vector<float> a(size_t(M) * K, 0.5f), b(size_t(N) * K, 0.25f), c(size_t(M) * N);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1, a.data(), K, b.data(), K, 0, c.data(), N);
     for (int rep = 0; rep < 3; ++rep) {

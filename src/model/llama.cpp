@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "kernels/dense.h"
+#include "kernels/linear.h"
 
 namespace lowbit {
 
@@ -18,11 +19,9 @@ namespace {
 
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;  // (d)
-  DenseWeight wq;                          // (H*hd, d)
-  DenseWeight wk, wv;                      // (Hkv*hd, d)
-  DenseWeight wo;                          // (d, H*hd)
-  DenseWeight gate, up;                    // (f, d)
-  DenseWeight down;                        // (d, f)
+  // Indexed by LinearKind: q (H*hd, d), k (Hkv*hd, d), v (Hkv*hd, d), o (d, H*hd), gate (f, d), up (f, d),
+  // down (d, f).
+  Linear lin[7];
 };
 
 DenseWeight dense(const TensorView& t) {
@@ -32,6 +31,12 @@ DenseWeight dense(const TensorView& t) {
   w.rows = t.shape.at(0);
   w.cols = t.shape.size() > 1 ? t.shape[1] : 1;
   return w;
+}
+
+Linear dense_linear(const TensorView& t) {
+  Linear l;
+  l.dense = dense(t);
+  return l;
 }
 
 std::vector<float> widen(const TensorView& t) {
@@ -83,6 +88,22 @@ void rms_norm(const float* x, const float* w, int64_t n, int d, double eps, floa
 }
 
 }  // namespace
+
+const char* linear_name(LinearKind k) {
+  static const char* names[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+  return names[int(k)];
+}
+
+InputSite input_site(LinearKind k) {
+  switch (k) {
+    case LinearKind::Q: case LinearKind::K: case LinearKind::V: return InputSite::AttnIn;
+    case LinearKind::O: return InputSite::OIn;
+    case LinearKind::Gate: case LinearKind::Up: return InputSite::MlpIn;
+    case LinearKind::Down: return InputSite::DownIn;
+  }
+  return InputSite::AttnIn;
+}
 
 struct LlamaModel::Impl {
   Checkpoint ckpt;
@@ -195,13 +216,8 @@ LlamaModel::LlamaModel(Checkpoint ckpt) : impl_(std::make_unique<Impl>()) {
     LayerWeights& L = m.layers[size_t(l)];
     L.attn_norm = widen(m.ckpt.get(p + "input_layernorm.weight"));
     L.ffn_norm = widen(m.ckpt.get(p + "post_attention_layernorm.weight"));
-    L.wq = dense(m.ckpt.get(p + "self_attn.q_proj.weight"));
-    L.wk = dense(m.ckpt.get(p + "self_attn.k_proj.weight"));
-    L.wv = dense(m.ckpt.get(p + "self_attn.v_proj.weight"));
-    L.wo = dense(m.ckpt.get(p + "self_attn.o_proj.weight"));
-    L.gate = dense(m.ckpt.get(p + "mlp.gate_proj.weight"));
-    L.up = dense(m.ckpt.get(p + "mlp.up_proj.weight"));
-    L.down = dense(m.ckpt.get(p + "mlp.down_proj.weight"));
+    for (LinearKind k : kAllLinears)
+      L.lin[int(k)] = dense_linear(m.ckpt.get(p + linear_name(k) + ".weight"));
   }
   m.out_norm = widen(m.ckpt.get("model.norm.weight"));
   m.head = dense(c.tie_word_embeddings && !m.ckpt.has("lm_head.weight") ? m.embed : m.ckpt.get("lm_head.weight"));
@@ -223,61 +239,101 @@ KVCache LlamaModel::new_cache(int max_seq) const {
   return kc;
 }
 
-void LlamaModel::forward(std::span<const int32_t> tokens, KVCache& cache, float* logits,
-                         int first_logit_row) const {
+void LlamaModel::embed(std::span<const int32_t> tokens, float* x) const {
+  const Impl& m = *impl_;
+  const int d = m.cfg.n_embd;
+  const size_t es = dtype_size(m.embed.dtype);
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    const int32_t id = tokens[t];
+    if (id < 0 || id >= m.cfg.n_vocab) fail("token id {} out of range [0, {})", id, m.cfg.n_vocab);
+    widen_to_f32(m.embed.dtype, m.embed.as<uint8_t>() + size_t(id) * d * es, x + t * d, size_t(d));
+  }
+}
+
+void LlamaModel::block_forward(int l, float* x, int64_t n, KVCache& cache, BlockObserver* obs) const {
   const Impl& m = *impl_;
   const ModelConfig& c = m.cfg;
-  const int64_t n = int64_t(tokens.size());
   const int p0 = cache.n_past;
   const int d = c.n_embd, hd = c.head_dim, H = c.n_head, kv = c.n_kv_head * hd, f = c.n_ff;
-  if (n == 0) return;
-  if (p0 + n > cache.max_seq)
-    fail("sequence of {} tokens exceeds the KV cache size {}", p0 + n, cache.max_seq);
+  if (l < 0 || l >= c.n_layer) fail("layer {} out of range", l);
+  if (p0 + n > cache.max_seq) fail("sequence of {} tokens exceeds the KV cache size {}", p0 + n, cache.max_seq);
   if (cache.kv_dim != kv) fail("KV cache does not belong to this model");
-  if (first_logit_row < 0 || first_logit_row > n) fail("first_logit_row {} out of range [0, {}]", first_logit_row, n);
+  const size_t nd = size_t(n * d);
+  std::vector<float> xn(nd), tmp(nd);                                // (n, d)
+  std::vector<float> q(size_t(n * H * hd)), att(size_t(n * H * hd));  // (n, H*hd)
+  std::vector<float> g(size_t(n * f)), u(size_t(n * f));             // (n, f)
+  const LayerWeights& L = m.layers[size_t(l)];
+  auto lin = [&](LinearKind k) -> const Linear& { return L.lin[int(k)]; };
 
-  std::vector<float> x(size_t(n * d)), xn(size_t(n * d)), tmp(size_t(n * d));  // (n, d)
-  std::vector<float> q(size_t(n * H * hd)), att(size_t(n * H * hd));             // (n, H*hd)
-  std::vector<float> k(size_t(n * kv)), v(size_t(n * kv));                       // (n, Hkv*hd)
-  std::vector<float> g(size_t(n * f)), u(size_t(n * f));                         // (n, f)
+  rms_norm(x, L.attn_norm.data(), n, d, c.norm_eps, xn.data());
+  if (obs) obs->observe(l, InputSite::AttnIn, xn.data(), n, d);
+  // k, v (n, Hkv*hd) go straight into the cache rows p0..p0+n-1.
+  float* Kc = cache.k.data() + (size_t(l) * cache.max_seq + p0) * kv;
+  float* Vc = cache.v.data() + (size_t(l) * cache.max_seq + p0) * kv;
+  linear_forward(lin(LinearKind::Q), xn.data(), n, q.data());
+  linear_forward(lin(LinearKind::K), xn.data(), n, Kc);
+  linear_forward(lin(LinearKind::V), xn.data(), n, Vc);
+  m.rope(q.data(), n, H, p0);
+  m.rope(Kc, n, c.n_kv_head, p0);
+  m.attention(q.data(), cache, l, n, p0, att.data());
+  if (obs) obs->observe(l, InputSite::OIn, att.data(), n, H * hd);
+  linear_forward(lin(LinearKind::O), att.data(), n, tmp.data());
+  for (size_t i = 0; i < nd; ++i) x[i] += tmp[i];
 
-  const size_t es = dtype_size(m.embed.dtype);
-  for (int64_t t = 0; t < n; ++t) {
-    const int32_t id = tokens[size_t(t)];
-    if (id < 0 || id >= c.n_vocab) fail("token id {} out of range [0, {})", id, c.n_vocab);
-    widen_to_f32(m.embed.dtype, m.embed.as<uint8_t>() + size_t(id) * d * es, x.data() + t * d, size_t(d));
-  }
-
-  for (int l = 0; l < c.n_layer; ++l) {
-    const LayerWeights& L = m.layers[size_t(l)];
-    rms_norm(x.data(), L.attn_norm.data(), n, d, c.norm_eps, xn.data());
-    dense_matmul(L.wq, xn.data(), n, q.data());
-    dense_matmul(L.wk, xn.data(), n, k.data());
-    dense_matmul(L.wv, xn.data(), n, v.data());
-    m.rope(q.data(), n, H, p0);
-    m.rope(k.data(), n, c.n_kv_head, p0);
-    float* Kc = cache.k.data() + (size_t(l) * cache.max_seq + p0) * kv;
-    float* Vc = cache.v.data() + (size_t(l) * cache.max_seq + p0) * kv;
-    std::copy(k.begin(), k.end(), Kc);
-    std::copy(v.begin(), v.end(), Vc);
-    m.attention(q.data(), cache, l, n, p0, att.data());
-    dense_matmul(L.wo, att.data(), n, tmp.data());
-    for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
-
-    rms_norm(x.data(), L.ffn_norm.data(), n, d, c.norm_eps, xn.data());
-    dense_matmul(L.gate, xn.data(), n, g.data());
-    dense_matmul(L.up, xn.data(), n, u.data());
+  rms_norm(x, L.ffn_norm.data(), n, d, c.norm_eps, xn.data());
+  if (obs) obs->observe(l, InputSite::MlpIn, xn.data(), n, d);
+  linear_forward(lin(LinearKind::Gate), xn.data(), n, g.data());
+  linear_forward(lin(LinearKind::Up), xn.data(), n, u.data());
+  // SwiGLU (Shazeer 2020): silu(gate) * up
 #pragma omp parallel for schedule(static) if (n > 8)
-    for (int64_t i = 0; i < n * f; ++i) g[size_t(i)] = g[size_t(i)] / (1.0f + std::exp(-g[size_t(i)])) * u[size_t(i)];
-    dense_matmul(L.down, g.data(), n, tmp.data());
-    for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
-  }
-  cache.n_past = p0 + int(n);
+  for (int64_t i = 0; i < n * f; ++i) g[size_t(i)] = g[size_t(i)] / (1.0f + std::exp(-g[size_t(i)])) * u[size_t(i)];
+  if (obs) obs->observe(l, InputSite::DownIn, g.data(), n, f);
+  linear_forward(lin(LinearKind::Down), g.data(), n, tmp.data());
+  for (size_t i = 0; i < nd; ++i) x[i] += tmp[i];
+}
 
-  const int64_t nl = n - first_logit_row;
-  if (nl == 0 || logits == nullptr) return;
-  rms_norm(x.data() + first_logit_row * d, m.out_norm.data(), nl, d, c.norm_eps, xn.data());
-  dense_matmul(m.head, xn.data(), nl, logits);  // (nl, V)
+void LlamaModel::head_forward(const float* x, int64_t n, float* logits) const {
+  const Impl& m = *impl_;
+  std::vector<float> xn(size_t(n * m.cfg.n_embd));
+  rms_norm(x, m.out_norm.data(), n, m.cfg.n_embd, m.cfg.norm_eps, xn.data());
+  dense_matmul(m.head, xn.data(), n, logits);  // (n, V)
+}
+
+void LlamaModel::forward(std::span<const int32_t> tokens, KVCache& cache, float* logits,
+                         int first_logit_row) const {
+  const ModelConfig& c = impl_->cfg;
+  const int64_t n = int64_t(tokens.size());
+  if (n == 0) return;
+  if (cache.n_past + n > cache.max_seq)
+    fail("sequence of {} tokens exceeds the KV cache size {}", cache.n_past + n, cache.max_seq);
+  if (first_logit_row < 0 || first_logit_row > n) fail("first_logit_row {} out of range [0, {}]", first_logit_row, n);
+  std::vector<float> x(size_t(n * c.n_embd));  // (n, d)
+  embed(tokens, x.data());
+  for (int l = 0; l < c.n_layer; ++l) block_forward(l, x.data(), n, cache);
+  cache.n_past += int(n);
+  if (first_logit_row < n && logits) head_forward(x.data() + size_t(first_logit_row) * c.n_embd, n - first_logit_row, logits);
+}
+
+const Linear& LlamaModel::linear(int layer, LinearKind k) const {
+  LOWBIT_ASSERT(layer >= 0 && layer < impl_->cfg.n_layer);
+  return impl_->layers[size_t(layer)].lin[int(k)];
+}
+
+void LlamaModel::set_linear(int layer, LinearKind k, Linear w) {
+  LOWBIT_ASSERT(layer >= 0 && layer < impl_->cfg.n_layer);
+  Linear& cur = impl_->layers[size_t(layer)].lin[int(k)];
+  if (w.rows() != cur.rows() || w.cols() != cur.cols())
+    fail("set_linear: layer {} {} expects ({}, {}), got ({}, {})", layer, linear_name(k), cur.rows(), cur.cols(),
+         w.rows(), w.cols());
+  cur = std::move(w);
+}
+
+std::vector<float>& LlamaModel::norm_weight(int layer, InputSite site) {
+  LOWBIT_ASSERT(layer >= 0 && layer < impl_->cfg.n_layer);
+  auto& L = impl_->layers[size_t(layer)];
+  if (site == InputSite::AttnIn) return L.attn_norm;
+  if (site == InputSite::MlpIn) return L.ffn_norm;
+  fail("norm_weight: site has no preceding RMSNorm");
 }
 
 }  // namespace lowbit

@@ -35,7 +35,8 @@ bool next_code_point(std::string_view s, size_t& i, char32_t& c) {
 // Python's str.isspace() (what str.strip() removes).
 bool py_space(char32_t c) {
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
+         c == 0x3000;
 }
 
 // Python str.strip() of one valid UTF-8 line.
@@ -54,7 +55,8 @@ std::string_view py_strip(std::string_view s) {
 }
 
 // The file's lines as Python's `for line in open(path, encoding="utf-8")` yields them: universal newlines
-// ("\r\n" and "\r" read as "\n"), each line keeping its "\n" (the last one may lack it). Rejects invalid UTF-8.
+// ("\r\n" and "\r" read as "\n"), each line keeping its "\n" (the last one may lack it). Rejects invalid
+// UTF-8.
 std::vector<std::string> python_lines(const std::string& path) {
   std::string raw = read_file(path);
   std::string text;
@@ -122,12 +124,16 @@ EvalText c4_sample(const SearchPaths& paths) {
     std::string where = fmt::format("{}:{}", f, i + 1);
     Json j = parse_json_text(lines[i], where);
     auto it = j.is_object() ? j.find("text") : j.end();
-    if (!j.is_object() || it == j.end() || !it->is_string()) fail("{}: expected {{\"text\": \"...\"}}", where);
+    if (!j.is_object() || it == j.end() || !it->is_string())
+      fail("{}: expected {{\"text\": \"...\"}}", where);
     texts.push_back(it->get<std::string>());
   }
   if (texts.empty()) fail("{}: no documents", f);
-  return {"c4-sample", join(texts, " "), {f},
-          fmt::format("c4-sample: {} documents of C4 (split unknown), NOT the C4 validation shard", texts.size())};
+  return {"c4-sample",
+          join(texts, " "),
+          {f},
+          fmt::format("c4-sample: {} documents of C4 (split unknown), NOT the C4 validation shard",
+                      texts.size())};
 }
 
 }  // namespace

@@ -13,7 +13,8 @@ namespace lowbit {
 namespace {
 
 // GPT-2's pattern, used when a ByteLevel pre-tokenizer has use_regex true (HF ByteLevel's built-in regex).
-constexpr const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+constexpr const char* kGpt2Pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 std::string short_text(std::string_view s) {
   std::string o;
@@ -92,7 +93,8 @@ struct Parser {
         if (!spec.pattern.empty()) bad("more than one pre-tokenizer regex is not supported");
         spec.pattern = pat["Regex"].get<std::string>();
       } else if (t == "ByteLevel") {
-        if (get_bool(*s, "add_prefix_space", false, "ByteLevel")) bad("ByteLevel add_prefix_space is not supported");
+        if (get_bool(*s, "add_prefix_space", false, "ByteLevel"))
+          bad("ByteLevel add_prefix_space is not supported");
         if (get_bool(*s, "use_regex", true, "ByteLevel")) {
           if (!spec.pattern.empty()) bad("Split followed by ByteLevel use_regex is not supported");
           spec.pattern = kGpt2Pattern;
@@ -113,7 +115,8 @@ struct Parser {
     if (model.contains("type") && model["type"] != "BPE") bad("model.type is not \"BPE\"");
     if (get_bool(model, "byte_fallback", false, "model")) bad("model.byte_fallback is not supported");
     for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
-      if (model.contains(k) && !model[k].is_null() && model[k] != "") bad(fmt::format("model.{} is not supported", k));
+      if (model.contains(k) && !model[k].is_null() && model[k] != "")
+        bad(fmt::format("model.{} is not supported", k));
     if (model.contains("dropout") && !model["dropout"].is_null()) bad("model.dropout is not supported");
 
     BpeSpec spec;
@@ -136,7 +139,8 @@ struct Parser {
     }
     if (model.contains("unk_token") && !model["unk_token"].is_null()) {
       const Json& u = model["unk_token"];
-      if (!u.is_string() || !enc_ids.count(u.get<std::string>())) bad("model.unk_token is not a vocabulary token");
+      if (!u.is_string() || !enc_ids.count(u.get<std::string>()))
+        bad("model.unk_token is not a vocabulary token");
       spec.unk_id = enc_ids[u.get<std::string>()];
     }
 
@@ -145,7 +149,8 @@ struct Parser {
     spec.merges.reserve(merges.size());
     auto lookup = [&](const std::string& tok, size_t i) {
       auto it = enc_ids.find(tok);
-      if (it == enc_ids.end()) bad(fmt::format("merge {} refers to unknown token \"{}\"", i, short_text(tok)));
+      if (it == enc_ids.end())
+        bad(fmt::format("merge {} refers to unknown token \"{}\"", i, short_text(tok)));
       return it->second;
     };
     for (size_t i = 0; i < merges.size(); ++i) {
@@ -179,7 +184,8 @@ struct Parser {
           bad(where + ".content is not a non-empty string");
         for (const char* k : {"lstrip", "rstrip", "single_word"})
           if (get_bool(a, k, false, where.c_str())) bad(fmt::format("{}.{} is not supported", where, k));
-        spec.added.push_back({content.get<std::string>(), get_id(member(a, "id", where.c_str()), where + ".id"),
+        spec.added.push_back({content.get<std::string>(),
+                              get_id(member(a, "id", where.c_str()), where + ".id"),
                               get_bool(a, "special", false, where.c_str())});
       }
     }

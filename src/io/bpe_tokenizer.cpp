@@ -11,8 +11,8 @@
 namespace lowbit {
 
 // Meta's llama3 tokenizer.py pattern: contractions (case-insensitive), a letter run with at most one leading
-// non-letter/non-digit, digit groups of 1-3, punctuation runs with an optional leading space, newline runs, and
-// whitespace that leaves the last space to the following word.
+// non-letter/non-digit, digit groups of 1-3, punctuation runs with an optional leading space, newline runs,
+// and whitespace that leaves the last space to the following word.
 const char* const kLlama3Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
@@ -51,13 +51,20 @@ std::string utf8_lossy(std::string_view s) {
     // Expected length and allowed range of the second byte (Unicode Table 3-7, well-formed UTF-8).
     int len = 0;
     uint8_t lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c == 0xE0) len = 3, lo = 0xA0;
-    else if (c == 0xED) len = 3, hi = 0x9F;
-    else if (c >= 0xE1 && c <= 0xEF) len = 3;
-    else if (c == 0xF0) len = 4, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3) len = 4;
-    else if (c == 0xF4) len = 4, hi = 0x8F;
+    if (c >= 0xC2 && c <= 0xDF)
+      len = 2;
+    else if (c == 0xE0)
+      len = 3, lo = 0xA0;
+    else if (c == 0xED)
+      len = 3, hi = 0x9F;
+    else if (c >= 0xE1 && c <= 0xEF)
+      len = 3;
+    else if (c == 0xF0)
+      len = 4, lo = 0x90;
+    else if (c >= 0xF1 && c <= 0xF3)
+      len = 4;
+    else if (c == 0xF4)
+      len = 4, hi = 0x8F;
     int k = 1;
     if (len > 0) {
       for (; k < len && i + k < n; ++k) {
@@ -86,15 +93,19 @@ namespace {
 
 constexpr size_t kMaxTokens = size_t(1) << 24;
 
-uint64_t pair_key(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
+uint64_t pair_key(int32_t a, int32_t b) {
+  return (uint64_t(uint32_t(a)) << 32) | uint32_t(b);
+}
 
 // Printable, one-line excerpt of a token for error messages.
 std::string show(std::string_view s) {
   std::string o;
   for (char ch : s.substr(0, 40)) {
     auto c = uint8_t(ch);
-    if (c < 0x20 || c == 0x7F) o += fmt::format("\\x{:02x}", c);
-    else o.push_back(ch);
+    if (c < 0x20 || c == 0x7F)
+      o += fmt::format("\\x{:02x}", c);
+    else
+      o.push_back(ch);
   }
   if (s.size() > 40) o += "...";
   return o;
@@ -137,12 +148,14 @@ BpeTokenizer::BpeTokenizer(BpeSpec spec)
       unk_id_(spec.unk_id),
       added_(std::move(spec.added)),
       parse_added_(spec.parse_added_in_text) {
-  if (tokens_.size() > kMaxTokens) fail("{}: {} tokens is more than the supported {}", name_, tokens_.size(), kMaxTokens);
+  if (tokens_.size() > kMaxTokens)
+    fail("{}: {} tokens is more than the supported {}", name_, tokens_.size(), kMaxTokens);
   ids_.reserve(tokens_.size());
   for (size_t id = 0; id < tokens_.size(); ++id) {
     if (tokens_[id].empty()) continue;
     auto [it, fresh] = ids_.emplace(tokens_[id], int32_t(id));
-    if (!fresh) fail("{}: tokens {} and {} are the same bytes '{}'", name_, it->second, id, show(tokens_[id]));
+    if (!fresh)
+      fail("{}: tokens {} and {} are the same bytes '{}'", name_, it->second, id, show(tokens_[id]));
   }
   for (int b = 0; b < 256; ++b) {
     auto it = ids_.find(std::string_view(reinterpret_cast<const char*>(&b), 1));
@@ -156,8 +169,10 @@ BpeTokenizer::BpeTokenizer(BpeSpec spec)
     if (!valid(m.left) || !valid(m.right) || !valid(m.result))
       fail("{}: merge {} refers to a token id outside the vocabulary", name_, i);
     const std::string &l = tokens_[m.left], &r = tokens_[m.right], &res = tokens_[m.result];
-    if (res.size() != l.size() + r.size() || res.compare(0, l.size(), l) != 0 || res.compare(l.size(), r.size(), r) != 0)
-      fail("{}: merge {} ('{}' + '{}') does not give token {} ('{}')", name_, i, show(l), show(r), m.result, show(res));
+    if (res.size() != l.size() + r.size() || res.compare(0, l.size(), l) != 0 ||
+        res.compare(l.size(), r.size(), r) != 0)
+      fail("{}: merge {} ('{}' + '{}') does not give token {} ('{}')", name_, i, show(l), show(r), m.result,
+           show(res));
     merges_.emplace(pair_key(m.left, m.right), MergeInfo{m.priority, m.result});  // first (lowest) rank wins
   }
   for (const auto& a : added_) {
@@ -267,7 +282,8 @@ void BpeTokenizer::encode_segment(std::string_view seg, std::vector<int32_t>& ou
   // (the LLaMA-3 pattern backtracks once over a whitespace run).
   pcre2_set_match_limit(st.mc, uint32_t(std::min<size_t>(10'000'000 + 64 * seg.size(), 4'000'000'000u)));
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(seg.data());
-  size_t n = seg.size(), pos = 0, gap = 0;  // text in [gap, match start) matched nothing: it is a pre-token too
+  size_t n = seg.size(), pos = 0,
+         gap = 0;  // text in [gap, match start) matched nothing: it is a pre-token too
   while (pos < n) {
     int rc = pcre2_match(regex_->code, subject, n, pos, 0, st.md, st.mc);
     if (rc == PCRE2_ERROR_NOMATCH) break;

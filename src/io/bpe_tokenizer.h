@@ -13,8 +13,9 @@
 
 namespace lowbit {
 
-// GPT-2's bytes_to_unicode(): printable Latin-1 bytes map to themselves, the other 68 bytes to U+0100.. in byte
-// order, so every byte has a visible code point. HF byte-level vocabularies are written in this alphabet.
+// GPT-2's bytes_to_unicode(): printable Latin-1 bytes map to themselves, the other 68 bytes to U+0100.. in
+// byte order, so every byte has a visible code point. HF byte-level vocabularies are written in this
+// alphabet.
 char32_t byte_to_unicode(uint8_t b);
 // Inverse of byte_to_unicode for one code point; -1 when it is not in the alphabet.
 int unicode_to_byte(char32_t c);
@@ -31,16 +32,17 @@ struct BpeSpec {
     uint32_t priority;  // lower merges first; ties go to the leftmost pair
   };
   std::vector<Merge> merges;
-  std::string pattern;        // pre-tokenizer regex (PCRE2 syntax, compiled with UTF + UCP); empty = none
+  std::string pattern;         // pre-tokenizer regex (PCRE2 syntax, compiled with UTF + UCP); empty = none
   bool ignore_merges = false;  // a pre-token that is itself a token is emitted whole (LLaMA-3, tiktoken)
-  int32_t unk_id = -1;         // emitted for a byte that has no token; -1 = drop it (HF BPE without unk_token)
+  int32_t unk_id = -1;  // emitted for a byte that has no token; -1 = drop it (HF BPE without unk_token)
   struct Added {
     std::string content;
     int32_t id;
     bool special;
   };
-  std::vector<Added> added;   // rendered by decode()
-  bool parse_added_in_text = true;  // HF splits added-token strings out of the text; tiktoken (by default) not
+  std::vector<Added> added;  // rendered by decode()
+  bool parse_added_in_text =
+      true;  // HF splits added-token strings out of the text; tiktoken (by default) not
 };
 
 class BpeTokenizer : public Tokenizer {

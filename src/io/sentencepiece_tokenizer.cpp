@@ -1,5 +1,5 @@
-// SentencePiece tokenizer.model (LLaMA / LLaMA-2) through the SentencePiece library. encode() is the library's
-// EncodeAsIds: with the model's add_dummy_prefix it prepends the "▁" itself, which is what HF's
+// SentencePiece tokenizer.model (LLaMA / LLaMA-2) through the SentencePiece library. encode() is the
+// library's EncodeAsIds: with the model's add_dummy_prefix it prepends the "▁" itself, which is what HF's
 // LlamaTokenizer(use_fast=False, legacy=True) does for text without special-token strings.
 #include <sentencepiece_processor.h>
 

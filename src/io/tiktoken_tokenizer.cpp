@@ -1,10 +1,13 @@
-// tiktoken rank file (LLaMA-3's original tokenizer.model): one "base64(token bytes) rank" per line. In tiktoken
-// a merge of two adjacent parts is allowed iff their concatenation has a rank, and the lowest such rank merges
-// first; we turn that into explicit merges (a, b) -> a+b with priority rank(a+b) for the shared BPE encoder.
+// tiktoken rank file (LLaMA-3's original tokenizer.model): one "base64(token bytes) rank" per line. In
+// tiktoken a merge of two adjacent parts is allowed iff their concatenation has a rank, and the lowest such
+// rank merges first; we turn that into explicit merges (a, b) -> a+b with priority rank(a+b) for the shared
+// BPE encoder.
 //
 // Special tokens: tiktoken only recognises special-token strings in text when the caller passes them as
 // `allowed_special`; Meta's llama3 Tokenizer.encode defaults to allowed_special=set(), so "<|begin_of_text|>"
 // written in the text is tokenized as ordinary text here (unlike HF's tokenizer.json, which parses it).
+// Meta's wrapper also cuts texts into 400k-character chunks and runs of whitespace / non-whitespace longer than
+// 25,000 characters into pieces before calling tiktoken; we do not, so only such extreme runs could differ.
 #include <filesystem>
 
 #include "core/error.h"
@@ -114,7 +117,8 @@ std::unique_ptr<Tokenizer> load_tiktoken_tokenizer(const std::string& path) {
       std::string_view t = spec.tokens[id];
       for (size_t k = 1; k < t.size(); ++k) {
         auto a = ids.find(t.substr(0, k)), b = ids.find(t.substr(k));
-        if (a != ids.end() && b != ids.end()) spec.merges.push_back({a->second, b->second, int32_t(id), uint32_t(id)});
+        if (a != ids.end() && b != ids.end())
+          spec.merges.push_back({a->second, b->second, int32_t(id), uint32_t(id)});
       }
     }
   }

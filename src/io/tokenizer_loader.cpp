@@ -151,9 +151,11 @@ std::unique_ptr<Tokenizer> load_tokenizer_for_model(const std::string& model_pat
     if (file == "tokenizer.bin" || file.rfind("tok", 0) == 0) return load_llama2c_tokenizer(model_path);
     return load_llama2c_beside(model_path);
   }
-  fail("{}: cannot tell its tokenizer (expected a model directory, a .gguf, a llama2.c .bin, tokenizer.json or "
-       "tokenizer.model)",
-       model_path);
+  fail(
+      "{}: cannot tell its tokenizer (expected a model directory, a .gguf, a llama2.c .bin, tokenizer.json "
+      "or "
+      "tokenizer.model)",
+      model_path);
 }
 
 }  // namespace lowbit

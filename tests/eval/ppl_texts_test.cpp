@@ -1,5 +1,7 @@
 // Evaluation texts against an independent Python build of the HF rows (datasets' wikitext / ptb_text_only
 // scripts, json.loads for C4), recorded as sha256 of the UTF-8 text.
+#include "eval/ppl_texts.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -7,12 +9,13 @@
 #include "../io/tokenizer_test_util.h"
 #include "../test_util.h"
 #include "core/sha256.h"
-#include "eval/ppl_texts.h"
 
 namespace lowbit {
 namespace {
 
-std::string sha(const std::string& s) { return sha256_hex(s.data(), s.size()); }
+std::string sha(const std::string& s) {
+  return sha256_hex(s.data(), s.size());
+}
 
 TEST(PplTexts, MatchPythonConstruction) {
   struct Want {
@@ -21,8 +24,8 @@ TEST(PplTexts, MatchPythonConstruction) {
     const char* sha256;
   };
   // python3: rows = [row if row.strip() else "" for row in open(f)]; "\n\n".join(rows)   (wikitext2)
-  //          "\n\n".join(l.strip() for l in open(valid)), " ".join(l.strip() for l in open(test))  (ptb, ptb-new)
-  //          " ".join(json.loads(l)["text"] for l in open(jsonl))                            (c4-sample)
+  //          "\n\n".join(l.strip() for l in open(valid)), " ".join(l.strip() for l in open(test))  (ptb,
+  //          ptb-new) " ".join(json.loads(l)["text"] for l in open(jsonl)) (c4-sample)
   const Want want[] = {
       {"wikitext2", 1296370, "696cca6b65a171b0a358a4be6732cdfdf2dd6164a32e20fd70e3c13fc4dfae83"},
       {"ptb", 396410, "352a9351af725c5d5d6ccdd38357a35ebfef8c79916364fdf458fa72a4fb91c3"},

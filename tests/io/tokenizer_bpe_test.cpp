@@ -13,7 +13,9 @@
 namespace lowbit {
 namespace {
 
-std::string llama3_dir() { return test::model_path("tokenizers/llama3"); }
+std::string llama3_dir() {
+  return test::model_path("tokenizers/llama3");
+}
 
 const Tokenizer& json_tok() {
   static auto tok = load_bpe_json_tokenizer(llama3_dir() + "/tokenizer.json");
@@ -68,8 +70,8 @@ TEST(Llama3Tokenizer, TrickyStrings) {
 }
 
 TEST(Llama3Tokenizer, SpecialTokenStringInText) {
-  // The refs' note_special: HF parses "<|begin_of_text|>" in the text as token 128000; tiktoken (Meta's encode
-  // with allowed_special empty) tokenizes the same characters as ordinary text.
+  // The refs' note_special: HF parses "<|begin_of_text|>" in the text as token 128000; tiktoken (Meta's
+  // encode with allowed_special empty) tokenizes the same characters as ordinary text.
   std::string text = "<|begin_of_text|> is a special token string";
   std::vector<int32_t> rest = {374, 264, 3361, 4037, 925};  // " is a special token string"
   auto hf = json_tok().encode(text);
@@ -104,7 +106,8 @@ TEST(Llama3Tokenizer, BosEosAndConfig) {
     EXPECT_EQ(tok.token_to_id("<|eot_id|>"), 128009);
     EXPECT_EQ(tok.token_to_id("<|start_header_id|>"), 128006);
     EXPECT_EQ(tok.token_to_id("<|reserved_special_token_250|>"), 128255);
-    EXPECT_EQ(tok.decode(std::vector<int32_t>{128000, 9906, 128006, 1917, 128001}), "Hello<|start_header_id|> world");
+    EXPECT_EQ(tok.decode(std::vector<int32_t>{128000, 9906, 128006, 1917, 128001}),
+              "Hello<|start_header_id|> world");
   }
 }
 
@@ -120,11 +123,13 @@ TEST(Llama3Tokenizer, SpecialTokensMatchBetweenJsonAndTiktoken) {
 
 TEST(Llama3Tokenizer, Llama31ConfigAndModelDirectory) {
   namespace fs = std::filesystem;
-  // A LLaMA-3.1 style directory: tokenizer.json + the 3.1 tokenizer_config.json (eos <|eot_id|>) + config.json.
+  // A LLaMA-3.1 style directory: tokenizer.json + the 3.1 tokenizer_config.json (eos <|eot_id|>) +
+  // config.json.
   std::string dir = test::temp_dir("llama31");
   fs::create_symlink(llama3_dir() + "/tokenizer.json", dir + "/tokenizer.json");
   fs::copy_file(llama3_dir() + "/tokenizer_config.llama3_1.json", dir + "/tokenizer_config.json");
-  test::write_bytes(dir + "/config.json", R"({"bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009]})");
+  test::write_bytes(dir + "/config.json",
+                    R"({"bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009]})");
   auto tok = load_tokenizer_for_model(dir);
   EXPECT_EQ(tok->bos_id, 128000);
   EXPECT_EQ(tok->eos_ids, (std::vector<int32_t>{128009, 128001, 128008}));
@@ -133,7 +138,8 @@ TEST(Llama3Tokenizer, Llama31ConfigAndModelDirectory) {
   // Only a tiktoken tokenizer.model: detected by content, not by name.
   std::string dir2 = test::temp_dir("llama3-tiktoken");
   fs::create_symlink(llama3_dir() + "/tokenizer.model", dir2 + "/tokenizer.model");
-  test::write_bytes(dir2 + "/tokenizer_config.json", R"({"add_bos_token": false, "eos_token": "<|eot_id|>"})");
+  test::write_bytes(dir2 + "/tokenizer_config.json",
+                    R"({"add_bos_token": false, "eos_token": "<|eot_id|>"})");
   auto tt = load_tokenizer_for_model(dir2);
   EXPECT_EQ(tt->vocab_size(), 128256);
   EXPECT_FALSE(tt->add_bos);
@@ -179,9 +185,12 @@ TEST(BpeTokenizer, ByteLevelAlphabet) {
 TEST(BpeTokenizer, Utf8Lossy) {
   EXPECT_EQ(utf8_lossy("ok \xC3\xA4"), "ok \xC3\xA4");
   EXPECT_EQ(utf8_lossy("\xFF"), "\xEF\xBF\xBD");
-  EXPECT_EQ(utf8_lossy("a\xF0\x9F\x98" "b"), "a\xEF\xBF\xBD" "b");  // truncated 4-byte sequence: one U+FFFD
+  EXPECT_EQ(utf8_lossy("a\xF0\x9F\x98"
+                       "b"),
+            "a\xEF\xBF\xBD"
+            "b");  // truncated 4-byte sequence: one U+FFFD
   EXPECT_EQ(utf8_lossy("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate: three
-  EXPECT_EQ(utf8_lossy("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");                // overlong
+  EXPECT_EQ(utf8_lossy("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");                  // overlong
 }
 
 // A tiny byte-level tokenizer.json: vocab and merges written in the GPT-2 alphabet (Ġ = space).
@@ -203,7 +212,8 @@ TEST(BpeTokenizer, MergePriorityAndIgnoreMerges) {
   auto t2 = load_bpe_json_tokenizer_from_text(tiny_json(R"(["a b", "b c", "a bc"])", false), "t2");
   EXPECT_EQ(t2->encode("abc"), (std::vector<int32_t>{4, 2}));
   // Same merges with ignore_merges: the whole pre-token "abc" is in the vocabulary and wins.
-  auto t3 = load_bpe_json_tokenizer_from_text(tiny_json(R"([["a", "b"], ["b", "c"], ["a", "bc"]])", true), "t3");
+  auto t3 =
+      load_bpe_json_tokenizer_from_text(tiny_json(R"([["a", "b"], ["b", "c"], ["a", "bc"]])", true), "t3");
   EXPECT_EQ(t3->encode("abc"), std::vector<int32_t>{6});
   // Ties at equal rank go to the leftmost pair: "aaa" -> (aa, a).
   auto t4 = load_bpe_json_tokenizer_from_text(tiny_json(R"(["a a"])", false, R"(, "aa": 8)"), "t4");
@@ -224,6 +234,7 @@ TEST(BpeTokenizer, MalformedTokenizerJsonGivesOneLineErrors) {
   std::vector<Case> cases = {
       {"not json", "malformed JSON"},
       {"[1, 2]", "not a JSON object"},
+      {R"({"model": 1E400})", "malformed JSON"},  // nlohmann throws out_of_range (not parse_error) for this
       {"{" + ok_pt + "}", "\"model\""},
       {R"({"model": {"type": "BPE", "merges": []}, )" + ok_pt + "}", "\"vocab\""},
       {R"({"model": {"type": "Unigram", "vocab": {}, "merges": []}, )" + ok_pt + "}", "BPE"},
@@ -245,8 +256,8 @@ TEST(BpeTokenizer, MalformedTokenizerJsonGivesOneLineErrors) {
       {R"({"model": {"vocab": {"a": 0}, "merges": []}, "added_tokens": [{"id": "x", "content": "<s>"}], )" +
            ok_pt + "}",
        "added_tokens[0]"},
-      {R"({"model": {"vocab": {"a": 0}, "merges": []}, "added_tokens": [{"id": 1, "content": ""}], )" + ok_pt +
-           "}",
+      {R"({"model": {"vocab": {"a": 0}, "merges": []}, "added_tokens": [{"id": 1, "content": ""}], )" +
+           ok_pt + "}",
        "added_tokens[0]"},
   };
   for (const auto& c : cases) {
@@ -255,9 +266,11 @@ TEST(BpeTokenizer, MalformedTokenizerJsonGivesOneLineErrors) {
                                 {"bad/tokenizer.json", c.expect});
   }
   std::string dir = test::temp_dir("bpe-bad");
-  test::expect_one_line_error([&] { load_bpe_json_tokenizer(dir + "/tokenizer.json"); }, {dir + "/tokenizer.json"});
+  test::expect_one_line_error([&] { load_bpe_json_tokenizer(dir + "/tokenizer.json"); },
+                              {dir + "/tokenizer.json"});
   test::write_bytes(dir + "/tokenizer.json", "{\"model\": ");
-  test::expect_one_line_error([&] { load_bpe_json_tokenizer(dir + "/tokenizer.json"); }, {dir + "/tokenizer.json"});
+  test::expect_one_line_error([&] { load_bpe_json_tokenizer(dir + "/tokenizer.json"); },
+                              {dir + "/tokenizer.json"});
   // A valid tiny tokenizer.json beside a broken tokenizer_config.json: the config file is named.
   test::write_bytes(dir + "/tokenizer.json", tiny_json(R"(["a b"])", false));
   test::write_bytes(dir + "/tokenizer_config.json", R"({"add_bos_token": "yes"})");

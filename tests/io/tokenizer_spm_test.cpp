@@ -1,4 +1,5 @@
-// SentencePiece tokenizer against the testbed-25m references (HF LlamaTokenizer, use_fast=False, legacy=True).
+// SentencePiece tokenizer against the testbed-25m references (HF LlamaTokenizer, use_fast=False,
+// legacy=True).
 #include <gtest/gtest.h>
 
 #include "../test_util.h"
@@ -61,7 +62,8 @@ TEST(SpmTokenizer, GreedyPromptAndRoundTrip) {
 }
 
 TEST(SpmTokenizer, Llama2TokenizerModel) {
-  // Meta's LLaMA-2 tokenizer: "Hello world" is ▁Hello (15043) ▁world (3186), well known from llama.cpp's tests.
+  // Meta's LLaMA-2 tokenizer: "Hello world" is ▁Hello (15043) ▁world (3186), well known from llama.cpp's
+  // tests.
   auto tok = load_sentencepiece_tokenizer(test::model_path("tokenizers/llama2/tokenizer.model"));
   EXPECT_EQ(tok->vocab_size(), 32000);
   EXPECT_EQ(tok->encode("Hello world"), (std::vector<int32_t>{15043, 3186}));
@@ -71,12 +73,14 @@ TEST(SpmTokenizer, Llama2TokenizerModel) {
 
 TEST(SpmTokenizer, MalformedFilesGiveOneLineErrors) {
   std::string dir = test::temp_dir("spm-bad");
-  test::expect_one_line_error([&] { load_sentencepiece_tokenizer(dir + "/missing.model"); }, {"missing.model"});
+  test::expect_one_line_error([&] { load_sentencepiece_tokenizer(dir + "/missing.model"); },
+                              {"missing.model"});
   // A tiktoken rank file is text, not a SentencePiece protobuf.
   std::string tiktoken = test::model_path("tokenizers/llama3/tokenizer.model");
   test::expect_one_line_error([&] { load_sentencepiece_tokenizer(tiktoken); }, {tiktoken, "SentencePiece"});
   test::write_bytes(dir + "/garbage.model", std::string("\x0a\xff\xff\xff\xff\x0f garbage", 14));
-  test::expect_one_line_error([&] { load_sentencepiece_tokenizer(dir + "/garbage.model"); }, {"garbage.model"});
+  test::expect_one_line_error([&] { load_sentencepiece_tokenizer(dir + "/garbage.model"); },
+                              {"garbage.model"});
   test::write_bytes(dir + "/empty.model", "");
   test::expect_one_line_error([&] { load_sentencepiece_tokenizer(dir + "/empty.model"); }, {"empty.model"});
 }

@@ -22,14 +22,16 @@ inline std::string sha256_int32le(const std::vector<int32_t>& ids) {
 }
 
 // Runs f, expects a lowbit::Error whose message is one line containing every string in `must_contain`.
-inline void expect_one_line_error(const std::function<void()>& f, const std::vector<std::string>& must_contain) {
+inline void expect_one_line_error(const std::function<void()>& f,
+                                  const std::vector<std::string>& must_contain) {
   try {
     f();
     ADD_FAILURE() << "no error thrown (expected one mentioning " << must_contain.front() << ")";
   } catch (const Error& e) {
     std::string msg = e.what();
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
-    for (const auto& s : must_contain) EXPECT_NE(msg.find(s), std::string::npos) << "'" << s << "' not in: " << msg;
+    for (const auto& s : must_contain)
+      EXPECT_NE(msg.find(s), std::string::npos) << "'" << s << "' not in: " << msg;
   }
 }
 

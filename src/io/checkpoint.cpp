@@ -10,6 +10,7 @@
 #include "io/gguf.h"
 #include "io/hf_checkpoint.h"
 #include "io/llama2c.h"
+#include "io/quantized_tensors.h"
 
 namespace lowbit {
 
@@ -70,18 +71,25 @@ void validate_llama_tensors(const Checkpoint& ckpt) {
       fail("{}: tensor {} has shape {}, config expects {}", src, name, shape_str(t.shape), shape_str(want));
     LOWBIT_ASSERT(t.nbytes == size_t(t.numel()) * dtype_size(t.dtype));
   };
+  // A linear is either dense (P.weight) or packed (P.qcodes + P.scales + P.qzeros [+ P.g_idx]).
+  auto check_linear = [&](const std::string& prefix, int64_t rows, int64_t cols) {
+    if (!ckpt.has(prefix + ".weight") && has_quantized_linear(ckpt, prefix))
+      quantized_linear_view(ckpt, prefix, rows, cols);
+    else
+      check(prefix + ".weight", {rows, cols});
+  };
   check("model.embed_tokens.weight", {V, E});
   for (int i = 0; i < c.n_layer; ++i) {
     auto n = [&](const char* s) { return fmt::format("model.layers.{}.{}", i, s); };
     check(n("input_layernorm.weight"), {E});
-    check(n("self_attn.q_proj.weight"), {Q, E});
-    check(n("self_attn.k_proj.weight"), {K, E});
-    check(n("self_attn.v_proj.weight"), {K, E});
-    check(n("self_attn.o_proj.weight"), {E, Q});
+    check_linear(n("self_attn.q_proj"), Q, E);
+    check_linear(n("self_attn.k_proj"), K, E);
+    check_linear(n("self_attn.v_proj"), K, E);
+    check_linear(n("self_attn.o_proj"), E, Q);
     check(n("post_attention_layernorm.weight"), {E});
-    check(n("mlp.gate_proj.weight"), {F, E});
-    check(n("mlp.up_proj.weight"), {F, E});
-    check(n("mlp.down_proj.weight"), {E, F});
+    check_linear(n("mlp.gate_proj"), F, E);
+    check_linear(n("mlp.up_proj"), F, E);
+    check_linear(n("mlp.down_proj"), E, F);
   }
   check("model.norm.weight", {E});
   if (!c.tie_word_embeddings || ckpt.has("lm_head.weight")) check("lm_head.weight", {V, E});

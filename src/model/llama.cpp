@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "kernels/dense.h"
 #include "kernels/linear.h"
+#include "io/quantized_tensors.h"
 
 namespace lowbit {
 
@@ -216,8 +217,19 @@ LlamaModel::LlamaModel(Checkpoint ckpt) : impl_(std::make_unique<Impl>()) {
     LayerWeights& L = m.layers[size_t(l)];
     L.attn_norm = widen(m.ckpt.get(p + "input_layernorm.weight"));
     L.ffn_norm = widen(m.ckpt.get(p + "post_attention_layernorm.weight"));
-    for (LinearKind k : kAllLinears)
-      L.lin[int(k)] = dense_linear(m.ckpt.get(p + linear_name(k) + ".weight"));
+    for (LinearKind k : kAllLinears) {
+      const std::string name = p + linear_name(k);
+      if (!m.ckpt.has(name + ".weight") && has_quantized_linear(m.ckpt, name)) {
+        const int64_t rows = k == LinearKind::Q   ? int64_t(c.n_head) * c.head_dim
+                             : k == LinearKind::K || k == LinearKind::V ? int64_t(c.n_kv_head) * c.head_dim
+                             : k == LinearKind::Gate || k == LinearKind::Up ? c.n_ff
+                                                                              : c.n_embd;
+        const int64_t cols = k == LinearKind::O ? int64_t(c.n_head) * c.head_dim : k == LinearKind::Down ? c.n_ff : c.n_embd;
+        L.lin[int(k)].quant = quantized_linear_view(m.ckpt, name, rows, cols);
+      } else {
+        L.lin[int(k)] = dense_linear(m.ckpt.get(name + ".weight"));
+      }
+    }
   }
   m.out_norm = widen(m.ckpt.get("model.norm.weight"));
   m.head = dense(c.tie_word_embeddings && !m.ckpt.has("lm_head.weight") ? m.embed : m.ckpt.get("lm_head.weight"));
@@ -327,6 +339,12 @@ void LlamaModel::set_linear(int layer, LinearKind k, Linear w) {
          w.rows(), w.cols());
   cur = std::move(w);
 }
+
+const std::vector<float>& LlamaModel::norm_weight(int layer, InputSite site) const {
+  return const_cast<LlamaModel*>(this)->norm_weight(layer, site);
+}
+
+const std::vector<float>& LlamaModel::final_norm_weight() const { return impl_->out_norm; }
 
 std::vector<float>& LlamaModel::norm_weight(int layer, InputSite site) {
   LOWBIT_ASSERT(layer >= 0 && layer < impl_->cfg.n_layer);

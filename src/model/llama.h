@@ -73,6 +73,8 @@ class LlamaModel {
   // RMSNorm weights (d) preceding a site (AttnIn: input_layernorm, MlpIn: post_attention_layernorm), mutable so
   // AWQ can fold its scales into them.
   std::vector<float>& norm_weight(int layer, InputSite site);
+  const std::vector<float>& norm_weight(int layer, InputSite site) const;
+  const std::vector<float>& final_norm_weight() const;
 
  private:
   struct Impl;

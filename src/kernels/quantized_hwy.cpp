@@ -6,8 +6,8 @@
 //   is unpacked with whole-vector shifts and masks into P vectors whose lanes hold codes in a fixed permuted
 //   order: e.g. 4 bits, N bytes zero-extended to N int32 lanes → the low nibbles are the even codes and the high
 //   nibbles the odd ones. Since x is shared by every row, x is permuted once per call into that same order
-//   (PermuteX), so the inner loop is just convert + FMA. 3 bits: lane i gathers the 24-bit unit at byte 3i
-//   (8 codes in 3 bytes), plane j is (unit >> 3j) & 7.
+//   (PermuteX), so the inner loop is just convert + FMA. 3 bits: lane i assembles the 24-bit unit at byte 3i
+//   (8 codes in 3 bytes) with two cross-lane permutes, plane j is (unit >> 3j) & 7.
 // * Natural (any width; dequantize_rows and the act-order / 5-7-bit GEMV). A chunk of 8 or 16 codes starting at
 //   a multiple of 8 codes (a byte boundary) lies in at most 16 bytes; each lane picks its two bytes with a byte
 //   shuffle, then a per-lane variable shift and mask extract the code, in column order.
@@ -38,10 +38,16 @@ namespace hn = hwy::HWY_NAMESPACE;
 struct GroupPlan {
   int64_t head_end, nblocks, tail_begin;
 };
-HWY_INLINE GroupPlan PlanGroup(int64_t g0, int64_t g1, int64_t align, int64_t B) {
-  const int64_t h = std::min(g1, (g0 + align - 1) / align * align);
-  const int64_t nb = (g1 - h) / B;
-  return {h, nb, h + nb * B};
+// The plans of all G groups of size gs, computed once per call (keeps integer divisions out of the row loops).
+HWY_INLINE std::vector<GroupPlan> PlanGroups(int64_t gs, int64_t G, int64_t align, int64_t B) {
+  std::vector<GroupPlan> plans(static_cast<size_t>(G));
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t g0 = g * gs, g1 = g0 + gs;
+    const int64_t h = std::min(g1, (g0 + align - 1) / align * align);
+    const int64_t nb = (g1 - h) / B;
+    plans[size_t(g)] = {h, nb, h + nb * B};
+  }
+  return plans;
 }
 
 // Row scales (G fp16) → f32. Converting the whole row up front keeps the f16 decode out of the group loop.
@@ -129,8 +135,8 @@ HWY_INLINE void DecodeNatural(D d, const uint8_t* row, size_t rb, int bits, int6
 // dequantize_rows_scalar computes it (one rounding, which is in fact exact: an fp16 scale has 11 significant
 // bits and |q − z| < 2^9, so the product fits in 24 bits), so the two agree bitwise.
 template <class D>
-void DequantRow(D d, const QuantizedWeight& w, int64_t r, float* HWY_RESTRICT out, float* HWY_RESTRICT sbuf,
-                float* HWY_RESTRICT zbuf) {
+void DequantRow(D d, const QuantizedWeight& w, const GroupPlan* plans, int64_t r, float* HWY_RESTRICT out,
+                float* HWY_RESTRICT sbuf, float* HWY_RESTRICT zbuf) {
   constexpr size_t N = hn::MaxLanes(D());
   constexpr int64_t K = N < 8 ? 8 : int64_t(N);
   const int64_t G = w.n_groups(), cols = w.cols;
@@ -164,7 +170,7 @@ void DequantRow(D d, const QuantizedWeight& w, int64_t r, float* HWY_RESTRICT ou
   for (int64_t g = 0; g < G; ++g) {
     const float s = sbuf[g], z = float(zr[g]);
     const auto vs = hn::Set(d, s), vz = hn::Set(d, z);
-    const GroupPlan p = PlanGroup(g * gs, (g + 1) * gs, 8, K);
+    const GroupPlan& p = plans[g];
     for (int64_t c = g * gs; c < p.head_end; ++c) out[c] = s * (float(packed_code(row, bits, c)) - z);
     for (int64_t b = 0; b < p.nblocks; ++b) {
       const int64_t c = p.head_end + b * K;
@@ -175,13 +181,22 @@ void DequantRow(D d, const QuantizedWeight& w, int64_t r, float* HWY_RESTRICT ou
   }
 }
 
+// Plans for DequantRow: blocks of max(N, 8) codes starting on multiples of 8 codes.
+template <class D>
+std::vector<GroupPlan> NaturalPlans(D, const QuantizedWeight& w) {
+  constexpr int64_t N = int64_t(hn::MaxLanes(D()));
+  return PlanGroups(w.group_size, w.n_groups(), 8, N < 8 ? 8 : N);
+}
+
 void DequantRows(const QuantizedWeight& w, int64_t r0, int64_t nr, float* out) {
   const hn::ScalableTag<float> d;
+  const std::vector<GroupPlan> plans = NaturalPlans(d, w);
 #pragma omp parallel if (nr * w.cols >= (int64_t(1) << 16))
   {
     std::vector<float> sbuf(static_cast<size_t>(w.n_groups())), zbuf(static_cast<size_t>(w.n_groups()));
 #pragma omp for schedule(static)
-    for (int64_t r = r0; r < r0 + nr; ++r) DequantRow(d, w, r, out + (r - r0) * w.cols, sbuf.data(), zbuf.data());
+    for (int64_t r = r0; r < r0 + nr; ++r)
+      DequantRow(d, w, plans.data(), r, out + (r - r0) * w.cols, sbuf.data(), zbuf.data());
   }
 }
 
@@ -203,7 +218,7 @@ HWY_INLINE int64_t PlaneColumn(int j, int64_t i, int64_t N) {
 }
 
 // Unpacks one block (P·N codes at byte p) into P f32 vectors, lanes in PlaneColumn order. For 3 bits the
-// caller guarantees 3N + 1 readable bytes (each lane loads 4 bytes of which it uses 3).
+// caller guarantees 4N readable bytes (the block is 3N).
 template <int kBits, class D>
 HWY_INLINE void DecodePlanar(D d, const uint8_t* HWY_RESTRICT p, hn::Vec<D>* q) {
   const hn::RebindToSigned<D> di;
@@ -229,10 +244,21 @@ HWY_INLINE void DecodePlanar(D d, const uint8_t* HWY_RESTRICT p, hn::Vec<D>* q) 
     q[3] = hn::ConvertTo(d, hn::ShiftRight<6>(v));
   } else {
     static_assert(kBits == 3);
-    const auto i = hn::Iota(di, 0);
-    // Byte offsets 3i; x86 gathers allow unaligned 4-byte loads. Bits 24..31 belong to the next unit and are
-    // masked off below (the arithmetic shifts never bring them down: at most 21 bits are shifted out).
-    const auto v = hn::GatherOffset(di, reinterpret_cast<const int32_t*>(p), hn::Add(hn::Add(i, i), i));
+    // Lane i needs the 24-bit unit at byte 3i: dword 3i/4 shifted right by 8·(3i mod 4), OR'ed with the next
+    // dword shifted left when the unit straddles the two. Two cross-lane permutes of one 4N-byte load (the caller
+    // guarantees 4N readable bytes); the lane tables are loop-invariant and hoisted by the compiler.
+    const hn::RebindToUnsigned<D> du;
+    const auto i3 = hn::Mul(hn::Iota(di, 0), hn::Set(di, 3));
+    const auto lo_idx = hn::ShiftRight<2>(i3);
+    const auto hi_idx = hn::Min(hn::Add(lo_idx, hn::Set(di, 1)), hn::Set(di, int32_t(N - 1)));
+    const auto shr = hn::ShiftLeft<3>(hn::And(i3, hn::Set(di, 3)));
+    // Bits ≥ 24 of a unit are never used, so when the unit does not straddle (shr 0 or 8), shifting the next
+    // dword left by 24 harmlessly puts it out of the way; all counts stay below 32.
+    const auto shl = hn::IfThenElse(hn::Gt(shr, hn::Set(di, 8)), hn::Sub(hn::Set(di, 32), shr), hn::Set(di, 24));
+    const auto words = hn::LoadU(du, reinterpret_cast<const uint32_t*>(p));
+    const auto lo = hn::TableLookupLanes(words, hn::IndicesFromVec(du, hn::BitCast(du, lo_idx)));
+    const auto hi = hn::TableLookupLanes(words, hn::IndicesFromVec(du, hn::BitCast(du, hi_idx)));
+    const auto v = hn::BitCast(di, hn::Or(lo >> hn::BitCast(du, shr), hi << hn::BitCast(du, shl)));
     const auto m = hn::Set(di, 7);
     q[0] = hn::ConvertTo(d, hn::And(v, m));
     q[1] = hn::ConvertTo(d, hn::And(hn::ShiftRight<3>(v), m));
@@ -248,7 +274,8 @@ HWY_INLINE void DecodePlanar(D d, const uint8_t* HWY_RESTRICT p, hn::Vec<D>* q) 
 // xp (n, cols): x with every planar block of every group reordered to the planes' lane order (head and tail
 // codes keep their place); sx (n, G): Σ x over each group, summed in double and rounded once.
 template <int kBits, class D>
-void PermuteX(D d, const QuantizedWeight& w, const float* x, int64_t n, float* xp, float* sx) {
+void PermuteX(D d, const QuantizedWeight& w, const GroupPlan* plans, const float* x, int64_t n, float* xp,
+              float* sx) {
   constexpr int P = kPlanes<kBits>;
   const int64_t N = int64_t(hn::Lanes(d)), B = P * N, cols = w.cols, gs = w.group_size, G = w.n_groups();
   for (int64_t t = 0; t < n; ++t) {
@@ -256,7 +283,7 @@ void PermuteX(D d, const QuantizedWeight& w, const float* x, int64_t n, float* x
     float* xpt = xp + t * cols;
     std::memcpy(xpt, xt, size_t(cols) * sizeof(float));
     for (int64_t g = 0; g < G; ++g) {
-      const GroupPlan p = PlanGroup(g * gs, (g + 1) * gs, kAlign<kBits>, B);
+      const GroupPlan& p = plans[g];
       for (int64_t b = 0; b < p.nblocks; ++b) {
         const int64_t c0 = p.head_end + b * B;
         for (int j = 0; j < P; ++j)
@@ -274,8 +301,9 @@ void PermuteX(D d, const QuantizedWeight& w, const float* x, int64_t n, float* x
 // so the inner loop is code × x FMA and the zero-point costs one multiply per group (the tolerance this
 // reassociation needs is derived in tests/kernels/quantized_test.cpp).
 template <int kBits, int NT, class D>
-void GemvPlanarRows(D d, const QuantizedWeight& w, const float* HWY_RESTRICT xp, const float* HWY_RESTRICT sx,
-                    int64_t r0, int64_t r1, float* HWY_RESTRICT y, float* HWY_RESTRICT sbuf) {
+void GemvPlanarRows(D d, const QuantizedWeight& w, const GroupPlan* plans, const float* HWY_RESTRICT xp,
+                    const float* HWY_RESTRICT sx, int64_t r0, int64_t r1, float* HWY_RESTRICT y,
+                    float* HWY_RESTRICT sbuf) {
   constexpr int P = kPlanes<kBits>;
   constexpr int A = NT <= 2 ? 4 : 2;  // independent accumulators per token (hides FMA latency)
   constexpr size_t N = hn::MaxLanes(D());
@@ -290,7 +318,7 @@ void GemvPlanarRows(D d, const QuantizedWeight& w, const float* HWY_RESTRICT xp,
     for (int t = 0; t < NT; ++t) tot[t] = hn::Zero(d), sc[t] = 0;
     for (int64_t g = 0; g < G; ++g) {
       const int64_t g0 = g * gs, g1 = g0 + gs;
-      const GroupPlan p = PlanGroup(g0, g1, kAlign<kBits>, B);
+      const GroupPlan& p = plans[g];
       float part[NT] = {};  // Σ q·x over the head and tail codes
       for (int64_t c = g0; c < p.head_end; ++c) {
         const float q = float(packed_code(row, kBits, c));
@@ -302,10 +330,10 @@ void GemvPlanarRows(D d, const QuantizedWeight& w, const float* HWY_RESTRICT xp,
       for (int64_t b = 0; b < p.nblocks; ++b) {
         const int64_t c = p.head_end + b * B;
         const uint8_t* src = row + size_t(c) * kBits / 8;
-        alignas(64) uint8_t tmp[3 * 16 + 4];
-        if (kBits == 3 && size_t(c) * 3 / 8 + 3 * N + 1 > rb) {  // the gather would read 1 byte past the row
+        alignas(64) uint8_t tmp[4 * 16];
+        if (kBits == 3 && size_t(c) * 3 / 8 + 4 * N > rb) {  // the 4N-byte load would pass the row end
           std::memcpy(tmp, src, 3 * N);
-          tmp[3 * N] = 0;
+          std::memset(tmp + 3 * N, 0, N);
           src = tmp;
         }
         hn::Vec<D> q[P];
@@ -336,8 +364,10 @@ void GemvPlanarRows(D d, const QuantizedWeight& w, const float* HWY_RESTRICT xp,
 template <int kBits, class D>
 void GemvPlanar(D d, const QuantizedWeight& w, const float* x, int64_t n, float* y) {
   const int64_t G = w.n_groups();
+  const std::vector<GroupPlan> plans =
+      PlanGroups(w.group_size, G, kAlign<kBits>, kPlanes<kBits> * int64_t(hn::Lanes(d)));
   std::vector<float> xp(size_t(n * w.cols)), sx(size_t(n * G));
-  PermuteX<kBits>(d, w, x, n, xp.data(), sx.data());
+  PermuteX<kBits>(d, w, plans.data(), x, n, xp.data(), sx.data());
   // Rows in chunks of 8 so a thread's rows are contiguous and the per-call overhead is amortized.
   const int64_t chunks = (w.rows + 7) / 8;
 #pragma omp parallel if (w.rows * w.cols >= (int64_t(1) << 16))
@@ -347,10 +377,10 @@ void GemvPlanar(D d, const QuantizedWeight& w, const float* x, int64_t n, float*
     for (int64_t ch = 0; ch < chunks; ++ch) {
       const int64_t r0 = ch * 8, r1 = std::min(w.rows, r0 + 8);
       switch (n) {
-        case 1: GemvPlanarRows<kBits, 1>(d, w, xp.data(), sx.data(), r0, r1, y, sbuf.data()); break;
-        case 2: GemvPlanarRows<kBits, 2>(d, w, xp.data(), sx.data(), r0, r1, y, sbuf.data()); break;
-        case 3: GemvPlanarRows<kBits, 3>(d, w, xp.data(), sx.data(), r0, r1, y, sbuf.data()); break;
-        default: GemvPlanarRows<kBits, 4>(d, w, xp.data(), sx.data(), r0, r1, y, sbuf.data()); break;
+        case 1: GemvPlanarRows<kBits, 1>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data()); break;
+        case 2: GemvPlanarRows<kBits, 2>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data()); break;
+        case 3: GemvPlanarRows<kBits, 3>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data()); break;
+        default: GemvPlanarRows<kBits, 4>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data()); break;
       }
     }
   }
@@ -376,12 +406,13 @@ void GemvPlanarDispatch(const QuantizedWeight& w, const float* x, int64_t n, flo
 void GemvDequantDot(const QuantizedWeight& w, const float* x, int64_t n, float* y) {
   const hn::ScalableTag<float> d;
   const int64_t G = w.n_groups(), cols = w.cols;
+  const std::vector<GroupPlan> plans = NaturalPlans(d, w);
 #pragma omp parallel if (w.rows * w.cols >= (int64_t(1) << 16))
   {
     std::vector<float> buf(static_cast<size_t>(cols)), sbuf(static_cast<size_t>(G)), zbuf(static_cast<size_t>(G));
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < w.rows; ++r) {
-      DequantRow(d, w, r, buf.data(), sbuf.data(), zbuf.data());
+      DequantRow(d, w, plans.data(), r, buf.data(), sbuf.data(), zbuf.data());
       for (int64_t t = 0; t < n; ++t) y[t * w.rows + r] = Dot(d, buf.data(), x + t * cols, cols);
     }
   }

@@ -1,6 +1,6 @@
 // Microbenchmarks of the packed quantized kernels vs the bf16 dense ones:
-//   decode GEMV (n = 1) of 2048x2048 and 8192x2048 weights at 2/3/4/8 bits, group 128, reported as GB/s of the
-//   weight bytes actually read (codes + fp16 scales + uint8 zero-points; bf16: 2 bytes per weight), and
+//   decode GEMV (n = 1) of 2048x2048 and 8192x2048 weights at 2/3/4/8 bits, group 128, reported as GB/s of
+//   the weight bytes actually read (codes + fp16 scales + uint8 zero-points; bf16: 2 bytes per weight), and
 //   the prefill path (n = 2048: dequantized panels + sgemm) in GFLOP/s.
 // The label is the Highway target the kernels dispatched to.
 #include <benchmark/benchmark.h>
@@ -94,7 +94,11 @@ void BM_DenseGemvBf16(benchmark::State& st) {
   st.SetBytesProcessed(int64_t(st.iterations()) * rows * cols * 2);
   st.SetLabel(simd_target_name());
 }
-BENCHMARK(BM_DenseGemvBf16)->ArgNames({"rows", "cols"})->Args({2048, 2048})->Args({8192, 2048})->UseRealTime();
+BENCHMARK(BM_DenseGemvBf16)
+    ->ArgNames({"rows", "cols"})
+    ->Args({2048, 2048})
+    ->Args({8192, 2048})
+    ->UseRealTime();
 
 void BM_QuantPrefill(benchmark::State& st) {
   const int bits = int(st.range(0));
@@ -106,8 +110,8 @@ void BM_QuantPrefill(benchmark::State& st) {
     quantized_matmul(p->w, x.data(), n, y.data());
     benchmark::DoNotOptimize(y.data());
   }
-  st.counters["GFLOP/s"] =
-      benchmark::Counter(double(st.iterations()) * 2.0 * double(n * rows * cols) / 1e9, benchmark::Counter::kIsRate);
+  st.counters["GFLOP/s"] = benchmark::Counter(double(st.iterations()) * 2.0 * double(n * rows * cols) / 1e9,
+                                              benchmark::Counter::kIsRate);
   st.SetLabel(simd_target_name());
 }
 BENCHMARK(BM_QuantPrefill)
@@ -127,8 +131,8 @@ void BM_DensePrefillBf16(benchmark::State& st) {
     dense_matmul(w, x.data(), n, y.data());
     benchmark::DoNotOptimize(y.data());
   }
-  st.counters["GFLOP/s"] =
-      benchmark::Counter(double(st.iterations()) * 2.0 * double(n * rows * cols) / 1e9, benchmark::Counter::kIsRate);
+  st.counters["GFLOP/s"] = benchmark::Counter(double(st.iterations()) * 2.0 * double(n * rows * cols) / 1e9,
+                                              benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_DensePrefillBf16)
     ->ArgNames({"rows", "cols", "n"})

@@ -1,6 +1,6 @@
 // Kernels over QuantizedWeight (formats/quantized.h): y (n, rows) = x (n, cols) · Ŵᵀ computed from the packed
-// codes. Decode (small n) dequantizes on the fly inside the dot product; prefill dequantizes a panel of rows to
-// f32 scratch and calls sgemm — the weights are never materialized as a whole FP copy.
+// codes. Decode (small n) dequantizes on the fly inside the dot product; prefill dequantizes a panel of rows
+// to f32 scratch and calls sgemm — the weights are never materialized as a whole FP copy.
 #pragma once
 #include <cstdint>
 

@@ -4,13 +4,14 @@
 //
 // * Planar (2, 3, 4, 8 bits; the decode GEMV). A block of P·N codes (N f32 lanes, P = 4 planes, 8 for 3 bits)
 //   is unpacked with whole-vector shifts and masks into P vectors whose lanes hold codes in a fixed permuted
-//   order: e.g. 4 bits, N bytes zero-extended to N int32 lanes → the low nibbles are the even codes and the high
-//   nibbles the odd ones. Since x is shared by every row, x is permuted once per call into that same order
-//   (PermuteX), so the inner loop is just convert + FMA. 3 bits: lane i assembles the 24-bit unit at byte 3i
-//   (8 codes in 3 bytes) with two cross-lane permutes, plane j is (unit >> 3j) & 7.
-// * Natural (any width; dequantize_rows and the act-order / 5-7-bit GEMV). A chunk of 8 or 16 codes starting at
-//   a multiple of 8 codes (a byte boundary) lies in at most 16 bytes; each lane picks its two bytes with a byte
-//   shuffle, then a per-lane variable shift and mask extract the code, in column order.
+//   order: e.g. 4 bits, N bytes zero-extended to N int32 lanes → the low nibbles are the even codes and the
+//   high nibbles the odd ones. Since x is shared by every row, x is permuted once per call into that same
+//   order (PermuteX), so the inner loop is just convert + FMA. 3 bits: lane i assembles the 24-bit unit at
+//   byte 3i (8 codes in 3 bytes) with two cross-lane permutes, plane j is (unit >> 3j) & 7.
+// * Natural (any width; dequantize_rows and the act-order / 5-7-bit GEMV). A chunk of 8 or 16 codes starting
+// at
+//   a multiple of 8 codes (a byte boundary) lies in at most 16 bytes; each lane picks its two bytes with a
+//   byte shuffle, then a per-lane variable shift and mask extract the code, in column order.
 //
 // Codes before the first aligned block of a group and after its last full block (ragged shapes, odd group
 // sizes) are decoded one at a time with packed_code. Reads never go past the current row: the last block of a
@@ -33,12 +34,13 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 // ---------------------------------------------------------------- shared helpers
 
-// Codes [g0, g1) of one group: [g0, head_end) and [tail_begin, g1) go one at a time, nblocks blocks of B codes
-// start at head_end (the first multiple of `align` codes, where a block starts on a byte boundary).
+// Codes [g0, g1) of one group: [g0, head_end) and [tail_begin, g1) go one at a time, nblocks blocks of B
+// codes start at head_end (the first multiple of `align` codes, where a block starts on a byte boundary).
 struct GroupPlan {
   int64_t head_end, nblocks, tail_begin;
 };
-// The plans of all G groups of size gs, computed once per call (keeps integer divisions out of the row loops).
+// The plans of all G groups of size gs, computed once per call (keeps integer divisions out of the row
+// loops).
 HWY_INLINE std::vector<GroupPlan> PlanGroups(int64_t gs, int64_t G, int64_t align, int64_t B) {
   std::vector<GroupPlan> plans(static_cast<size_t>(G));
   for (int64_t g = 0; g < G; ++g) {
@@ -114,8 +116,8 @@ HWY_INLINE hn::Vec<hn::Full128<uint8_t>> LoadRowBytes16(const uint8_t* row, size
 
 // Codes [c, c + K) in column order as K/N f32 vectors, K = max(N, 8); c is a multiple of 8.
 template <class D>
-HWY_INLINE void DecodeNatural(D d, const uint8_t* row, size_t rb, int bits, int64_t c, const NaturalTables& tab,
-                              hn::Vec<D>* q) {
+HWY_INLINE void DecodeNatural(D d, const uint8_t* row, size_t rb, int bits, int64_t c,
+                              const NaturalTables& tab, hn::Vec<D>* q) {
   const hn::Rebind<uint8_t, D> du8;
   const hn::RebindToUnsigned<D> du;
   const hn::RebindToSigned<D> di;
@@ -175,7 +177,8 @@ void DequantRow(D d, const QuantizedWeight& w, const GroupPlan* plans, int64_t r
     for (int64_t b = 0; b < p.nblocks; ++b) {
       const int64_t c = p.head_end + b * K;
       DecodeNatural(d, row, rb, bits, c, tab, q);
-      for (size_t k = 0; k < K / N; ++k) hn::StoreU(hn::Mul(vs, hn::Sub(q[k], vz)), d, out + c + int64_t(k * N));
+      for (size_t k = 0; k < K / N; ++k)
+        hn::StoreU(hn::Mul(vs, hn::Sub(q[k], vz)), d, out + c + int64_t(k * N));
     }
     for (int64_t c = p.tail_begin; c < (g + 1) * gs; ++c) out[c] = s * (float(packed_code(row, bits, c)) - z);
   }
@@ -211,10 +214,10 @@ constexpr int64_t kAlign = kBits == 3 ? 8 : 8 / kBits;
 // Column (relative to the block start) of lane i of plane j, for N lanes.
 template <int kBits>
 HWY_INLINE int64_t PlaneColumn(int j, int64_t i, int64_t N) {
-  if constexpr (kBits == 8) return j * N + i;                      // 4 loads of N bytes
+  if constexpr (kBits == 8) return j * N + i;                        // 4 loads of N bytes
   if constexpr (kBits == 4) return (j / 2) * 2 * N + 2 * i + j % 2;  // 2 loads; low nibble, high nibble
-  if constexpr (kBits == 2) return 4 * i + j;                      // 1 load; crumbs 0..3 of byte i
-  return 8 * i + j;                                                // 3 bits: code j of unit i
+  if constexpr (kBits == 2) return 4 * i + j;                        // 1 load; crumbs 0..3 of byte i
+  return 8 * i + j;                                                  // 3 bits: code j of unit i
 }
 
 // Unpacks one block (P·N codes at byte p) into P f32 vectors, lanes in PlaneColumn order. For 3 bits the
@@ -245,8 +248,8 @@ HWY_INLINE void DecodePlanar(D d, const uint8_t* HWY_RESTRICT p, hn::Vec<D>* q) 
   } else {
     static_assert(kBits == 3);
     // Lane i needs the 24-bit unit at byte 3i: dword 3i/4 shifted right by 8·(3i mod 4), OR'ed with the next
-    // dword shifted left when the unit straddles the two. Two cross-lane permutes of one 4N-byte load (the caller
-    // guarantees 4N readable bytes); the lane tables are loop-invariant and hoisted by the compiler.
+    // dword shifted left when the unit straddles the two. Two cross-lane permutes of one 4N-byte load (the
+    // caller guarantees 4N readable bytes); the lane tables are loop-invariant and hoisted by the compiler.
     const hn::RebindToUnsigned<D> du;
     const auto i3 = hn::Mul(hn::Iota(di, 0), hn::Set(di, 3));
     const auto lo_idx = hn::ShiftRight<2>(i3);
@@ -254,7 +257,8 @@ HWY_INLINE void DecodePlanar(D d, const uint8_t* HWY_RESTRICT p, hn::Vec<D>* q) 
     const auto shr = hn::ShiftLeft<3>(hn::And(i3, hn::Set(di, 3)));
     // Bits ≥ 24 of a unit are never used, so when the unit does not straddle (shr 0 or 8), shifting the next
     // dword left by 24 harmlessly puts it out of the way; all counts stay below 32.
-    const auto shl = hn::IfThenElse(hn::Gt(shr, hn::Set(di, 8)), hn::Sub(hn::Set(di, 32), shr), hn::Set(di, 24));
+    const auto shl =
+        hn::IfThenElse(hn::Gt(shr, hn::Set(di, 8)), hn::Sub(hn::Set(di, 32), shr), hn::Set(di, 24));
     const auto words = hn::LoadU(du, reinterpret_cast<const uint32_t*>(p));
     const auto lo = hn::TableLookupLanes(words, hn::IndicesFromVec(du, hn::BitCast(du, lo_idx)));
     const auto hi = hn::TableLookupLanes(words, hn::IndicesFromVec(du, hn::BitCast(du, hi_idx)));
@@ -377,10 +381,18 @@ void GemvPlanar(D d, const QuantizedWeight& w, const float* x, int64_t n, float*
     for (int64_t ch = 0; ch < chunks; ++ch) {
       const int64_t r0 = ch * 8, r1 = std::min(w.rows, r0 + 8);
       switch (n) {
-        case 1: GemvPlanarRows<kBits, 1>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data()); break;
-        case 2: GemvPlanarRows<kBits, 2>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data()); break;
-        case 3: GemvPlanarRows<kBits, 3>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data()); break;
-        default: GemvPlanarRows<kBits, 4>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data()); break;
+        case 1:
+          GemvPlanarRows<kBits, 1>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data());
+          break;
+        case 2:
+          GemvPlanarRows<kBits, 2>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data());
+          break;
+        case 3:
+          GemvPlanarRows<kBits, 3>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data());
+          break;
+        default:
+          GemvPlanarRows<kBits, 4>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data());
+          break;
       }
     }
   }
@@ -409,7 +421,8 @@ void GemvDequantDot(const QuantizedWeight& w, const float* x, int64_t n, float* 
   const std::vector<GroupPlan> plans = NaturalPlans(d, w);
 #pragma omp parallel if (w.rows * w.cols >= (int64_t(1) << 16))
   {
-    std::vector<float> buf(static_cast<size_t>(cols)), sbuf(static_cast<size_t>(G)), zbuf(static_cast<size_t>(G));
+    std::vector<float> buf(static_cast<size_t>(cols)), sbuf(static_cast<size_t>(G)),
+        zbuf(static_cast<size_t>(G));
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < w.rows; ++r) {
       DequantRow(d, w, plans.data(), r, buf.data(), sbuf.data(), zbuf.data());
@@ -421,11 +434,16 @@ void GemvDequantDot(const QuantizedWeight& w, const float* x, int64_t n, float* 
 void QuantGemv(const QuantizedWeight& w, const float* x, int64_t n, float* y) {
   if (w.g_idx) return GemvDequantDot(w, x, n, y);
   switch (w.bits) {
-    case 2: return GemvPlanarDispatch<2>(w, x, n, y);
-    case 3: return GemvPlanarDispatch<3>(w, x, n, y);
-    case 4: return GemvPlanarDispatch<4>(w, x, n, y);
-    case 8: return GemvPlanarDispatch<8>(w, x, n, y);
-    default: return GemvDequantDot(w, x, n, y);
+    case 2:
+      return GemvPlanarDispatch<2>(w, x, n, y);
+    case 3:
+      return GemvPlanarDispatch<3>(w, x, n, y);
+    case 4:
+      return GemvPlanarDispatch<4>(w, x, n, y);
+    case 8:
+      return GemvPlanarDispatch<8>(w, x, n, y);
+    default:
+      return GemvDequantDot(w, x, n, y);
   }
 }
 
@@ -443,7 +461,8 @@ HWY_EXPORT(QuantGemv);
 
 void dequantize_rows(const QuantizedWeight& w, int64_t r0, int64_t nr, float* out) {
   check_quantized_weight(w, "dequantize_rows");
-  if (r0 < 0 || nr < 0 || r0 + nr > w.rows) fail("dequantize_rows: rows [{}, {}) outside [0, {})", r0, r0 + nr, w.rows);
+  if (r0 < 0 || nr < 0 || r0 + nr > w.rows)
+    fail("dequantize_rows: rows [{}, {}) outside [0, {})", r0, r0 + nr, w.rows);
   HWY_DYNAMIC_DISPATCH(DequantRows)(w, r0, nr, out);
 }
 

@@ -1,22 +1,26 @@
 // Packed quantized kernels: SIMD (every Highway target this CPU supports) vs the scalar oracles and an exact
-// double-precision reference, for bit widths 2..8, several group sizes (incl. per-channel and sizes whose groups
-// do not start on a byte boundary), ragged shapes, 1..37 tokens, with and without act-order g_idx.
+// double-precision reference, for bit widths 2..8, several group sizes (incl. per-channel and sizes whose
+// groups do not start on a byte boundary), ragged shapes, 1..37 tokens, with and without act-order g_idx.
 //
 // Tolerances.
 // * Dequantization is exact: S is fp16 (11 significant bits) and q − Z an integer with |q − Z| < 2^9, so
-//   S·(q − Z) has at most 20 significant bits and the single f32 multiply does not round. SIMD and scalar must
-//   therefore agree bitwise, and both equal the double-precision value.
-// * y = Σ_c S_g(c)·(q_c − Z_g(c))·x_c. The scalar oracle, the act-order/5..7-bit path (exact dequantized row · x)
+//   S·(q − Z) has at most 20 significant bits and the single f32 multiply does not round. SIMD and scalar
+//   must therefore agree bitwise, and both equal the double-precision value.
+// * y = Σ_c S_g(c)·(q_c − Z_g(c))·x_c. The scalar oracle, the act-order/5..7-bit path (exact dequantized row
+// · x)
 //   and the prefill path (sgemm over exact dequantized rows) are dot products of exact weights, in some
-//   summation order: error ≤ γ_cols·Σ|S·(q − Z)·x| (Higham, Accuracy and Stability, §3.1; γ_k = k·u/(1 − k·u),
-//   u = 2⁻²⁴), and Σ|S·(q − Z)·x| ≤ M := Σ_g |S_g|·(Σ_{c∈g}|q_c·x_c| + |Z_g|·Σ_{c∈g}|x_c|).
+//   summation order: error ≤ γ_cols·Σ|S·(q − Z)·x| (Higham, Accuracy and Stability, §3.1; γ_k = k·u/(1 −
+//   k·u), u = 2⁻²⁴), and Σ|S·(q − Z)·x| ≤ M := Σ_g |S_g|·(Σ_{c∈g}|q_c·x_c| + |Z_g|·Σ_{c∈g}|x_c|).
 // * The fused decode GEMV reassociates: ŷ = Σ_g S_g·(Σ_{c∈g} q_c·x_c) − Σ_g S_g·Z_g·(Σ_{c∈g} x_c). A term
 //   S_g·q_c·x_c passes through one product, ≤ gs additions inside its group (lanes, planes, head/tail), one
-//   multiply by S_g, ≤ G additions across groups and ≤ 8 in the final lane reduction; a term S_g·Z_g·x_c through
-//   the rounded group sum Σx, ×Z, ×S, a subtraction and ≤ G + 1 additions. Since gs + G ≤ cols + 1, every term
-//   carries at most cols + 16 relative roundings, so |ŷ − y| ≤ γ_{cols+16}·M. The Z·Σx part of M is the
-//   cancellation term: when q ≈ Z, |y| is small but the two sums are not, and the error scales with them.
+//   multiply by S_g, ≤ G additions across groups and ≤ 8 in the final lane reduction; a term S_g·Z_g·x_c
+//   through the rounded group sum Σx, ×Z, ×S, a subtraction and ≤ G + 1 additions. Since gs + G ≤ cols + 1,
+//   every term carries at most cols + 16 relative roundings, so |ŷ − y| ≤ γ_{cols+16}·M. The Z·Σx part of M
+//   is the cancellation term: when q ≈ Z, |y| is small but the two sums are not, and the error scales with
+//   them.
 // The double reference has error ≈ 2⁻⁵³·cols·M, far below these; a slack of 1e-12·M covers it.
+#include "kernels/quantized.h"
+
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
 
@@ -29,7 +33,6 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "kernels/dense.h"
-#include "kernels/quantized.h"
 
 namespace lowbit {
 namespace {
@@ -44,7 +47,7 @@ struct Packed {
 
 uint16_t random_scale(std::mt19937& rng) {
   std::uniform_real_distribution<float> mag(-10.0f, -1.0f);  // log2 |S|
-  const bool subnormal = rng() % 16 == 0;                    // fp16 subnormals exercise the f16 → f32 decode
+  const bool subnormal = rng() % 16 == 0;  // fp16 subnormals exercise the f16 → f32 decode
   float s = subnormal ? std::ldexp(float(rng() % 1023 + 1), -24) : std::exp2(mag(rng));
   if (rng() % 2) s = -s;
   return f32_to_f16(s);
@@ -110,12 +113,12 @@ struct Shape {
 };
 // Group sizes 32/64/128/per-channel where they divide cols, plus sizes whose groups start off byte boundaries
 // (25, 125) or off vector-block boundaries (40, 200) to exercise the one-code-at-a-time head/tail paths.
-const Shape kShapes[] = {{96, 32},   {96, 96},    {200, 40},   {200, 25},  {200, 200},  {384, 32},
-                         {384, 64},  {384, 128},  {384, 384},  {1000, 125}, {1000, 200}, {1000, 1000}};
+const Shape kShapes[] = {{96, 32},  {96, 96},   {200, 40},  {200, 25},   {200, 200},  {384, 32},
+                         {384, 64}, {384, 128}, {384, 384}, {1000, 125}, {1000, 200}, {1000, 1000}};
 
 std::string describe(int bits, int64_t rows, const Shape& s, bool act) {
-  return "bits=" + std::to_string(bits) + " rows=" + std::to_string(rows) + " cols=" + std::to_string(s.cols) +
-         " group=" + std::to_string(s.group) + (act ? " act-order" : "");
+  return "bits=" + std::to_string(bits) + " rows=" + std::to_string(rows) +
+         " cols=" + std::to_string(s.cols) + " group=" + std::to_string(s.group) + (act ? " act-order" : "");
 }
 
 TEST(QuantizedFormat, PackCodeRoundTripsAgainstBitLevelReference) {
@@ -160,7 +163,8 @@ TEST(QuantizedKernel, DequantizeRowsIsExactAndBitwiseEqualToScalar) {
           dequantize_rows_scalar(p.w, 0, rows, ref.data());
           for (int64_t r = 0; r < rows; ++r)
             for (int64_t c = 0; c < s.cols; ++c)
-              ASSERT_EQ(double(ref[size_t(r * s.cols + c)]), exact_weight(p, r, c)) << "r=" << r << " c=" << c;
+              ASSERT_EQ(double(ref[size_t(r * s.cols + c)]), exact_weight(p, r, c))
+                  << "r=" << r << " c=" << c;
           const int64_t r0 = rows / 3, nr = rows - r0;  // a sub-range too
           for_each_target([&] {
             std::vector<float> out(size_t(rows * s.cols), -1.0f), part(size_t(nr * s.cols), -1.0f);
@@ -199,7 +203,8 @@ TEST(QuantizedKernel, MatmulMatchesExactReferenceWithinDerivedBound) {
                   const int64_t g = p.w.group_of(c);
                   const double sg = std::fabs(double(f16_to_f32(p.scales[size_t(r * G + g)])));
                   e += wd[size_t(r * s.cols + c)] * xc;
-                  m += sg * (double(p.q[size_t(r * s.cols + c)]) + double(p.zeros[size_t(r * G + g)])) * std::fabs(xc);
+                  m += sg * (double(p.q[size_t(r * s.cols + c)]) + double(p.zeros[size_t(r * G + g)])) *
+                       std::fabs(xc);
                 }
                 exact[size_t(t * rows + r)] = e;
                 tol[size_t(t * rows + r)] = gamma(s.cols + 16) * m + 1e-12 * m;
@@ -208,11 +213,13 @@ TEST(QuantizedKernel, MatmulMatchesExactReferenceWithinDerivedBound) {
               }
             std::vector<float> ys(size_t(n * rows));
             quantized_matmul_scalar(p.w, x.data(), n, ys.data());
-            for (size_t i = 0; i < ys.size(); ++i) ASSERT_NEAR(ys[i], exact[i], tol[i]) << "scalar n=" << n << " i=" << i;
+            for (size_t i = 0; i < ys.size(); ++i)
+              ASSERT_NEAR(ys[i], exact[i], tol[i]) << "scalar n=" << n << " i=" << i;
             for_each_target([&] {
               std::vector<float> y(size_t(n * rows), NAN);
               quantized_matmul(p.w, x.data(), n, y.data());
-              for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], exact[i], tol[i]) << "n=" << n << " i=" << i;
+              for (size_t i = 0; i < y.size(); ++i)
+                ASSERT_NEAR(y[i], exact[i], tol[i]) << "n=" << n << " i=" << i;
             });
             ++checked;
           }

@@ -8,10 +8,9 @@
 //   high nibbles the odd ones. Since x is shared by every row, x is permuted once per call into that same
 //   order (PermuteX), so the inner loop is just convert + FMA. 3 bits: lane i assembles the 24-bit unit at
 //   byte 3i (8 codes in 3 bytes) with two cross-lane permutes, plane j is (unit >> 3j) & 7.
-// * Natural (any width; dequantize_rows and the act-order / 5-7-bit GEMV). A chunk of 8 or 16 codes starting
-// at
-//   a multiple of 8 codes (a byte boundary) lies in at most 16 bytes; each lane picks its two bytes with a
-//   byte shuffle, then a per-lane variable shift and mask extract the code, in column order.
+// * Natural (any width; dequantize_rows and the act-order / 5-7-bit GEMV). A chunk of 8 or 16 codes
+//   starting at a multiple of 8 codes (a byte boundary) lies in at most 16 bytes; each lane picks its two
+//   bytes with a byte shuffle, then a per-lane variable shift and mask extract the code, in column order.
 //
 // Codes before the first aligned block of a group and after its last full block (ragged shapes, odd group
 // sizes) are decoded one at a time with packed_code. Reads never go past the current row: the last block of a
@@ -53,6 +52,8 @@ HWY_INLINE std::vector<GroupPlan> PlanGroups(int64_t gs, int64_t G, int64_t alig
 }
 
 // Row scales (G fp16) → f32. Converting the whole row up front keeps the f16 decode out of the group loop.
+// Exact for every finite fp16 (subnormals included); on targets without F16C (SSSE3/SSE4) Highway's emulation
+// does not produce inf/NaN for non-finite inputs, which importers reject anyway (see from_gptq).
 template <class D>
 HWY_INLINE void ScalesToF32(D d, const uint16_t* HWY_RESTRICT s16, int64_t G, float* HWY_RESTRICT out) {
   const hn::Rebind<hwy::float16_t, D> dh;

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string_view>
 
 namespace lowbit {
 
@@ -54,5 +55,10 @@ inline void pack_code(uint8_t* row, int bits, int64_t c, uint32_t q) {
   row[byte] |= uint8_t(v);
   if (shift + uint64_t(bits) > 8) row[byte + 1] |= uint8_t(v >> 8);
 }
+
+// Throws lowbit::Error (one line, naming `what`) unless w is well formed: bits in 2..8, rows/cols > 0,
+// group_size > 0 dividing cols, non-null codes/scales/zeros, every g_idx entry in [0, n_groups()).
+// Kernels call it before touching the bytes, so a malformed weight never causes an out-of-bounds access.
+void check_quantized_weight(const QuantizedWeight& w, std::string_view what);
 
 }  // namespace lowbit

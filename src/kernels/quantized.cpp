@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "core/dtype.h"
-#include "kernels/dense.h"
 
 namespace lowbit {
 
@@ -36,29 +35,17 @@ void quantized_matmul_scalar(const QuantizedWeight& w, const float* x, int64_t n
   }
 }
 
-void dequantize_rows(const QuantizedWeight& w, int64_t r0, int64_t nr, float* out) {
-#pragma omp parallel for schedule(static) if (nr > 16)
-  for (int64_t r = r0; r < r0 + nr; ++r) dequantize_rows_scalar(w, r, 1, out + (r - r0) * w.cols);
-}
-
 void quantized_matmul(const QuantizedWeight& w, const float* x, int64_t n, float* y) {
-  if (n <= 4) {
-#pragma omp parallel
-    {
-      std::vector<float> row(size_t(w.cols));
-#pragma omp for schedule(static)
-      for (int64_t r = 0; r < w.rows; ++r) {
-        dequantize_rows_scalar(w, r, 1, row.data());
-        for (int64_t t = 0; t < n; ++t) y[t * w.rows + r] = dot_f32(row.data(), x + t * w.cols, size_t(w.cols));
-      }
-    }
-    return;
-  }
+  if (n <= 0) return;
+  if (n <= 4) return quantized_gemv(w, x, n, y);
+  check_quantized_weight(w, "quantized_matmul");
+  // Panels of at most ~4M weights (16 MiB of f32) keep the scratch small for 100k-row heads.
   const int64_t panel = std::max<int64_t>(64, std::min<int64_t>(w.rows, (int64_t(1) << 22) / w.cols));
-  std::vector<float> buf(size_t(panel * w.cols));
+  std::vector<float> buf(size_t(std::min(panel, w.rows) * w.cols));
   for (int64_t r0 = 0; r0 < w.rows; r0 += panel) {
     const int64_t pr = std::min(panel, w.rows - r0);
     dequantize_rows(w, r0, pr, buf.data());
+    // y[:, r0:r0+pr] (n, pr) = x (n, cols) · panelᵀ (cols, pr)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(pr), int(w.cols), 1.0f, x, int(w.cols),
                 buf.data(), int(w.cols), 0.0f, y + r0, int(w.rows));
   }

@@ -1,0 +1,477 @@
+// Highway SIMD bodies for kernels/quantized.h, compiled once per target and dispatched at run time.
+//
+// Two decoders of the packed LSB-first code stream (formats/quantized.h):
+//
+// * Planar (2, 3, 4, 8 bits; the decode GEMV). A block of P·N codes (N f32 lanes, P = 4 planes, 8 for 3 bits)
+//   is unpacked with whole-vector shifts and masks into P vectors whose lanes hold codes in a fixed permuted
+//   order: e.g. 4 bits, N bytes zero-extended to N int32 lanes → the low nibbles are the even codes and the
+//   high nibbles the odd ones. Since x is shared by every row, x is permuted once per call into that same
+//   order (PermuteX), so the inner loop is just convert + FMA. 3 bits: lane i assembles the 24-bit unit at
+//   byte 3i (8 codes in 3 bytes) with two cross-lane permutes, plane j is (unit >> 3j) & 7.
+// * Natural (any width; dequantize_rows and the act-order / 5-7-bit GEMV). A chunk of 8 or 16 codes
+//   starting at a multiple of 8 codes (a byte boundary) lies in at most 16 bytes; each lane picks its two
+//   bytes with a byte shuffle, then a per-lane variable shift and mask extract the code, in column order.
+//
+// Codes before the first aligned block of a group and after its last full block (ragged shapes, odd group
+// sizes) are decoded one at a time with packed_code. Reads never go past the current row: the last block of a
+// row is copied to a zero-padded stack buffer when a vector load would overrun it.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/quantized_hwy.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/quantized.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace lowbit {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// ---------------------------------------------------------------- shared helpers
+
+// Codes [g0, g1) of one group: [g0, head_end) and [tail_begin, g1) go one at a time, nblocks blocks of B
+// codes start at head_end (the first multiple of `align` codes, where a block starts on a byte boundary).
+struct GroupPlan {
+  int64_t head_end, nblocks, tail_begin;
+};
+// The plans of all G groups of size gs, computed once per call (keeps integer divisions out of the row
+// loops).
+HWY_INLINE std::vector<GroupPlan> PlanGroups(int64_t gs, int64_t G, int64_t align, int64_t B) {
+  std::vector<GroupPlan> plans(static_cast<size_t>(G));
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t g0 = g * gs, g1 = g0 + gs;
+    const int64_t h = std::min(g1, (g0 + align - 1) / align * align);
+    const int64_t nb = (g1 - h) / B;
+    plans[size_t(g)] = {h, nb, h + nb * B};
+  }
+  return plans;
+}
+
+// Row scales (G fp16) → f32. Converting the whole row up front keeps the f16 decode out of the group loop.
+// Exact for every finite fp16 (subnormals included); on targets without F16C (SSSE3/SSE4) Highway's emulation
+// does not produce inf/NaN for non-finite inputs, which importers reject anyway (see from_gptq).
+template <class D>
+HWY_INLINE void ScalesToF32(D d, const uint16_t* HWY_RESTRICT s16, int64_t G, float* HWY_RESTRICT out) {
+  const hn::Rebind<hwy::float16_t, D> dh;
+  const int64_t N = int64_t(hn::Lanes(d));
+  const auto* h = reinterpret_cast<const hwy::float16_t*>(s16);
+  int64_t g = 0;
+  for (; g + N <= G; g += N) hn::StoreU(hn::PromoteTo(d, hn::LoadU(dh, h + g)), d, out + g);
+  if (g < G) {
+    alignas(64) uint16_t tmp[64] = {};
+    alignas(64) float o[64];
+    std::memcpy(tmp, s16 + g, size_t(G - g) * 2);
+    hn::Store(hn::PromoteTo(d, hn::Load(dh, reinterpret_cast<const hwy::float16_t*>(tmp))), d, o);
+    std::memcpy(out + g, o, size_t(G - g) * 4);
+  }
+}
+
+// Σ a[i]·b[i] with four accumulators.
+template <class D>
+HWY_INLINE float Dot(D d, const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, int64_t n) {
+  const int64_t N = int64_t(hn::Lanes(d));
+  auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N) {
+    a0 = hn::MulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), a0);
+    a1 = hn::MulAdd(hn::LoadU(d, a + i + N), hn::LoadU(d, b + i + N), a1);
+    a2 = hn::MulAdd(hn::LoadU(d, a + i + 2 * N), hn::LoadU(d, b + i + 2 * N), a2);
+    a3 = hn::MulAdd(hn::LoadU(d, a + i + 3 * N), hn::LoadU(d, b + i + 3 * N), a3);
+  }
+  for (; i + N <= n; i += N) a0 = hn::MulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), a0);
+  float s = hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(a0, a1), hn::Add(a2, a3))));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// ---------------------------------------------------------------- natural-order decoder
+
+// Byte-shuffle tables for a chunk of up to 16 codes starting on a byte boundary: code i starts at bit i·b,
+// i.e. in byte lo[i] at shift sh[i], and may spill into byte hi[i] = lo[i] + 1 (clamped: when it does not
+// spill, hi only feeds bits that the mask drops).
+struct NaturalTables {
+  alignas(16) uint8_t lo[16], hi[16];
+  alignas(64) uint32_t sh[16];
+  explicit NaturalTables(int bits) {
+    for (int i = 0; i < 16; ++i) {
+      const int bit = i * bits;
+      lo[i] = uint8_t(bit >> 3);
+      hi[i] = uint8_t(std::min(bit / 8 + 1, 15));
+      sh[i] = uint32_t(bit & 7);
+    }
+  }
+};
+
+// 16 bytes of the row from byte `off`, zero-padded past the row end (off < rb).
+HWY_INLINE hn::Vec<hn::Full128<uint8_t>> LoadRowBytes16(const uint8_t* row, size_t off, size_t rb) {
+  const hn::Full128<uint8_t> d8;
+  if (off + 16 <= rb) return hn::LoadU(d8, row + off);
+  alignas(16) uint8_t tmp[16] = {};
+  std::memcpy(tmp, row + off, rb - off);
+  return hn::Load(d8, tmp);
+}
+
+// Codes [c, c + K) in column order as K/N f32 vectors, K = max(N, 8); c is a multiple of 8.
+template <class D>
+HWY_INLINE void DecodeNatural(D d, const uint8_t* row, size_t rb, int bits, int64_t c,
+                              const NaturalTables& tab, hn::Vec<D>* q) {
+  const hn::Rebind<uint8_t, D> du8;
+  const hn::RebindToUnsigned<D> du;
+  const hn::RebindToSigned<D> di;
+  constexpr size_t N = hn::MaxLanes(D());
+  constexpr size_t K = N < 8 ? 8 : N;
+  const auto bytes = LoadRowBytes16(row, size_t(c) * size_t(bits) / 8, rb);
+  const auto mask = hn::Set(du, (1u << bits) - 1);
+  for (size_t k = 0; k < K / N; ++k) {
+    const auto l = hn::PromoteTo(du, hn::TableLookupBytes(bytes, hn::LoadU(du8, tab.lo + k * N)));
+    const auto h = hn::PromoteTo(du, hn::TableLookupBytes(bytes, hn::LoadU(du8, tab.hi + k * N)));
+    const auto v = hn::Or(l, hn::ShiftLeft<8>(h)) >> hn::LoadU(du, tab.sh + k * N);
+    q[k] = hn::ConvertTo(d, hn::BitCast(di, hn::And(v, mask)));
+  }
+}
+
+// Ŵ[r] (cols) into out. sbuf, zbuf: n_groups() floats of scratch. Each value is s·(q − z) in f32 exactly as
+// dequantize_rows_scalar computes it (one rounding, which is in fact exact: an fp16 scale has 11 significant
+// bits and |q − z| < 2^9, so the product fits in 24 bits), so the two agree bitwise.
+template <class D>
+void DequantRow(D d, const QuantizedWeight& w, const GroupPlan* plans, int64_t r, float* HWY_RESTRICT out,
+                float* HWY_RESTRICT sbuf, float* HWY_RESTRICT zbuf) {
+  constexpr size_t N = hn::MaxLanes(D());
+  constexpr int64_t K = N < 8 ? 8 : int64_t(N);
+  const int64_t G = w.n_groups(), cols = w.cols;
+  const int bits = w.bits;
+  const size_t rb = w.row_bytes();
+  const uint8_t* row = w.codes + size_t(r) * rb;
+  const uint8_t* zr = w.zeros + r * G;
+  ScalesToF32(d, w.scales + r * G, G, sbuf);
+  const NaturalTables tab(bits);
+  hn::Vec<D> q[K / N];
+  if (w.g_idx) {
+    // Act-order: each column has its own group; gather its scale and zero-point.
+    const hn::RebindToSigned<D> di;
+    for (int64_t g = 0; g < G; ++g) zbuf[g] = float(zr[g]);
+    int64_t c = 0;
+    for (; c + K <= cols; c += K) {
+      DecodeNatural(d, row, rb, bits, c, tab, q);
+      for (size_t k = 0; k < K / N; ++k) {
+        const auto gi = hn::LoadU(di, w.g_idx + c + int64_t(k * N));
+        const auto s = hn::GatherIndex(d, sbuf, gi), z = hn::GatherIndex(d, zbuf, gi);
+        hn::StoreU(hn::Mul(s, hn::Sub(q[k], z)), d, out + c + int64_t(k * N));
+      }
+    }
+    for (; c < cols; ++c) {
+      const int32_t g = w.g_idx[c];
+      out[c] = sbuf[g] * (float(packed_code(row, bits, c)) - zbuf[g]);
+    }
+    return;
+  }
+  const int64_t gs = w.group_size;
+  for (int64_t g = 0; g < G; ++g) {
+    const float s = sbuf[g], z = float(zr[g]);
+    const auto vs = hn::Set(d, s), vz = hn::Set(d, z);
+    const GroupPlan& p = plans[g];
+    for (int64_t c = g * gs; c < p.head_end; ++c) out[c] = s * (float(packed_code(row, bits, c)) - z);
+    for (int64_t b = 0; b < p.nblocks; ++b) {
+      const int64_t c = p.head_end + b * K;
+      DecodeNatural(d, row, rb, bits, c, tab, q);
+      for (size_t k = 0; k < K / N; ++k)
+        hn::StoreU(hn::Mul(vs, hn::Sub(q[k], vz)), d, out + c + int64_t(k * N));
+    }
+    for (int64_t c = p.tail_begin; c < (g + 1) * gs; ++c) out[c] = s * (float(packed_code(row, bits, c)) - z);
+  }
+}
+
+// Plans for DequantRow: blocks of max(N, 8) codes starting on multiples of 8 codes.
+template <class D>
+std::vector<GroupPlan> NaturalPlans(D, const QuantizedWeight& w) {
+  constexpr int64_t N = int64_t(hn::MaxLanes(D()));
+  return PlanGroups(w.group_size, w.n_groups(), 8, N < 8 ? 8 : N);
+}
+
+void DequantRows(const QuantizedWeight& w, int64_t r0, int64_t nr, float* out) {
+  const hn::ScalableTag<float> d;
+  const std::vector<GroupPlan> plans = NaturalPlans(d, w);
+#pragma omp parallel if (nr * w.cols >= (int64_t(1) << 16))
+  {
+    std::vector<float> sbuf(static_cast<size_t>(w.n_groups())), zbuf(static_cast<size_t>(w.n_groups()));
+#pragma omp for schedule(static)
+    for (int64_t r = r0; r < r0 + nr; ++r)
+      DequantRow(d, w, plans.data(), r, out + (r - r0) * w.cols, sbuf.data(), zbuf.data());
+  }
+}
+
+// ---------------------------------------------------------------- planar decoder (decode GEMV)
+
+template <int kBits>
+constexpr int kPlanes = kBits == 3 ? 8 : 4;
+// Codes per byte-aligned unit: a block may start only at a multiple of this.
+template <int kBits>
+constexpr int64_t kAlign = kBits == 3 ? 8 : 8 / kBits;
+
+// Column (relative to the block start) of lane i of plane j, for N lanes.
+template <int kBits>
+HWY_INLINE int64_t PlaneColumn(int j, int64_t i, int64_t N) {
+  if constexpr (kBits == 8) return j * N + i;                        // 4 loads of N bytes
+  if constexpr (kBits == 4) return (j / 2) * 2 * N + 2 * i + j % 2;  // 2 loads; low nibble, high nibble
+  if constexpr (kBits == 2) return 4 * i + j;                        // 1 load; crumbs 0..3 of byte i
+  return 8 * i + j;                                                  // 3 bits: code j of unit i
+}
+
+// Unpacks one block (P·N codes at byte p) into P f32 vectors, lanes in PlaneColumn order. For 3 bits the
+// caller guarantees 4N readable bytes (the block is 3N).
+template <int kBits, class D>
+HWY_INLINE void DecodePlanar(D d, const uint8_t* HWY_RESTRICT p, hn::Vec<D>* q) {
+  const hn::RebindToSigned<D> di;
+  const hn::Rebind<uint8_t, D> du8;
+  constexpr size_t N = hn::MaxLanes(D());
+  if constexpr (kBits == 8) {
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) q[j] = hn::ConvertTo(d, hn::PromoteTo(di, hn::LoadU(du8, p + j * N)));
+  } else if constexpr (kBits == 4) {
+    const auto m = hn::Set(di, 15);
+#pragma GCC unroll 2
+    for (int s = 0; s < 2; ++s) {
+      const auto v = hn::PromoteTo(di, hn::LoadU(du8, p + s * N));
+      q[2 * s] = hn::ConvertTo(d, hn::And(v, m));
+      q[2 * s + 1] = hn::ConvertTo(d, hn::ShiftRight<4>(v));
+    }
+  } else if constexpr (kBits == 2) {
+    const auto v = hn::PromoteTo(di, hn::LoadU(du8, p));
+    const auto m = hn::Set(di, 3);
+    q[0] = hn::ConvertTo(d, hn::And(v, m));
+    q[1] = hn::ConvertTo(d, hn::And(hn::ShiftRight<2>(v), m));
+    q[2] = hn::ConvertTo(d, hn::And(hn::ShiftRight<4>(v), m));
+    q[3] = hn::ConvertTo(d, hn::ShiftRight<6>(v));
+  } else {
+    static_assert(kBits == 3);
+    // Lane i needs the 24-bit unit at byte 3i: dword 3i/4 shifted right by 8·(3i mod 4), OR'ed with the next
+    // dword shifted left when the unit straddles the two. Two cross-lane permutes of one 4N-byte load (the
+    // caller guarantees 4N readable bytes); the lane tables are loop-invariant and hoisted by the compiler.
+    const hn::RebindToUnsigned<D> du;
+    const auto i3 = hn::Mul(hn::Iota(di, 0), hn::Set(di, 3));
+    const auto lo_idx = hn::ShiftRight<2>(i3);
+    const auto hi_idx = hn::Min(hn::Add(lo_idx, hn::Set(di, 1)), hn::Set(di, int32_t(N - 1)));
+    const auto shr = hn::ShiftLeft<3>(hn::And(i3, hn::Set(di, 3)));
+    // Bits ≥ 24 of a unit are never used, so when the unit does not straddle (shr 0 or 8), shifting the next
+    // dword left by 24 harmlessly puts it out of the way; all counts stay below 32.
+    const auto shl =
+        hn::IfThenElse(hn::Gt(shr, hn::Set(di, 8)), hn::Sub(hn::Set(di, 32), shr), hn::Set(di, 24));
+    const auto words = hn::LoadU(du, reinterpret_cast<const uint32_t*>(p));
+    const auto lo = hn::TableLookupLanes(words, hn::IndicesFromVec(du, hn::BitCast(du, lo_idx)));
+    const auto hi = hn::TableLookupLanes(words, hn::IndicesFromVec(du, hn::BitCast(du, hi_idx)));
+    const auto v = hn::BitCast(di, hn::Or(lo >> hn::BitCast(du, shr), hi << hn::BitCast(du, shl)));
+    const auto m = hn::Set(di, 7);
+    q[0] = hn::ConvertTo(d, hn::And(v, m));
+    q[1] = hn::ConvertTo(d, hn::And(hn::ShiftRight<3>(v), m));
+    q[2] = hn::ConvertTo(d, hn::And(hn::ShiftRight<6>(v), m));
+    q[3] = hn::ConvertTo(d, hn::And(hn::ShiftRight<9>(v), m));
+    q[4] = hn::ConvertTo(d, hn::And(hn::ShiftRight<12>(v), m));
+    q[5] = hn::ConvertTo(d, hn::And(hn::ShiftRight<15>(v), m));
+    q[6] = hn::ConvertTo(d, hn::And(hn::ShiftRight<18>(v), m));
+    q[7] = hn::ConvertTo(d, hn::And(hn::ShiftRight<21>(v), m));
+  }
+}
+
+// xp (n, cols): x with every planar block of every group reordered to the planes' lane order (head and tail
+// codes keep their place); sx (n, G): Σ x over each group, summed in double and rounded once.
+template <int kBits, class D>
+void PermuteX(D d, const QuantizedWeight& w, const GroupPlan* plans, const float* x, int64_t n, float* xp,
+              float* sx) {
+  constexpr int P = kPlanes<kBits>;
+  const int64_t N = int64_t(hn::Lanes(d)), B = P * N, cols = w.cols, gs = w.group_size, G = w.n_groups();
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xt = x + t * cols;
+    float* xpt = xp + t * cols;
+    std::memcpy(xpt, xt, size_t(cols) * sizeof(float));
+    for (int64_t g = 0; g < G; ++g) {
+      const GroupPlan& p = plans[g];
+      for (int64_t b = 0; b < p.nblocks; ++b) {
+        const int64_t c0 = p.head_end + b * B;
+        for (int j = 0; j < P; ++j)
+          for (int64_t i = 0; i < N; ++i) xpt[c0 + j * N + i] = xt[c0 + PlaneColumn<kBits>(j, i, N)];
+      }
+      double s = 0;
+      for (int64_t c = g * gs; c < (g + 1) * gs; ++c) s += xt[c];
+      sx[t * G + g] = float(s);
+    }
+  }
+}
+
+// y[t][r] for rows [r0, r1) and NT tokens, in the fused form
+//   y = Σ_g S_g·(Σ_{c∈g} q_c·x_c) − Σ_g S_g·Z_g·(Σ_{c∈g} x_c),
+// so the inner loop is code × x FMA and the zero-point costs one multiply per group (the tolerance this
+// reassociation needs is derived in tests/kernels/quantized_test.cpp).
+template <int kBits, int NT, class D>
+void GemvPlanarRows(D d, const QuantizedWeight& w, const GroupPlan* plans, const float* HWY_RESTRICT xp,
+                    const float* HWY_RESTRICT sx, int64_t r0, int64_t r1, float* HWY_RESTRICT y,
+                    float* HWY_RESTRICT sbuf) {
+  constexpr int P = kPlanes<kBits>;
+  constexpr int A = NT <= 2 ? 4 : 2;  // independent accumulators per token (hides FMA latency)
+  constexpr size_t N = hn::MaxLanes(D());
+  const int64_t B = P * int64_t(N), cols = w.cols, gs = w.group_size, G = w.n_groups(), rows = w.rows;
+  const size_t rb = w.row_bytes();
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.codes + size_t(r) * rb;
+    const uint8_t* zr = w.zeros + r * G;
+    ScalesToF32(d, w.scales + r * G, G, sbuf);
+    hn::Vec<D> tot[NT];
+    float sc[NT];
+    for (int t = 0; t < NT; ++t) tot[t] = hn::Zero(d), sc[t] = 0;
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t g0 = g * gs, g1 = g0 + gs;
+      const GroupPlan& p = plans[g];
+      float part[NT] = {};  // Σ q·x over the head and tail codes
+      for (int64_t c = g0; c < p.head_end; ++c) {
+        const float q = float(packed_code(row, kBits, c));
+        for (int t = 0; t < NT; ++t) part[t] += q * xp[t * cols + c];
+      }
+      hn::Vec<D> acc[NT][A];
+      for (int t = 0; t < NT; ++t)
+        for (int a = 0; a < A; ++a) acc[t][a] = hn::Zero(d);
+      for (int64_t b = 0; b < p.nblocks; ++b) {
+        const int64_t c = p.head_end + b * B;
+        const uint8_t* src = row + size_t(c) * kBits / 8;
+        alignas(64) uint8_t tmp[4 * 16];
+        if (kBits == 3 && size_t(c) * 3 / 8 + 4 * N > rb) {  // the 4N-byte load would pass the row end
+          std::memcpy(tmp, src, 3 * N);
+          std::memset(tmp + 3 * N, 0, N);
+          src = tmp;
+        }
+        hn::Vec<D> q[P];
+        DecodePlanar<kBits>(d, src, q);
+#pragma GCC unroll 8
+        for (int j = 0; j < P; ++j)
+#pragma GCC unroll 4
+          for (int t = 0; t < NT; ++t)
+            acc[t][j % A] = hn::MulAdd(q[j], hn::LoadU(d, xp + t * cols + c + j * int64_t(N)), acc[t][j % A]);
+      }
+      for (int64_t c = p.tail_begin; c < g1; ++c) {
+        const float q = float(packed_code(row, kBits, c));
+        for (int t = 0; t < NT; ++t) part[t] += q * xp[t * cols + c];
+      }
+      const float s = sbuf[g], z = float(zr[g]);
+      const auto vs = hn::Set(d, s);
+      for (int t = 0; t < NT; ++t) {
+        auto a = acc[t][0];
+        for (int k = 1; k < A; ++k) a = hn::Add(a, acc[t][k]);
+        tot[t] = hn::MulAdd(vs, a, tot[t]);
+        sc[t] += s * (part[t] - z * sx[t * G + g]);
+      }
+    }
+    for (int t = 0; t < NT; ++t) y[t * rows + r] = hn::GetLane(hn::SumOfLanes(d, tot[t])) + sc[t];
+  }
+}
+
+template <int kBits, class D>
+void GemvPlanar(D d, const QuantizedWeight& w, const float* x, int64_t n, float* y) {
+  const int64_t G = w.n_groups();
+  const std::vector<GroupPlan> plans =
+      PlanGroups(w.group_size, G, kAlign<kBits>, kPlanes<kBits> * int64_t(hn::Lanes(d)));
+  std::vector<float> xp(size_t(n * w.cols)), sx(size_t(n * G));
+  PermuteX<kBits>(d, w, plans.data(), x, n, xp.data(), sx.data());
+  // Rows in chunks of 8 so a thread's rows are contiguous and the per-call overhead is amortized.
+  const int64_t chunks = (w.rows + 7) / 8;
+#pragma omp parallel if (w.rows * w.cols >= (int64_t(1) << 16))
+  {
+    std::vector<float> sbuf(static_cast<size_t>(G));
+#pragma omp for schedule(static)
+    for (int64_t ch = 0; ch < chunks; ++ch) {
+      const int64_t r0 = ch * 8, r1 = std::min(w.rows, r0 + 8);
+      switch (n) {
+        case 1:
+          GemvPlanarRows<kBits, 1>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data());
+          break;
+        case 2:
+          GemvPlanarRows<kBits, 2>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data());
+          break;
+        case 3:
+          GemvPlanarRows<kBits, 3>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data());
+          break;
+        default:
+          GemvPlanarRows<kBits, 4>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data());
+          break;
+      }
+    }
+  }
+}
+
+// Picks the vector width for a group size: the widest whose block (P·N codes) tiles a group exactly, else
+// the widest that fits in one, else the narrowest (then most codes take the one-at-a-time path).
+template <int kBits>
+void GemvPlanarDispatch(const QuantizedWeight& w, const float* x, int64_t n, float* y) {
+  constexpr int P = kPlanes<kBits>;
+  const hn::CappedTag<float, 16> d16;
+  const hn::CappedTag<float, 8> d8;
+  const hn::CappedTag<float, 4> d4;
+  const int64_t gs = w.group_size, B16 = P * int64_t(hn::Lanes(d16)), B8 = P * int64_t(hn::Lanes(d8));
+  if (gs % B16 == 0) return GemvPlanar<kBits>(d16, w, x, n, y);
+  if (gs % B8 == 0) return GemvPlanar<kBits>(d8, w, x, n, y);
+  if (gs >= B16) return GemvPlanar<kBits>(d16, w, x, n, y);
+  if (gs >= B8) return GemvPlanar<kBits>(d8, w, x, n, y);
+  return GemvPlanar<kBits>(d4, w, x, n, y);
+}
+
+// Act-order or 5..7 bits: dequantize each row (SIMD, exact) into scratch and dot it with every token.
+void GemvDequantDot(const QuantizedWeight& w, const float* x, int64_t n, float* y) {
+  const hn::ScalableTag<float> d;
+  const int64_t G = w.n_groups(), cols = w.cols;
+  const std::vector<GroupPlan> plans = NaturalPlans(d, w);
+#pragma omp parallel if (w.rows * w.cols >= (int64_t(1) << 16))
+  {
+    std::vector<float> buf(static_cast<size_t>(cols)), sbuf(static_cast<size_t>(G)),
+        zbuf(static_cast<size_t>(G));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < w.rows; ++r) {
+      DequantRow(d, w, plans.data(), r, buf.data(), sbuf.data(), zbuf.data());
+      for (int64_t t = 0; t < n; ++t) y[t * w.rows + r] = Dot(d, buf.data(), x + t * cols, cols);
+    }
+  }
+}
+
+void QuantGemv(const QuantizedWeight& w, const float* x, int64_t n, float* y) {
+  if (w.g_idx) return GemvDequantDot(w, x, n, y);
+  switch (w.bits) {
+    case 2:
+      return GemvPlanarDispatch<2>(w, x, n, y);
+    case 3:
+      return GemvPlanarDispatch<3>(w, x, n, y);
+    case 4:
+      return GemvPlanarDispatch<4>(w, x, n, y);
+    case 8:
+      return GemvPlanarDispatch<8>(w, x, n, y);
+    default:
+      return GemvDequantDot(w, x, n, y);
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace lowbit
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "core/error.h"
+
+namespace lowbit {
+
+HWY_EXPORT(DequantRows);
+HWY_EXPORT(QuantGemv);
+
+void dequantize_rows(const QuantizedWeight& w, int64_t r0, int64_t nr, float* out) {
+  check_quantized_weight(w, "dequantize_rows");
+  if (r0 < 0 || nr < 0 || r0 + nr > w.rows)
+    fail("dequantize_rows: rows [{}, {}) outside [0, {})", r0, r0 + nr, w.rows);
+  HWY_DYNAMIC_DISPATCH(DequantRows)(w, r0, nr, out);
+}
+
+void quantized_gemv(const QuantizedWeight& w, const float* x, int64_t n, float* y) {
+  check_quantized_weight(w, "quantized_gemv");
+  if (n < 1 || n > 4) fail("quantized_gemv: {} tokens (supports 1..4)", n);
+  HWY_DYNAMIC_DISPATCH(QuantGemv)(w, x, n, y);
+}
+
+}  // namespace lowbit
+#endif  // HWY_ONCE

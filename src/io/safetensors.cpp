@@ -145,7 +145,7 @@ SafetensorsFile parse_safetensors_bytes(const uint8_t* data, size_t size, const 
     }
     uint64_t begin;
     auto [pos, _] = f.tensors.emplace(it.key(), parse_entry(name, it.key(), *it, base, data_size, &begin));
-    order.emplace_back(begin, &pos->first);
+    if (pos->second.nbytes > 0) order.emplace_back(begin, &pos->first);  // empty ranges overlap nothing
   }
   std::sort(order.begin(), order.end());
   for (size_t i = 1; i < order.size(); ++i) {

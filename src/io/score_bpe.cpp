@@ -83,9 +83,11 @@ std::vector<int32_t> ScoreBpeTokenizer::encode(std::string_view text) const {
   };
   for (size_t i = 0; i < work.size();) {
     // One UTF-8 character: a byte plus following continuation bytes, at most 4 in all (run.c's grouping, which
-    // also keeps malformed sequences together byte by byte).
+    // also keeps malformed sequences together byte by byte). The dummy prefix is a character of its own, as in
+    // run.c, even when the text starts with a stray continuation byte.
     size_t j = i + 1;
-    while (j < work.size() && j - i < 4 && (uint8_t(work[j]) & 0xC0) == 0x80) ++j;
+    if (!(i == 0 && add_dummy_prefix_))
+      while (j < work.size() && j - i < 4 && (uint8_t(work[j]) & 0xC0) == 0x80) ++j;
     auto it = mergeable_.find(work.substr(i, j - i));
     if (it != mergeable_.end()) {
       push(uint32_t(i), uint32_t(j - i), it->second, true);

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -104,5 +105,7 @@ class GgufFile {
 // the q/k rows of HF checkpoints back into Meta's original layout (LlamaModel.permute), and files converted from
 // Meta/llama2.c checkpoints are in that layout already, so RoPE pairs adjacent dims (x[2i], x[2i+1]) as stored.
 Checkpoint load_gguf_checkpoint(const std::string& path);
+// The same from an already parsed file (which the Checkpoint keeps alive); used by the fuzzer on memory.
+Checkpoint gguf_to_checkpoint(std::shared_ptr<const GgufFile> f);
 
 }  // namespace lowbit

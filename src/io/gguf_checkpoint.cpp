@@ -49,8 +49,10 @@ int positive(const GgufFile& f, const std::string& key, uint32_t v) {
 
 }  // namespace
 
-Checkpoint load_gguf_checkpoint(const std::string& path) {
-  auto f = std::make_shared<const GgufFile>(path);
+Checkpoint load_gguf_checkpoint(const std::string& path) { return gguf_to_checkpoint(std::make_shared<const GgufFile>(path)); }
+
+Checkpoint gguf_to_checkpoint(std::shared_ptr<const GgufFile> f) {
+  const std::string& path = f->name();
   const std::string& arch = f->get_string("general.architecture");
   if (arch != "llama") fail("{}: unknown architecture '{}' (only llama is supported)", path, arch);
 

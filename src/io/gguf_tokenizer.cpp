@@ -1,4 +1,3 @@
-// The tokenizer.ggml.* vocabulary of a GGUF file. Only the SentencePiece-style "llama" model is read here.
 #include <memory>
 
 #include "core/error.h"
@@ -28,8 +27,10 @@ std::string spaces_from_spm(const std::string& s) {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> load_gguf_tokenizer(const std::string& path) {
-  GgufFile f(path);
+std::unique_ptr<Tokenizer> load_gguf_tokenizer(const std::string& path) { return gguf_score_tokenizer(GgufFile(path)); }
+
+std::unique_ptr<ScoreBpeTokenizer> gguf_score_tokenizer(const GgufFile& f) {
+  const std::string& path = f.name();
   const std::string& model = f.get_string("tokenizer.ggml.model");
   if (model != "llama")
     fail("{}: tokenizer.ggml.model '{}' is not supported (only the SentencePiece-style 'llama')", path, model);

@@ -6,6 +6,7 @@
 // the result, is the same as run.c's quadratic rescan.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -45,5 +46,11 @@ class ScoreBpeTokenizer : public Tokenizer {
   std::vector<int16_t> byte_value_;                     // per id: the byte of a Byte piece, else -1
   int32_t unk_id_ = -1;
 };
+
+class GgufFile;
+// The tokenizer.ggml.* vocabulary of a parsed GGUF file (load_gguf_tokenizer reads the file). Only the
+// SentencePiece-style "llama" model: tokens (U+2581 read as ' '), scores, token_type, bos/eos ids,
+// add_space_prefix and add_bos_token.
+std::unique_ptr<ScoreBpeTokenizer> gguf_score_tokenizer(const GgufFile& f);
 
 }  // namespace lowbit

@@ -1,9 +1,9 @@
 // SentencePiece-style "BPE by piece score" tokenizer, the algorithm of llama2.c's run.c encode() (and of
 // llama.cpp's SPM tokenizer): split the text into UTF-8 characters (each unknown character falls back to its
-// <0xXX> byte pieces), then repeatedly merge the adjacent pair whose concatenation is a piece with the highest
-// score, leftmost first among equal scores, until no adjacent pair forms a piece. Used for llama2.c tok*.bin and
-// GGUF "llama" vocabularies. Implemented with a priority queue (O(n log n)); the order of merges, and therefore
-// the result, is the same as run.c's quadratic rescan.
+// <0xXX> byte pieces), then repeatedly merge the adjacent pair whose concatenation is a piece with the
+// highest score, leftmost first among equal scores, until no adjacent pair forms a piece. Used for llama2.c
+// tok*.bin and GGUF "llama" vocabularies. Implemented with a priority queue (O(n log n)); the order of
+// merges, and therefore the result, is the same as run.c's quadratic rescan.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -15,8 +15,16 @@
 
 namespace lowbit {
 
-// SentencePiece piece types (sentencepiece_model.proto; GGUF tokenizer.ggml.token_type uses the same numbers).
-enum class PieceKind : uint8_t { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
+// SentencePiece piece types (sentencepiece_model.proto; GGUF tokenizer.ggml.token_type uses the same
+// numbers).
+enum class PieceKind : uint8_t {
+  Normal = 1,
+  Unknown = 2,
+  Control = 3,
+  UserDefined = 4,
+  Unused = 5,
+  Byte = 6
+};
 
 struct ScoreVocab {
   std::vector<std::string> pieces;  // with spaces as ' ' (SentencePiece's U+2581 already replaced)

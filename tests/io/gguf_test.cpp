@@ -4,9 +4,9 @@
 
 #include <cmath>
 
+#include "../test_util.h"
 #include "core/mmap.h"
 #include "io_test_util.h"
-#include "../test_util.h"
 
 namespace lowbit {
 namespace {
@@ -14,7 +14,9 @@ namespace {
 using test::GgufBuilder;
 using test::throws_error;
 
-std::string stories_gguf() { return test::model_path("stories260K") + "/tinyllamas-stories-260k-f32.gguf"; }
+std::string stories_gguf() {
+  return test::model_path("stories260K") + "/tinyllamas-stories-260k-f32.gguf";
+}
 
 GgufFile parse(const std::string& bytes, const std::string& name = "t.gguf") {
   return GgufFile(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), name);
@@ -181,7 +183,8 @@ TEST(Gguf, AllValueTypesAndNestedArrays) {
 
 TEST(Gguf, TensorTypesAndDims) {
   GgufBuilder b(3);
-  std::vector<uint16_t> h = {f32_to_f16(1.0f), f32_to_f16(-2.5f), f32_to_f16(0.125f), 0, 0, f32_to_f16(65504.0f)};
+  std::vector<uint16_t> h = {f32_to_f16(1.0f),    f32_to_f16(-2.5f), f32_to_f16(0.125f), 0, 0,
+                             f32_to_f16(65504.0f)};
   std::vector<uint16_t> bf = {f32_to_bf16(3.0f), f32_to_bf16(-0.5f)};
   b.tensor("half", {3, 2}, 1, test::bytes_of(h));
   b.tensor("bf", {2}, 30, test::bytes_of(bf));
@@ -238,13 +241,22 @@ TEST(Gguf, CheckpointErrors) {
     test::write_bytes(dir + "/" + name, bytes);
     return dir + "/" + name;
   };
-  std::string p = write("falcon.gguf", tiny_llama(3, "falcon").build());
-  EXPECT_TRUE(throws_error([&] { load_gguf_checkpoint(p); }, {"falcon.gguf", "unknown architecture 'falcon'"}));
+  std::string p = write("nl.gguf", tiny_llama(3, "lla\nma").build());
+  EXPECT_TRUE(throws_error([&] { load_gguf_checkpoint(p); }, {"nl.gguf", "'lla\\x0ama'"}));
+  GgufBuilder ctl(3);
+  ctl.kv_u32("a\tb", 1);
+  p = write("ctl.gguf", ctl.build());
+  EXPECT_TRUE(
+      throws_error([&] { load_gguf_checkpoint(p); }, {"ctl.gguf", "'a\\x09b'", "control characters"}));
+  p = write("falcon.gguf", tiny_llama(3, "falcon").build());
+  EXPECT_TRUE(
+      throws_error([&] { load_gguf_checkpoint(p); }, {"falcon.gguf", "unknown architecture 'falcon'"}));
 
   GgufBuilder b = tiny_llama(3);
   b.tensor("blk.3.attn_q.weight", {8, 8}, 0, f32_data(64));
   p = write("blk.gguf", b.build());
-  EXPECT_TRUE(throws_error([&] { load_gguf_checkpoint(p); }, {"blk.gguf", "blk.3.attn_q.weight", "block_count is 1"}));
+  EXPECT_TRUE(throws_error([&] { load_gguf_checkpoint(p); },
+                           {"blk.gguf", "blk.3.attn_q.weight", "block_count is 1"}));
 
   b = tiny_llama(3);
   b.tensor("blk.0.extra.weight", {32}, 8, std::string(34, '\0'));
@@ -254,7 +266,8 @@ TEST(Gguf, CheckpointErrors) {
   GgufBuilder nokey(3);
   nokey.kv_string("general.architecture", "llama");
   p = write("nokey.gguf", nokey.build());
-  EXPECT_TRUE(throws_error([&] { load_gguf_checkpoint(p); }, {"nokey.gguf", "'llama.embedding_length'", "missing"}));
+  EXPECT_TRUE(
+      throws_error([&] { load_gguf_checkpoint(p); }, {"nokey.gguf", "'llama.embedding_length'", "missing"}));
 
   b = tiny_llama(3);
   b.kv_u32("llama.attention.key_length", 6);
@@ -293,8 +306,9 @@ TEST(Gguf, ShapeMismatchNamesFile) {
   std::string path = test::temp_dir("gguf-shape") + "/shape.gguf";
   test::write_bytes(path, b.build());
   Checkpoint c = load_gguf_checkpoint(path);
-  EXPECT_TRUE(throws_error([&] { validate_llama_tensors(c); },
-                           {"shape.gguf", "model.layers.0.mlp.gate_proj.weight", "(12, 8)", "expects (16, 8)"}));
+  EXPECT_TRUE(
+      throws_error([&] { validate_llama_tensors(c); },
+                   {"shape.gguf", "model.layers.0.mlp.gate_proj.weight", "(12, 8)", "expects (16, 8)"}));
 }
 
 TEST(Gguf, MalformedFiles) {
@@ -364,7 +378,10 @@ TEST(Gguf, MalformedFiles) {
   b.tensor("a", {8}, 0, f32_data(8));
   b.tensor("b", {8}, 0, f32_data(8));
   s = b.build();
-  size_t pos = s.find(std::string("\x01\x00\x00\x00\x00\x00\x00\x00" "b", 9));  // name length 1, "b"
+  size_t pos =
+      s.find(std::string("\x01\x00\x00\x00\x00\x00\x00\x00"
+                         "b",
+                         9));  // name length 1, "b"
   ASSERT_NE(pos, std::string::npos);
   uint64_t off = 40;
   std::memcpy(&s[pos + 9 + 4 + 8 + 4], &off, 8);

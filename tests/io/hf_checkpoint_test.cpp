@@ -1,14 +1,13 @@
 #include "io/hf_checkpoint.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include <fmt/format.h>
-
+#include "../test_util.h"
 #include "core/sha256.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "io_test_util.h"
-#include "../test_util.h"
 
 namespace lowbit {
 namespace {
@@ -16,7 +15,8 @@ namespace {
 using test::throws_error;
 
 Json base_config() {
-  return Json::parse(R"({"model_type": "llama", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+  return Json::parse(
+      R"({"model_type": "llama", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
     "num_key_value_heads": 1, "intermediate_size": 12, "vocab_size": 10, "rms_norm_eps": 1e-5,
     "tie_word_embeddings": false})");
 }
@@ -96,7 +96,8 @@ TEST(HfConfig, BadConfigs) {
   };
   EXPECT_TRUE(bad([](Json& j) { j.erase("hidden_size"); }, {"/x/config.json", "'hidden_size'", "missing"}));
   EXPECT_TRUE(bad([](Json& j) { j.erase("vocab_size"); }, {"config.json", "'vocab_size'"}));
-  EXPECT_TRUE(bad([](Json& j) { j["hidden_size"] = "384"; }, {"config.json", "'hidden_size'", "positive integer"}));
+  EXPECT_TRUE(
+      bad([](Json& j) { j["hidden_size"] = "384"; }, {"config.json", "'hidden_size'", "positive integer"}));
   EXPECT_TRUE(bad([](Json& j) { j["num_hidden_layers"] = 0; }, {"'num_hidden_layers'"}));
   EXPECT_TRUE(bad([](Json& j) { j["intermediate_size"] = 1.5; }, {"'intermediate_size'"}));
   EXPECT_TRUE(bad([](Json& j) { j["rms_norm_eps"] = "small"; }, {"'rms_norm_eps'"}));
@@ -106,10 +107,16 @@ TEST(HfConfig, BadConfigs) {
   EXPECT_TRUE(bad([](Json& j) { j["hidden_size"] = 9; }, {"not divisible"}));
   EXPECT_TRUE(bad([](Json& j) { j["tie_word_embeddings"] = 1; }, {"'tie_word_embeddings'"}));
   EXPECT_TRUE(bad([](Json& j) { j["eos_token_id"] = "x"; }, {"'eos_token_id'"}));
-  EXPECT_TRUE(bad([](Json& j) { j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}}; },
-                  {"config.json", "'yarn'", "not supported"}));
-  EXPECT_TRUE(bad([](Json& j) { j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}}; },
-                  {"'rope_scaling.low_freq_factor'"}));
+  EXPECT_TRUE(bad(
+      [](Json& j) {
+        j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+      },
+      {"config.json", "'yarn'", "not supported"}));
+  EXPECT_TRUE(bad(
+      [](Json& j) {
+        j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};
+      },
+      {"'rope_scaling.low_freq_factor'"}));
   EXPECT_TRUE(bad([](Json& j) { j["rope_scaling"] = 2; }, {"'rope_scaling'"}));
   EXPECT_TRUE(throws_error([] { parse_hf_config(Json::array(), "/x/config.json"); }, {"/x/config.json"}));
 }
@@ -200,8 +207,9 @@ TEST(HfCheckpoint, MissingShardAndTensor) {
   TinyModel m;
   std::string dir = m.write_dir("hf-noshard", true);
   std::remove((dir + "/model-00002-of-00002.safetensors").c_str());
-  EXPECT_TRUE(throws_error([&] { load_hf_checkpoint(dir); },
-                           {"model.safetensors.index.json", "model-00002-of-00002.safetensors", "not found"}));
+  EXPECT_TRUE(
+      throws_error([&] { load_hf_checkpoint(dir); },
+                   {"model.safetensors.index.json", "model-00002-of-00002.safetensors", "not found"}));
 
   dir = m.write_dir("hf-notensor", true);
   Json idx = parse_json_file(dir + "/model.safetensors.index.json");
@@ -228,9 +236,9 @@ TEST(HfCheckpoint, ValidateShapeAndDtypeMismatch) {
     m.add("model.layers.0.self_attn.k_proj.weight", {8, 8});  // config says (4, 8)
     std::string dir = m.write_dir("hf-shape", false);
     Checkpoint c = load_hf_checkpoint(dir);
-    EXPECT_TRUE(throws_error([&] { validate_llama_tensors(c); },
-                             {dir + "/model.safetensors", "model.layers.0.self_attn.k_proj.weight", "(8, 8)",
-                              "expects (4, 8)"}));
+    EXPECT_TRUE(throws_error(
+        [&] { validate_llama_tensors(c); },
+        {dir + "/model.safetensors", "model.layers.0.self_attn.k_proj.weight", "(8, 8)", "expects (4, 8)"}));
   }
   {
     TinyModel m;
@@ -238,7 +246,8 @@ TEST(HfCheckpoint, ValidateShapeAndDtypeMismatch) {
     m.tensors["model.norm.weight"] = {DType::I32, {8}, ints.data(), 32, ""};
     std::string dir = m.write_dir("hf-dtype", false);
     Checkpoint c = load_hf_checkpoint(dir);
-    EXPECT_TRUE(throws_error([&] { validate_llama_tensors(c); }, {"model.safetensors", "model.norm.weight", "I32"}));
+    EXPECT_TRUE(
+        throws_error([&] { validate_llama_tensors(c); }, {"model.safetensors", "model.norm.weight", "I32"}));
   }
   {
     TinyModel m;

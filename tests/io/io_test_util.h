@@ -22,7 +22,8 @@ inline ::testing::AssertionResult throws_error(const std::function<void()>& f,
     std::string m = e.what();
     if (m.find('\n') != std::string::npos) return ::testing::AssertionFailure() << "multi-line error: " << m;
     for (const auto& n : needles)
-      if (m.find(n) == std::string::npos) return ::testing::AssertionFailure() << "'" << n << "' not in: " << m;
+      if (m.find(n) == std::string::npos)
+        return ::testing::AssertionFailure() << "'" << n << "' not in: " << m;
     return ::testing::AssertionSuccess() << m;
   } catch (const std::exception& e) {
     return ::testing::AssertionFailure() << "non-lowbit exception: " << e.what();
@@ -58,8 +59,10 @@ class GgufBuilder {
     return o + s;
   }
   void count(std::string& o, uint64_t n) const {
-    if (version_ == 1) put<uint32_t>(o, uint32_t(n));
-    else put<uint64_t>(o, n);
+    if (version_ == 1)
+      put<uint32_t>(o, uint32_t(n));
+    else
+      put<uint64_t>(o, n);
   }
   // A key with a raw value (type id + payload already encoded).
   void kv_raw(const std::string& key, uint32_t type, const std::string& payload) {

@@ -4,17 +4,19 @@
 
 #include <cstring>
 
+#include "../test_util.h"
 #include "core/sha256.h"
 #include "io/gguf.h"
 #include "io_test_util.h"
-#include "../test_util.h"
 
 namespace lowbit {
 namespace {
 
 using test::throws_error;
 
-std::string stories_bin() { return test::model_path("stories260K") + "/stories260K.bin"; }
+std::string stories_bin() {
+  return test::model_path("stories260K") + "/stories260K.bin";
+}
 
 // A llama2.c file for the header h; float k of the body holds k.
 std::string llama2c_file(std::vector<int32_t> h, size_t n_floats) {
@@ -46,14 +48,15 @@ TEST(Llama2c, Stories260K) {
   validate_llama_tensors(c);
   // sha256 of the raw bytes at the offsets llama2.c's run.c computes, from a separate Python reader.
   const TensorView& wq = c.get("model.layers.0.self_attn.q_proj.weight");
-  EXPECT_EQ(sha256_hex(wq.data, wq.nbytes), "42ae9485806ab6265d45a011cc0e4e8bde4ec68705d9f5dab306c00498bcb1a3");
+  EXPECT_EQ(sha256_hex(wq.data, wq.nbytes),
+            "42ae9485806ab6265d45a011cc0e4e8bde4ec68705d9f5dab306c00498bcb1a3");
   const TensorView& e = c.get("model.embed_tokens.weight");
   EXPECT_EQ(sha256_hex(e.data, e.nbytes), "452158377d2f8703b5b38935f894b628d3c7e2ac26bc167bfbfc68655dfe2c8a");
 }
 
-// Both readers of the same weights must agree bit for bit. This also settles the RoPE layout question: the GGUF
-// (llama.tensor_data_layout "Meta AI original pth") stores q/k rows exactly as llama2.c does, unpermuted, so
-// both use RopeStyle::Interleaved.
+// Both readers of the same weights must agree bit for bit. This also settles the RoPE layout question: the
+// GGUF (llama.tensor_data_layout "Meta AI original pth") stores q/k rows exactly as llama2.c does,
+// unpermuted, so both use RopeStyle::Interleaved.
 TEST(Llama2c, BitIdenticalToGguf) {
   Checkpoint a = load_llama2c_checkpoint(stories_bin());
   Checkpoint g = load_gguf_checkpoint(test::model_path("stories260K") + "/tinyllamas-stories-260k-f32.gguf");
@@ -76,7 +79,8 @@ TEST(Llama2c, BitIdenticalToGguf) {
 
 TEST(Llama2c, UnsharedClassifierAndLayout) {
   // dim 4, hidden 6, 2 layers, 2 heads, 1 kv head, vocab -3 (unshared), seq_len 2; head 2, kv_dim 2.
-  const size_t n = 3 * 4 + 2 * 4 + 2 * 16 + 2 * 8 + 2 * 8 + 2 * 16 + 2 * 4 + 3 * 2 * 24 + 4 + 2 * 2 * 1 + 3 * 4;
+  const size_t n =
+      3 * 4 + 2 * 4 + 2 * 16 + 2 * 8 + 2 * 8 + 2 * 16 + 2 * 4 + 3 * 2 * 24 + 4 + 2 * 2 * 1 + 3 * 4;
   std::string path = test::temp_dir("l2c") + "/tiny.bin";
   test::write_bytes(path, llama2c_file({4, 6, 2, 2, 1, -3, 2}, n));
   Checkpoint c = load_llama2c_checkpoint(path);
@@ -94,10 +98,10 @@ TEST(Llama2c, UnsharedClassifierAndLayout) {
   EXPECT_EQ(first("model.layers.0.self_attn.v_proj.weight"), 68);
   EXPECT_EQ(first("model.layers.0.self_attn.o_proj.weight"), 84);
   EXPECT_EQ(first("model.layers.0.post_attention_layernorm.weight"), 116);
-  EXPECT_EQ(first("model.layers.0.mlp.gate_proj.weight"), 124);   // w1
-  EXPECT_EQ(first("model.layers.0.mlp.down_proj.weight"), 172);   // w2
+  EXPECT_EQ(first("model.layers.0.mlp.gate_proj.weight"), 124);  // w1
+  EXPECT_EQ(first("model.layers.0.mlp.down_proj.weight"), 172);  // w2
   EXPECT_EQ(first("model.layers.1.mlp.down_proj.weight"), 196);
-  EXPECT_EQ(first("model.layers.0.mlp.up_proj.weight"), 220);     // w3
+  EXPECT_EQ(first("model.layers.0.mlp.up_proj.weight"), 220);  // w3
   EXPECT_EQ(first("model.norm.weight"), 268);
   EXPECT_EQ(first("lm_head.weight"), 268 + 4 + 4);  // after rms_final and 2 x (2 x 1) freq_cis
   EXPECT_EQ(c.get("model.layers.0.mlp.down_proj.weight").shape, (std::vector<int64_t>{4, 6}));
@@ -128,13 +132,14 @@ TEST(Llama2c, BadFiles) {
 TEST(Llama2c, TruncatedRealFile) {
   std::string bytes = read_file(stories_bin());
   std::string p = test::temp_dir("l2c-cut") + "/cut.bin";
-  for (size_t cut : {size_t(0), size_t(3), size_t(27), size_t(28), size_t(1000), bytes.size() / 2, bytes.size() - 4,
-                     bytes.size() - 1}) {
+  for (size_t cut : {size_t(0), size_t(3), size_t(27), size_t(28), size_t(1000), bytes.size() / 2,
+                     bytes.size() - 4, bytes.size() - 1}) {
     test::write_bytes(p, bytes.substr(0, cut));
     EXPECT_TRUE(throws_error([&] { load_llama2c_checkpoint(p); }, {"cut.bin"})) << cut;
   }
   test::write_bytes(p, bytes + "x");
-  EXPECT_TRUE(throws_error([&] { load_llama2c_checkpoint(p); }, {"cut.bin", "1056541 bytes", "implies 1056540"}));
+  EXPECT_TRUE(
+      throws_error([&] { load_llama2c_checkpoint(p); }, {"cut.bin", "1056541 bytes", "implies 1056540"}));
 }
 
 }  // namespace

@@ -4,10 +4,10 @@
 
 #include <filesystem>
 
+#include "../test_util.h"
 #include "core/mmap.h"
 #include "io/checkpoint.h"
 #include "io_test_util.h"
-#include "../test_util.h"
 
 namespace lowbit {
 namespace {
@@ -17,7 +17,8 @@ using test::throws_error;
 TEST(LoadCheckpoint, DispatchesOnWhatThePathIs) {
   EXPECT_EQ(load_checkpoint(test::model_path("testbed-25m")).format, "hf-safetensors");
   EXPECT_EQ(load_checkpoint(test::model_path("stories260K") + "/stories260K.bin").format, "llama2c");
-  EXPECT_EQ(load_checkpoint(test::model_path("stories260K") + "/tinyllamas-stories-260k-f32.gguf").format, "gguf");
+  EXPECT_EQ(load_checkpoint(test::model_path("stories260K") + "/tinyllamas-stories-260k-f32.gguf").format,
+            "gguf");
   // GGUF detected by magic whatever the name.
   std::string dir = test::temp_dir("dispatch");
   std::filesystem::copy_file(test::model_path("stories260K") + "/tinyllamas-stories-260k-f32.gguf",
@@ -27,17 +28,19 @@ TEST(LoadCheckpoint, DispatchesOnWhatThePathIs) {
   EXPECT_TRUE(throws_error([&] { load_checkpoint(dir + "/nope.bin"); }, {"nope.bin", "cannot open"}));
   EXPECT_TRUE(throws_error([&] { load_checkpoint(dir); }, {dir, "config.json"}));
   test::write_bytes(dir + "/weights.pt", "whatever");
-  EXPECT_TRUE(throws_error([&] { load_checkpoint(dir + "/weights.pt"); }, {"weights.pt", "unrecognized checkpoint"}));
+  EXPECT_TRUE(
+      throws_error([&] { load_checkpoint(dir + "/weights.pt"); }, {"weights.pt", "unrecognized checkpoint"}));
   test::write_bytes(dir + "/pytorch_model.bin", std::string("PK\x03\x04", 4) + "zip");
-  EXPECT_TRUE(throws_error([&] { load_checkpoint(dir + "/pytorch_model.bin"); }, {"pytorch_model.bin", "zip"}));
+  EXPECT_TRUE(
+      throws_error([&] { load_checkpoint(dir + "/pytorch_model.bin"); }, {"pytorch_model.bin", "zip"}));
   test::write_bytes(dir + "/x.safetensors", "");
   EXPECT_TRUE(throws_error([&] { load_checkpoint(dir + "/x.safetensors"); }, {"x.safetensors", "config"}));
   test::write_bytes(dir + "/empty.gguf", "");
   EXPECT_TRUE(throws_error([&] { load_checkpoint(dir + "/empty.gguf"); }, {"empty.gguf", "not a GGUF file"}));
 }
 
-// Cut points: 100 over the first `dense` bytes (headers live there; the parsers' own tests cut at every byte in
-// memory), then 40 spread over the rest.
+// Cut points: 100 over the first `dense` bytes (headers live there; the parsers' own tests cut at every byte
+// in memory), then 40 spread over the rest.
 std::vector<size_t> cut_points(size_t size, size_t dense) {
   std::vector<size_t> cuts;
   for (size_t c = 0; c < std::min(dense, size); c += dense / 100 + 1) cuts.push_back(c);
@@ -68,7 +71,8 @@ TEST(LoadCheckpoint, TruncatedLlama2c) {
 
 TEST(LoadCheckpoint, TruncatedGguf) {
   std::string dst = test::temp_dir("cut-gguf") + "/stories.gguf";
-  expect_every_cut_fails(test::model_path("stories260K") + "/tinyllamas-stories-260k-f32.gguf", dst, dst, 12000);
+  expect_every_cut_fails(test::model_path("stories260K") + "/tinyllamas-stories-260k-f32.gguf", dst, dst,
+                         12000);
 }
 
 TEST(LoadCheckpoint, TruncatedSafetensorsShard) {
@@ -78,8 +82,8 @@ TEST(LoadCheckpoint, TruncatedSafetensorsShard) {
   for (const char* f : {"config.json", "model.safetensors.index.json", "model-00001-of-00003.safetensors",
                         "model-00002-of-00003.safetensors"})
     std::filesystem::copy_file(src + "/" + f, dir + "/" + f);
-  expect_every_cut_fails(src + "/model-00003-of-00003.safetensors", dir + "/model-00003-of-00003.safetensors", dir,
-                         1700);
+  expect_every_cut_fails(src + "/model-00003-of-00003.safetensors", dir + "/model-00003-of-00003.safetensors",
+                         dir, 1700);
 }
 
 }  // namespace

@@ -7,21 +7,25 @@
 #include <map>
 #include <random>
 
+#include "../test_util.h"
 #include "core/mmap.h"
 #include "io/gguf.h"
 #include "io_test_util.h"
-#include "../test_util.h"
 
 namespace lowbit {
 namespace {
 
 using test::throws_error;
 
-std::string tok512() { return test::model_path("stories260K") + "/tok512.bin"; }
-std::string stories_gguf() { return test::model_path("stories260K") + "/tinyllamas-stories-260k-f32.gguf"; }
+std::string tok512() {
+  return test::model_path("stories260K") + "/tok512.bin";
+}
+std::string stories_gguf() {
+  return test::model_path("stories260K") + "/tinyllamas-stories-260k-f32.gguf";
+}
 
-// run.c, as written there: dummy-prefix " " token, per-character lookup with byte fallback id = byte + 3, then
-// merge the best-scoring adjacent pair (first strict maximum) until none is a piece.
+// run.c, as written there: dummy-prefix " " token, per-character lookup with byte fallback id = byte + 3,
+// then merge the best-scoring adjacent pair (first strict maximum) until none is a piece.
 struct RunCReference {
   std::vector<std::string> vocab;
   std::vector<float> scores;
@@ -126,7 +130,8 @@ TEST(ScoreBpe, MatchesRunCAndRoundTrips) {
   std::vector<int32_t> ids = a->encode_with_bos("Once upon");
   ids.push_back(2);
   EXPECT_EQ(a->decode(ids), "Once upon");
-  EXPECT_TRUE(throws_error([&] { a->decode(std::vector<int32_t>{512}); }, {"tok512.bin", "512", "out of range"}));
+  EXPECT_TRUE(
+      throws_error([&] { a->decode(std::vector<int32_t>{512}); }, {"tok512.bin", "512", "out of range"}));
 }
 
 TEST(ScoreBpe, RandomTextsMatchRunC) {
@@ -135,14 +140,16 @@ TEST(ScoreBpe, RandomTextsMatchRunC) {
   RunCReference ref;
   auto a = load_llama2c_tokenizer(tok512());
   std::mt19937 rng(7);
-  const std::vector<std::string> alphabet = {"a", "e", "t", "h", " ", "o", "n", "s", "i", ".", "\n", "\xC3\xA9",
-                                             "the", " a", "ll", "\xFF"};
+  const std::vector<std::string> alphabet = {"a", "e", "t",  "h",        " ",   "o",  "n",  "s",
+                                             "i", ".", "\n", "\xC3\xA9", "the", " a", "ll", "\xFF"};
   for (int it = 0; it < 2000; ++it) {
     std::string s;
     int n = int(rng() % 60);
     for (int i = 0; i < n; ++i) {
-      if (rng() % 10 == 0) s += char(rng() % 256);
-      else s += alphabet[rng() % alphabet.size()];
+      if (rng() % 10 == 0)
+        s += char(rng() % 256);
+      else
+        s += alphabet[rng() % alphabet.size()];
     }
     std::vector<int32_t> ids = a->encode(s);
     ASSERT_EQ(ids, ref.encode(s)) << testing::PrintToString(s);
@@ -167,7 +174,8 @@ TEST(ScoreBpe, GgufVocabularyEqualsTok512) {
 
 TEST(ScoreBpe, BadLlama2cTokenizerFiles) {
   std::string dir = test::temp_dir("tokbad");
-  auto file = [](int32_t max_len, std::vector<std::pair<float, std::string>> toks, int32_t len_override = -2) {
+  auto file = [](int32_t max_len, std::vector<std::pair<float, std::string>> toks,
+                 int32_t len_override = -2) {
     std::string s;
     test::put(s, max_len);
     for (auto& [score, t] : toks) {
@@ -204,7 +212,10 @@ TEST(ScoreBpe, BadGgufTokenizers) {
   auto base = [](const std::string& model) {
     test::GgufBuilder b(3);
     b.kv_string("tokenizer.ggml.model", model);
-    b.kv_strings("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>", "\xE2\x96\x81" "a", "\xE2\x96\x81", "a"});
+    b.kv_strings("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>",
+                                           "\xE2\x96\x81"
+                                           "a",
+                                           "\xE2\x96\x81", "a"});
     return b;
   };
   EXPECT_TRUE(bad(base("gpt2"), {"v.gguf", "'gpt2'", "not supported"}));

@@ -8,8 +8,9 @@ namespace lowbit {
 Json parse_json_text(std::string_view text, const std::string& what) {
   try {
     return Json::parse(text.begin(), text.end());
-  } catch (const Json::parse_error& e) {
-    // e.what() is "[json.exception.parse_error.101] parse error at line 1, column 5: ..." : keep it on one line.
+  } catch (const Json::exception& e) {
+    // parse_error, or out_of_range for a number like 1e999. e.what() is
+    // "[json.exception.parse_error.101] parse error at line 1, column 5: ..." : keep it on one line.
     std::string msg = e.what();
     auto pos = msg.find("] ");
     if (pos != std::string::npos) msg = msg.substr(pos + 2);
@@ -17,6 +18,8 @@ Json parse_json_text(std::string_view text, const std::string& what) {
   }
 }
 
-Json parse_json_file(const std::string& path) { return parse_json_text(read_file(path), path); }
+Json parse_json_file(const std::string& path) {
+  return parse_json_text(read_file(path), path);
+}
 
 }  // namespace lowbit

@@ -173,6 +173,9 @@ TEST(Safetensors, MalformedHeaders) {
   std::string d8(8, '\0');
   EXPECT_TRUE(bad("{\"a\": ", d8, {"t.safetensors", "malformed JSON"}));
   EXPECT_TRUE(bad("[1, 2]", d8, {"t.safetensors", "not a JSON object"}));
+  // nlohmann reports a number it cannot hold as out_of_range, not parse_error (found by the fuzzer).
+  EXPECT_TRUE(bad(R"({"a":{"dtype":"F32","shape":[1e999],"data_offsets":[0,4]}})", d8,
+                  {"t.safetensors", "malformed JSON"}));
   EXPECT_TRUE(
       bad(R"({"a":{"dtype":"F8_E4M3","shape":[8],"data_offsets":[0,8]}})", d8, {"unknown dtype 'F8_E4M3'"}));
   EXPECT_TRUE(bad(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", d8,

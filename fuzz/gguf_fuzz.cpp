@@ -1,5 +1,6 @@
-// libFuzzer target for the GGUF reader, the llama mapping on top of it and its tokenizer. lowbit::Error is the
-// expected outcome for bad input; anything else (a crash, a sanitizer report, another exception) is a bug.
+// libFuzzer target for the GGUF reader, the llama mapping on top of it and its tokenizer. lowbit::Error is
+// the expected outcome for bad input; anything else (a crash, a sanitizer report, another exception) is a
+// bug.
 #include <cstddef>
 #include <cstdint>
 #include <memory>

@@ -18,6 +18,8 @@ Json parse_json_text(std::string_view text, const std::string& what) {
   }
 }
 
-Json parse_json_file(const std::string& path) { return parse_json_text(read_file(path), path); }
+Json parse_json_file(const std::string& path) {
+  return parse_json_text(read_file(path), path);
+}
 
 }  // namespace lowbit

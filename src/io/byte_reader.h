@@ -11,13 +11,38 @@
 
 namespace lowbit {
 
+// A string from a file made safe for a one-line error message: control bytes become \xNN.
+inline std::string printable(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      static const char* kHex = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+inline bool has_control_chars(std::string_view s) {
+  return printable(s).size() != s.size();
+}
+
 // a * b and a + b on sizes from untrusted headers: false on overflow.
-inline bool mul_ok(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_mul_overflow(a, b, out); }
-inline bool add_ok(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_add_overflow(a, b, out); }
+inline bool mul_ok(uint64_t a, uint64_t b, uint64_t* out) {
+  return !__builtin_mul_overflow(a, b, out);
+}
+inline bool add_ok(uint64_t a, uint64_t b, uint64_t* out) {
+  return !__builtin_add_overflow(a, b, out);
+}
 
 class ByteReader {
  public:
-  ByteReader(const uint8_t* data, size_t size, const std::string& name) : data_(data), size_(size), name_(name) {}
+  ByteReader(const uint8_t* data, size_t size, const std::string& name)
+      : data_(data), size_(size), name_(name) {}
 
   size_t pos() const { return pos_; }
   size_t size() const { return size_; }
@@ -44,7 +69,8 @@ class ByteReader {
     return s;
   }
   void seek(uint64_t p, std::string_view what) {
-    if (p > size_) fail("{}: truncated: {} at offset {} is past the end of the file ({} bytes)", name_, what, p, size_);
+    if (p > size_)
+      fail("{}: truncated: {} at offset {} is past the end of the file ({} bytes)", name_, what, p, size_);
     pos_ = size_t(p);
   }
 

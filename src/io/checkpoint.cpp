@@ -53,11 +53,13 @@ Checkpoint load_checkpoint(const std::string& path) {
 
 void validate_llama_tensors(const Checkpoint& ckpt) {
   const ModelConfig& c = ckpt.config;
-  if (c.n_embd <= 0 || c.n_layer <= 0 || c.n_head <= 0 || c.n_kv_head <= 0 || c.head_dim <= 0 || c.n_ff <= 0 ||
-      c.n_vocab <= 0)
-    fail("{}: config has a non-positive size (n_embd {}, n_layer {}, n_head {}, n_kv_head {}, head_dim {}, n_ff {}, "
-         "n_vocab {})",
-         ckpt.path, c.n_embd, c.n_layer, c.n_head, c.n_kv_head, c.head_dim, c.n_ff, c.n_vocab);
+  if (c.n_embd <= 0 || c.n_layer <= 0 || c.n_head <= 0 || c.n_kv_head <= 0 || c.head_dim <= 0 ||
+      c.n_ff <= 0 || c.n_vocab <= 0)
+    fail(
+        "{}: config has a non-positive size (n_embd {}, n_layer {}, n_head {}, n_kv_head {}, head_dim {}, "
+        "n_ff {}, "
+        "n_vocab {})",
+        ckpt.path, c.n_embd, c.n_layer, c.n_head, c.n_kv_head, c.head_dim, c.n_ff, c.n_vocab);
   if (c.n_head % c.n_kv_head != 0)
     fail("{}: config: n_head {} is not a multiple of n_kv_head {}", ckpt.path, c.n_head, c.n_kv_head);
   const int64_t E = c.n_embd, F = c.n_ff, V = c.n_vocab, Q = int64_t(c.n_head) * c.head_dim,

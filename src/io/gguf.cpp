@@ -16,7 +16,7 @@ namespace {
 constexpr int kMaxArrayDepth = 8;  // nested arrays deeper than this are not something llama.cpp writes
 constexpr uint32_t kMaxDims = 4;   // GGML_MAX_DIMS
 
-constexpr std::string_view kTypeNames[] = {"u8",  "i8",   "u16",    "i16",   "u32", "i32", "f32",
+constexpr std::string_view kTypeNames[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
                                            "bool", "string", "array", "u64", "i64", "f64"};
 
 // Sizes from ggml's type_traits (ggml.c / ggml-common.h block structs). Types 4, 5 (Q4_2/Q4_3) and 31-33,
@@ -26,23 +26,38 @@ struct TypeEntry {
   GgmlTypeInfo info;
 };
 constexpr TypeEntry kGgmlTypes[] = {
-    {0, {"F32", 1, 4}},        {1, {"F16", 1, 2}},        {2, {"Q4_0", 32, 18}},     {3, {"Q4_1", 32, 20}},
-    {6, {"Q5_0", 32, 22}},     {7, {"Q5_1", 32, 24}},     {8, {"Q8_0", 32, 34}},     {9, {"Q8_1", 32, 36}},
-    {10, {"Q2_K", 256, 84}},   {11, {"Q3_K", 256, 110}},  {12, {"Q4_K", 256, 144}},  {13, {"Q5_K", 256, 176}},
-    {14, {"Q6_K", 256, 210}},  {15, {"Q8_K", 256, 292}},  {16, {"IQ2_XXS", 256, 66}}, {17, {"IQ2_XS", 256, 74}},
-    {18, {"IQ3_XXS", 256, 98}}, {19, {"IQ1_S", 256, 50}}, {20, {"IQ4_NL", 32, 18}},  {21, {"IQ3_S", 256, 110}},
-    {22, {"IQ2_S", 256, 82}},  {23, {"IQ4_XS", 256, 136}}, {24, {"I8", 1, 1}},       {25, {"I16", 1, 2}},
-    {26, {"I32", 1, 4}},       {27, {"I64", 1, 8}},       {28, {"F64", 1, 8}},       {29, {"IQ1_M", 256, 56}},
-    {30, {"BF16", 1, 2}},      {34, {"TQ1_0", 256, 54}},  {35, {"TQ2_0", 256, 66}},  {39, {"MXFP4", 32, 17}},
+    {0, {"F32", 1, 4}},         {1, {"F16", 1, 2}},         {2, {"Q4_0", 32, 18}},
+    {3, {"Q4_1", 32, 20}},      {6, {"Q5_0", 32, 22}},      {7, {"Q5_1", 32, 24}},
+    {8, {"Q8_0", 32, 34}},      {9, {"Q8_1", 32, 36}},      {10, {"Q2_K", 256, 84}},
+    {11, {"Q3_K", 256, 110}},   {12, {"Q4_K", 256, 144}},   {13, {"Q5_K", 256, 176}},
+    {14, {"Q6_K", 256, 210}},   {15, {"Q8_K", 256, 292}},   {16, {"IQ2_XXS", 256, 66}},
+    {17, {"IQ2_XS", 256, 74}},  {18, {"IQ3_XXS", 256, 98}}, {19, {"IQ1_S", 256, 50}},
+    {20, {"IQ4_NL", 32, 18}},   {21, {"IQ3_S", 256, 110}},  {22, {"IQ2_S", 256, 82}},
+    {23, {"IQ4_XS", 256, 136}}, {24, {"I8", 1, 1}},         {25, {"I16", 1, 2}},
+    {26, {"I32", 1, 4}},        {27, {"I64", 1, 8}},        {28, {"F64", 1, 8}},
+    {29, {"IQ1_M", 256, 56}},   {30, {"BF16", 1, 2}},       {34, {"TQ1_0", 256, 54}},
+    {35, {"TQ2_0", 256, 66}},   {39, {"MXFP4", 32, 17}},
 };
 
 size_t scalar_size(GgufType t) {
   switch (t) {
-    case GgufType::U8: case GgufType::I8: case GgufType::BOOL: return 1;
-    case GgufType::U16: case GgufType::I16: return 2;
-    case GgufType::U32: case GgufType::I32: case GgufType::F32: return 4;
-    case GgufType::U64: case GgufType::I64: case GgufType::F64: return 8;
-    default: return 0;
+    case GgufType::U8:
+    case GgufType::I8:
+    case GgufType::BOOL:
+      return 1;
+    case GgufType::U16:
+    case GgufType::I16:
+      return 2;
+    case GgufType::U32:
+    case GgufType::I32:
+    case GgufType::F32:
+      return 4;
+    case GgufType::U64:
+    case GgufType::I64:
+    case GgufType::F64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -79,18 +94,42 @@ class Parser {
     GgufValue v;
     v.type = t;
     switch (t) {
-      case GgufType::U8: v.bits = r.read<uint8_t>(key); break;
-      case GgufType::I8: v.bits = uint64_t(int64_t(r.read<int8_t>(key))); break;
-      case GgufType::U16: v.bits = r.read<uint16_t>(key); break;
-      case GgufType::I16: v.bits = uint64_t(int64_t(r.read<int16_t>(key))); break;
-      case GgufType::U32: v.bits = r.read<uint32_t>(key); break;
-      case GgufType::I32: v.bits = uint64_t(int64_t(r.read<int32_t>(key))); break;
-      case GgufType::U64: v.bits = r.read<uint64_t>(key); break;
-      case GgufType::I64: v.bits = uint64_t(r.read<int64_t>(key)); break;
-      case GgufType::BOOL: v.bits = r.read<uint8_t>(key) != 0; break;
-      case GgufType::F32: v.f = r.read<float>(key); break;
-      case GgufType::F64: v.f = r.read<double>(key); break;
-      case GgufType::STRING: v.str = string(key); break;
+      case GgufType::U8:
+        v.bits = r.read<uint8_t>(key);
+        break;
+      case GgufType::I8:
+        v.bits = uint64_t(int64_t(r.read<int8_t>(key)));
+        break;
+      case GgufType::U16:
+        v.bits = r.read<uint16_t>(key);
+        break;
+      case GgufType::I16:
+        v.bits = uint64_t(int64_t(r.read<int16_t>(key)));
+        break;
+      case GgufType::U32:
+        v.bits = r.read<uint32_t>(key);
+        break;
+      case GgufType::I32:
+        v.bits = uint64_t(int64_t(r.read<int32_t>(key)));
+        break;
+      case GgufType::U64:
+        v.bits = r.read<uint64_t>(key);
+        break;
+      case GgufType::I64:
+        v.bits = uint64_t(r.read<int64_t>(key));
+        break;
+      case GgufType::BOOL:
+        v.bits = r.read<uint8_t>(key) != 0;
+        break;
+      case GgufType::F32:
+        v.f = r.read<float>(key);
+        break;
+      case GgufType::F64:
+        v.f = r.read<double>(key);
+        break;
+      case GgufType::STRING:
+        v.str = string(key);
+        break;
       case GgufType::ARRAY: {
         if (depth >= kMaxArrayDepth)
           fail("{}: metadata key '{}': arrays nested deeper than {}", name, key, kMaxArrayDepth);
@@ -115,17 +154,23 @@ std::string_view gguf_type_name(GgufType t) {
 }
 
 bool GgufValue::is_integer() const {
-  return type != GgufType::F32 && type != GgufType::F64 && type != GgufType::STRING && type != GgufType::ARRAY &&
-         type != GgufType::BOOL;
+  return type != GgufType::F32 && type != GgufType::F64 && type != GgufType::STRING &&
+         type != GgufType::ARRAY && type != GgufType::BOOL;
 }
 
 std::string GgufValue::summary() const {
   switch (type) {
-    case GgufType::STRING: return fmt::format("\"{}\"", str);
-    case GgufType::ARRAY: return fmt::format("[{} x {}]", gguf_type_name(elem_type), array.size());
-    case GgufType::F32: case GgufType::F64: return fmt::format("{}", f);
-    case GgufType::BOOL: return bits ? "true" : "false";
-    default: return is_signed() ? fmt::format("{}", int64_t(bits)) : fmt::format("{}", bits);
+    case GgufType::STRING:
+      return fmt::format("\"{}\"", str);
+    case GgufType::ARRAY:
+      return fmt::format("[{} x {}]", gguf_type_name(elem_type), array.size());
+    case GgufType::F32:
+    case GgufType::F64:
+      return fmt::format("{}", f);
+    case GgufType::BOOL:
+      return bits ? "true" : "false";
+    default:
+      return is_signed() ? fmt::format("{}", int64_t(bits)) : fmt::format("{}", bits);
   }
 }
 
@@ -147,7 +192,8 @@ GgufFile::GgufFile(const std::string& path) : name_(path) {
   parse();
 }
 
-GgufFile::GgufFile(const uint8_t* data, size_t size, const std::string& name) : name_(name), data_(data), size_(size) {
+GgufFile::GgufFile(const uint8_t* data, size_t size, const std::string& name)
+    : name_(name), data_(data), size_(size) {
   parse();
 }
 
@@ -168,11 +214,13 @@ void GgufFile::parse() {
   uint64_t kv_min, ti_min, total;
   if (!mul_ok(n_kv, p.len_size + 4 + 1, &kv_min) || !mul_ok(n_tensors, p.len_size + 16, &ti_min) ||
       !add_ok(kv_min, ti_min, &total) || total > p.r.remaining())
-    fail("{}: {} metadata entries and {} tensor infos cannot fit in the {} bytes left", name_, n_kv, n_tensors,
-         p.r.remaining());
+    fail("{}: {} metadata entries and {} tensor infos cannot fit in the {} bytes left", name_, n_kv,
+         n_tensors, p.r.remaining());
 
   for (uint64_t i = 0; i < n_kv; ++i) {
     std::string key = p.string("metadata key");
+    if (has_control_chars(key))
+      fail("{}: metadata key '{}' contains control characters", name_, printable(key));
     GgufType t = p.value_type(p.r.read<uint32_t>(key), key);
     GgufValue v = p.value(t, key, 0);
     if (!kv_.emplace(key, std::move(v)).second) fail("{}: duplicate metadata key '{}'", name_, key);
@@ -187,8 +235,11 @@ void GgufFile::parse() {
   for (uint64_t i = 0; i < n_tensors; ++i) {
     GgufTensorInfo t;
     t.name = p.string("tensor name");
+    if (has_control_chars(t.name))
+      fail("{}: tensor name '{}' contains control characters", name_, printable(t.name));
     uint32_t nd = p.r.read<uint32_t>(t.name);
-    if (nd == 0 || nd > kMaxDims) fail("{}: tensor '{}' has {} dimensions (expected 1 to {})", name_, t.name, nd, kMaxDims);
+    if (nd == 0 || nd > kMaxDims)
+      fail("{}: tensor '{}' has {} dimensions (expected 1 to {})", name_, t.name, nd, kMaxDims);
     for (uint32_t d = 0; d < nd; ++d) t.dims.push_back(p.count(t.name));
     t.type = p.r.read<uint32_t>(t.name);
     t.offset = p.r.read<uint64_t>(t.name);
@@ -209,16 +260,18 @@ void GgufFile::parse() {
       if (!mul_ok(numel, d, &numel) || numel > uint64_t(std::numeric_limits<int64_t>::max()))
         fail("{}: tensor '{}': element count overflows", name_, t.name);
     if (t.dims[0] % ti->block_size != 0)
-      fail("{}: tensor '{}': row length {} is not a multiple of the {} block size {}", name_, t.name, t.dims[0],
-           ti->name, ti->block_size);
+      fail("{}: tensor '{}': row length {} is not a multiple of the {} block size {}", name_, t.name,
+           t.dims[0], ti->name, ti->block_size);
     if (!mul_ok(numel / ti->block_size, ti->type_size, &t.nbytes))
       fail("{}: tensor '{}': byte size overflows", name_, t.name);
     if (t.offset % alignment_ != 0)
-      fail("{}: tensor '{}': offset {} is not a multiple of the alignment {}", name_, t.name, t.offset, alignment_);
+      fail("{}: tensor '{}': offset {} is not a multiple of the alignment {}", name_, t.name, t.offset,
+           alignment_);
     uint64_t end;
-    if (!add_ok(data_start, t.offset, &t.file_offset) || !add_ok(t.file_offset, t.nbytes, &end) || end > size_)
-      fail("{}: tensor '{}': data [{} + {}, +{} bytes) extends past the end of the file ({} bytes)", name_, t.name,
-           data_start, t.offset, t.nbytes, size_);
+    if (!add_ok(data_start, t.offset, &t.file_offset) || !add_ok(t.file_offset, t.nbytes, &end) ||
+        end > size_)
+      fail("{}: tensor '{}': data [{} + {}, +{} bytes) extends past the end of the file ({} bytes)", name_,
+           t.name, data_start, t.offset, t.nbytes, size_);
   }
 }
 
@@ -248,20 +301,26 @@ namespace {
 template <typename T>
 T get_int(const std::string& file, const std::string& key, const GgufValue& v, std::string_view expected) {
   if (!v.is_integer()) wrong_type(file, key, v, expected);
-  bool ok = v.is_signed() ? (int64_t(v.bits) >= int64_t(std::numeric_limits<T>::min()) &&
-                             (int64_t(v.bits) < 0 || uint64_t(v.bits) <= uint64_t(std::numeric_limits<T>::max())))
-                          : v.bits <= uint64_t(std::numeric_limits<T>::max());
+  bool ok = v.is_signed()
+                ? (int64_t(v.bits) >= int64_t(std::numeric_limits<T>::min()) &&
+                   (int64_t(v.bits) < 0 || uint64_t(v.bits) <= uint64_t(std::numeric_limits<T>::max())))
+                : v.bits <= uint64_t(std::numeric_limits<T>::max());
   if (!ok) fail("{}: metadata key '{}' value {} does not fit in {}", file, key, v.summary(), expected);
   return T(v.is_signed() ? int64_t(v.bits) : int64_t(v.bits));
 }
 }  // namespace
 
-uint32_t GgufFile::get_u32(const std::string& key) const { return get_int<uint32_t>(name_, key, get(key), "u32"); }
-int32_t GgufFile::get_i32(const std::string& key) const { return get_int<int32_t>(name_, key, get(key), "i32"); }
+uint32_t GgufFile::get_u32(const std::string& key) const {
+  return get_int<uint32_t>(name_, key, get(key), "u32");
+}
+int32_t GgufFile::get_i32(const std::string& key) const {
+  return get_int<int32_t>(name_, key, get(key), "i32");
+}
 uint64_t GgufFile::get_u64(const std::string& key) const {
   const GgufValue& v = get(key);
   if (!v.is_integer()) wrong_type(name_, key, v, "u64");
-  if (v.is_signed() && int64_t(v.bits) < 0) fail("{}: metadata key '{}' value {} is negative", name_, key, v.summary());
+  if (v.is_signed() && int64_t(v.bits) < 0)
+    fail("{}: metadata key '{}' value {} is negative", name_, key, v.summary());
   return v.bits;
 }
 float GgufFile::get_f32(const std::string& key) const {
@@ -313,14 +372,21 @@ std::vector<int32_t> GgufFile::get_i32_array(const std::string& key) const {
 TensorView GgufFile::tensor_view(const GgufTensorInfo& t) const {
   TensorView v;
   switch (t.type) {
-    case 0: v.dtype = DType::F32; break;
-    case 1: v.dtype = DType::F16; break;
-    case 30: v.dtype = DType::BF16; break;
+    case 0:
+      v.dtype = DType::F32;
+      break;
+    case 1:
+      v.dtype = DType::F16;
+      break;
+    case 30:
+      v.dtype = DType::BF16;
+      break;
     default:
       fail("{}: tensor '{}' has ggml type {}, only F32, F16 and BF16 can be loaded", name_, t.name,
            ggml_type_name(t.type));
   }
-  for (size_t i = t.dims.size(); i-- > 0;) v.shape.push_back(int64_t(t.dims[i]));  // innermost-first -> PyTorch
+  for (size_t i = t.dims.size(); i-- > 0;)
+    v.shape.push_back(int64_t(t.dims[i]));  // innermost-first -> PyTorch
   v.data = data_ + t.file_offset;
   v.nbytes = size_t(t.nbytes);
   v.source = name_;

@@ -1,11 +1,13 @@
-// GGUF, llama.cpp's model container (spec: ggml/docs/gguf.md). Layout: magic "GGUF", u32 version, tensor count,
-// metadata count, metadata key/value pairs, tensor infos (name, n_dims, dims innermost-first, ggml type, offset
-// relative to the data section), padding to general.alignment, tensor data. Version 1 stores counts, string
-// lengths, array lengths and dims as u32; versions 2 and 3 as u64 (v3 only added big-endian files, which this
-// reader rejects through the version check). Everything is validated against the file size before it is read.
+// GGUF, llama.cpp's model container (spec: ggml/docs/gguf.md). Layout: magic "GGUF", u32 version, tensor
+// count, metadata count, metadata key/value pairs, tensor infos (name, n_dims, dims innermost-first, ggml
+// type, offset relative to the data section), padding to general.alignment, tensor data. Version 1 stores
+// counts, string lengths, array lengths and dims as u32; versions 2 and 3 as u64 (v3 only added big-endian
+// files, which this reader rejects through the version check). Everything is validated against the file size
+// before it is read.
 #pragma once
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,14 +23,16 @@ std::string_view gguf_type_name(GgufType t);  // "u32", "string", ...
 
 struct GgufValue {
   GgufType type = GgufType::U8;
-  uint64_t bits = 0;  // integers and bool; signed ones sign-extended (read as int64_t)
-  double f = 0;       // F32, F64
-  std::string str;    // STRING
+  uint64_t bits = 0;                  // integers and bool; signed ones sign-extended (read as int64_t)
+  double f = 0;                       // F32, F64
+  std::string str;                    // STRING
   GgufType elem_type = GgufType::U8;  // ARRAY
   std::vector<GgufValue> array;       // ARRAY (elements may be arrays themselves)
 
   bool is_integer() const;
-  bool is_signed() const { return type == GgufType::I8 || type == GgufType::I16 || type == GgufType::I32 || type == GgufType::I64; }
+  bool is_signed() const {
+    return type == GgufType::I8 || type == GgufType::I16 || type == GgufType::I32 || type == GgufType::I64;
+  }
   std::string summary() const;  // for dumps: value, or "[u32 x 512]"
 };
 
@@ -67,8 +71,8 @@ class GgufFile {
 
   bool has(const std::string& key) const { return kv_.count(key) != 0; }
   const GgufValue* find(const std::string& key) const;
-  // Typed getters: throw "<file>: metadata key '<key>' is missing" / "... has type string, expected u32". Integer
-  // getters accept any integer type whose value fits; get_f32 accepts f32 and f64.
+  // Typed getters: throw "<file>: metadata key '<key>' is missing" / "... has type string, expected u32".
+  // Integer getters accept any integer type whose value fits; get_f32 accepts f32 and f64.
   uint32_t get_u32(const std::string& key) const;
   int32_t get_i32(const std::string& key) const;
   uint64_t get_u64(const std::string& key) const;
@@ -80,7 +84,8 @@ class GgufFile {
   std::vector<float> get_f32_array(const std::string& key) const;
   std::vector<int32_t> get_i32_array(const std::string& key) const;
 
-  // A view of an F32/F16/BF16 tensor with dims reversed into PyTorch order (outermost first). Other types throw
+  // A view of an F32/F16/BF16 tensor with dims reversed into PyTorch order (outermost first). Other types
+  // throw
   // "<file>: tensor '<name>' has ggml type Q4_K, only F32, F16 and BF16 can be loaded".
   TensorView tensor_view(const GgufTensorInfo& t) const;
 
@@ -101,8 +106,11 @@ class GgufFile {
 // A llama-architecture GGUF as a Checkpoint with canonical HF names (token_embd.weight ->
 // model.embed_tokens.weight, blk.N.attn_q.weight -> model.layers.N.self_attn.q_proj.weight, ...), dims in
 // PyTorch order, views into the mmap. rope_style is Interleaved: llama.cpp's convert_hf_to_gguf.py permutes
-// the q/k rows of HF checkpoints back into Meta's original layout (LlamaModel.permute), and files converted from
-// Meta/llama2.c checkpoints are in that layout already, so RoPE pairs adjacent dims (x[2i], x[2i+1]) as stored.
+// the q/k rows of HF checkpoints back into Meta's original layout (LlamaModel.permute), and files converted
+// from Meta/llama2.c checkpoints are in that layout already, so RoPE pairs adjacent dims (x[2i], x[2i+1]) as
+// stored.
 Checkpoint load_gguf_checkpoint(const std::string& path);
+// The same from an already parsed file (which the Checkpoint keeps alive); used by the fuzzer on memory.
+Checkpoint gguf_to_checkpoint(std::shared_ptr<const GgufFile> f);
 
 }  // namespace lowbit

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "core/error.h"
+#include "io/byte_reader.h"
 #include "io/gguf.h"
 
 namespace lowbit {
@@ -14,10 +15,10 @@ namespace {
 
 // llama.cpp's per-block tensor names (gguf-py constants.py, MODEL_TENSOR LLM_ARCH_LLAMA) -> HF names.
 constexpr std::pair<std::string_view, std::string_view> kBlockNames[] = {
-    {"attn_norm.weight", "input_layernorm.weight"},  {"attn_q.weight", "self_attn.q_proj.weight"},
-    {"attn_k.weight", "self_attn.k_proj.weight"},    {"attn_v.weight", "self_attn.v_proj.weight"},
+    {"attn_norm.weight", "input_layernorm.weight"},    {"attn_q.weight", "self_attn.q_proj.weight"},
+    {"attn_k.weight", "self_attn.k_proj.weight"},      {"attn_v.weight", "self_attn.v_proj.weight"},
     {"attn_output.weight", "self_attn.o_proj.weight"}, {"ffn_norm.weight", "post_attention_layernorm.weight"},
-    {"ffn_gate.weight", "mlp.gate_proj.weight"},     {"ffn_up.weight", "mlp.up_proj.weight"},
+    {"ffn_gate.weight", "mlp.gate_proj.weight"},       {"ffn_up.weight", "mlp.up_proj.weight"},
     {"ffn_down.weight", "mlp.down_proj.weight"},
 };
 
@@ -35,7 +36,8 @@ std::string canonical_name(const GgufFile& f, const std::string& name, int n_lay
   for (auto [g, hf] : kBlockNames)
     if (rest == g) {
       if (layer >= size_t(n_layer))
-        fail("{}: tensor '{}' belongs to block {}, but llama.block_count is {}", f.name(), name, layer, n_layer);
+        fail("{}: tensor '{}' belongs to block {}, but llama.block_count is {}", f.name(), name, layer,
+             n_layer);
       return fmt::format("model.layers.{}.{}", layer, hf);
     }
   return name;
@@ -50,9 +52,13 @@ int positive(const GgufFile& f, const std::string& key, uint32_t v) {
 }  // namespace
 
 Checkpoint load_gguf_checkpoint(const std::string& path) {
-  auto f = std::make_shared<const GgufFile>(path);
+  return gguf_to_checkpoint(std::make_shared<const GgufFile>(path));
+}
+
+Checkpoint gguf_to_checkpoint(std::shared_ptr<const GgufFile> f) {
+  const std::string& path = f->name();
   const std::string& arch = f->get_string("general.architecture");
-  if (arch != "llama") fail("{}: unknown architecture '{}' (only llama is supported)", path, arch);
+  if (arch != "llama") fail("{}: unknown architecture '{}' (only llama is supported)", path, printable(arch));
 
   Checkpoint c;
   c.path = path;
@@ -74,12 +80,14 @@ Checkpoint load_gguf_checkpoint(const std::string& path) {
     m.head_dim = m.n_embd / m.n_head;
   }
   if (m.n_head % m.n_kv_head != 0)
-    fail("{}: llama.attention.head_count {} is not divisible by llama.attention.head_count_kv {}", path, m.n_head,
-         m.n_kv_head);
+    fail("{}: llama.attention.head_count {} is not divisible by llama.attention.head_count_kv {}", path,
+         m.n_head, m.n_kv_head);
   if (m.head_dim % 2 != 0) fail("{}: head dimension {} must be even for RoPE", path, m.head_dim);
   if (f->has("llama.rope.dimension_count") && int64_t(f->get_u32("llama.rope.dimension_count")) != m.head_dim)
-    fail("{}: llama.rope.dimension_count {} differs from the head dimension {} (partial RoPE is not supported)",
-         path, f->get_u32("llama.rope.dimension_count"), m.head_dim);
+    fail(
+        "{}: llama.rope.dimension_count {} differs from the head dimension {} (partial RoPE is not "
+        "supported)",
+        path, f->get_u32("llama.rope.dimension_count"), m.head_dim);
   m.norm_eps = f->get_f32("llama.attention.layer_norm_rms_epsilon");
   if (!(m.norm_eps > 0)) fail("{}: llama.attention.layer_norm_rms_epsilon must be positive", path);
   m.rope_theta = f->has("llama.rope.freq_base") ? f->get_f32("llama.rope.freq_base") : 10000.0;
@@ -94,7 +102,8 @@ Checkpoint load_gguf_checkpoint(const std::string& path) {
   auto token_id = [&](const char* key, int def) {
     if (!f->has(key)) return def;
     uint32_t id = f->get_u32(key);
-    if (id > uint32_t(std::numeric_limits<int>::max())) fail("{}: metadata key '{}' value {} is too large", path, key, id);
+    if (id > uint32_t(std::numeric_limits<int>::max()))
+      fail("{}: metadata key '{}' value {} is too large", path, key, id);
     return int(id);
   };
   m.bos_token_id = token_id("tokenizer.ggml.bos_token_id", 1);
@@ -108,7 +117,8 @@ Checkpoint load_gguf_checkpoint(const std::string& path) {
   // Vocabulary size: the embedding's rows, else the tokenizer's token count.
   if (c.has("model.embed_tokens.weight") && c.get("model.embed_tokens.weight").shape.size() == 2) {
     int64_t rows = c.get("model.embed_tokens.weight").shape[0];
-    if (rows <= 0 || rows > std::numeric_limits<int>::max()) fail("{}: token_embd.weight has {} rows", path, rows);
+    if (rows <= 0 || rows > std::numeric_limits<int>::max())
+      fail("{}: token_embd.weight has {} rows", path, rows);
     m.n_vocab = int(rows);
   } else if (f->has("tokenizer.ggml.tokens")) {
     m.n_vocab = int(f->get_array("tokenizer.ggml.tokens").array.size());

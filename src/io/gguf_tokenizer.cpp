@@ -1,7 +1,7 @@
-// The tokenizer.ggml.* vocabulary of a GGUF file. Only the SentencePiece-style "llama" model is read here.
 #include <memory>
 
 #include "core/error.h"
+#include "io/byte_reader.h"
 #include "io/gguf.h"
 #include "io/score_bpe.h"
 #include "io/tokenizer.h"
@@ -29,20 +29,28 @@ std::string spaces_from_spm(const std::string& s) {
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_gguf_tokenizer(const std::string& path) {
-  GgufFile f(path);
+  return gguf_score_tokenizer(GgufFile(path));
+}
+
+std::unique_ptr<ScoreBpeTokenizer> gguf_score_tokenizer(const GgufFile& f) {
+  const std::string& path = f.name();
   const std::string& model = f.get_string("tokenizer.ggml.model");
   if (model != "llama")
-    fail("{}: tokenizer.ggml.model '{}' is not supported (only the SentencePiece-style 'llama')", path, model);
+    fail("{}: tokenizer.ggml.model '{}' is not supported (only the SentencePiece-style 'llama')", path,
+         printable(model));
   ScoreVocab v;
-  for (const std::string& t : f.get_string_array("tokenizer.ggml.tokens")) v.pieces.push_back(spaces_from_spm(t));
+  for (const std::string& t : f.get_string_array("tokenizer.ggml.tokens"))
+    v.pieces.push_back(spaces_from_spm(t));
   const size_t n = v.pieces.size();
   if (n == 0) fail("{}: tokenizer.ggml.tokens is empty", path);
-  v.scores = f.has("tokenizer.ggml.scores") ? f.get_f32_array("tokenizer.ggml.scores") : std::vector<float>(n, 0.0f);
+  v.scores =
+      f.has("tokenizer.ggml.scores") ? f.get_f32_array("tokenizer.ggml.scores") : std::vector<float>(n, 0.0f);
   if (v.scores.size() != n)
     fail("{}: tokenizer.ggml.scores has {} entries for {} tokens", path, v.scores.size(), n);
   if (f.has("tokenizer.ggml.token_type")) {
     std::vector<int32_t> types = f.get_i32_array("tokenizer.ggml.token_type");
-    if (types.size() != n) fail("{}: tokenizer.ggml.token_type has {} entries for {} tokens", path, types.size(), n);
+    if (types.size() != n)
+      fail("{}: tokenizer.ggml.token_type has {} entries for {} tokens", path, types.size(), n);
     for (size_t i = 0; i < n; ++i) {
       if (types[i] < 1 || types[i] > 6) fail("{}: token {} has invalid token_type {}", path, i, types[i]);
       v.kinds.push_back(PieceKind(types[i]));
@@ -50,7 +58,8 @@ std::unique_ptr<Tokenizer> load_gguf_tokenizer(const std::string& path) {
   } else {
     v.kinds.assign(n, PieceKind::Normal);
   }
-  bool prefix = f.has("tokenizer.ggml.add_space_prefix") ? f.get_bool("tokenizer.ggml.add_space_prefix") : true;
+  bool prefix =
+      f.has("tokenizer.ggml.add_space_prefix") ? f.get_bool("tokenizer.ggml.add_space_prefix") : true;
   auto id = [&](const char* key, int32_t def) {
     int64_t x = f.has(key) ? int64_t(f.get_u32(key)) : def;
     if (x >= int64_t(n)) fail("{}: {} {} is outside the vocabulary of {}", path, key, x, n);

@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "core/paths.h"
+#include "io/byte_reader.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 
@@ -10,7 +11,9 @@ namespace lowbit {
 
 namespace {
 
-void add_owner(Checkpoint& c, const SafetensorsFile& f) { c.owners.push_back(f.mapping); }
+void add_owner(Checkpoint& c, const SafetensorsFile& f) {
+  c.owners.push_back(f.mapping);
+}
 
 }  // namespace
 
@@ -30,8 +33,11 @@ Checkpoint load_hf_checkpoint(const std::string& dir) {
     if (wm == j.end() || !wm->is_object()) fail("{}: missing 'weight_map' object", index);
     std::map<std::string, SafetensorsFile> shards;
     for (auto it = wm->begin(); it != wm->end(); ++it) {
-      if (!it->is_string()) fail("{}: weight_map entry '{}' is not a file name", index, it.key());
+      if (!it->is_string()) fail("{}: weight_map entry '{}' is not a file name", index, printable(it.key()));
       const std::string& shard = it->get_ref<const std::string&>();
+      if (has_control_chars(it.key()) || has_control_chars(shard))
+        fail("{}: weight_map entry '{}': '{}' contains control characters", index, printable(it.key()),
+             printable(shard));
       // Shards sit beside the index; a path would let an index point anywhere.
       if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == "..")
         fail("{}: weight_map entry '{}' names an invalid shard file '{}'", index, it.key(), shard);

@@ -48,7 +48,8 @@ struct Reader {
     std::vector<int> out;
     if (!v) return out;
     auto one = [&](const Json& x) {
-      if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() > std::numeric_limits<int>::max())
+      if (!x.is_number_integer() || x.get<int64_t>() < 0 ||
+          x.get<int64_t>() > std::numeric_limits<int>::max())
         fail("{}: '{}' must be a token id or a list of token ids, got {}", path, key, v->dump());
       out.push_back(int(x.get<int64_t>()));
     };
@@ -87,7 +88,8 @@ RopeScaling parse_rope_scaling(const Json& s, const char* key, const std::string
   if (!omax) fail("{}: missing required key '{}.original_max_position_embeddings'", path, key);
   r.original_max_position_embeddings = rd.positive_int(*omax, "original_max_position_embeddings");
   if (r.factor <= 0 || r.low_freq_factor <= 0 || r.high_freq_factor <= r.low_freq_factor)
-    fail("{}: {} llama3 factors must satisfy factor > 0 and high_freq_factor > low_freq_factor > 0", path, key);
+    fail("{}: {} llama3 factors must satisfy factor > 0 and high_freq_factor > low_freq_factor > 0", path,
+         key);
   return r;
 }
 
@@ -111,7 +113,8 @@ ModelConfig parse_hf_config(const Json& j, const std::string& path) {
     fail("{}: hidden_size {} is not divisible by num_attention_heads {}", path, c.n_embd, c.n_head);
   c.head_dim = r.optional_int("head_dim", c.n_embd / c.n_head);
   if (c.n_head % c.n_kv_head != 0)
-    fail("{}: num_attention_heads {} is not divisible by num_key_value_heads {}", path, c.n_head, c.n_kv_head);
+    fail("{}: num_attention_heads {} is not divisible by num_key_value_heads {}", path, c.n_head,
+         c.n_kv_head);
   if (c.head_dim % 2 != 0) fail("{}: head_dim {} must be even for RoPE", path, c.head_dim);
   c.n_ff = r.required_int("intermediate_size");
   c.n_vocab = r.required_int("vocab_size");
@@ -119,7 +122,8 @@ ModelConfig parse_hf_config(const Json& j, const std::string& path) {
   c.max_position_embeddings = r.optional_int("max_position_embeddings", 2048);
 
   const Json* params = r.find("rope_parameters");
-  if (params && !params->is_object()) fail("{}: 'rope_parameters' must be an object, got {}", path, params->dump());
+  if (params && !params->is_object())
+    fail("{}: 'rope_parameters' must be an object, got {}", path, params->dump());
   const Json* theta = r.find("rope_theta");
   if (!theta && params) theta = Reader{*params, path}.find("rope_theta");
   c.rope_theta = r.optional_positive(theta, "rope_theta", 10000.0);

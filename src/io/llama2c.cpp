@@ -17,7 +17,8 @@ Checkpoint load_llama2c_checkpoint(const std::string& path) {
   if (file->size() >= 4 && std::memcmp(file->data(), "24ka", 4) == 0)
     fail("{}: llama2.c versioned export format is not supported (re-export with --version 0)", path);
   int32_t h[7];
-  static const char* kNames[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};
+  static const char* kNames[7] = {"dim",        "hidden_dim", "n_layers", "n_heads",
+                                  "n_kv_heads", "vocab_size", "seq_len"};
   for (int i = 0; i < 7; ++i) h[i] = r.read<int32_t>("llama2.c header");
   for (int i = 0; i < 7; ++i)
     if (h[i] == 0 || (h[i] < 0 && i != 5) || h[i] == std::numeric_limits<int32_t>::min())
@@ -25,7 +26,8 @@ Checkpoint load_llama2c_checkpoint(const std::string& path) {
   const int64_t dim = h[0], hidden = h[1], L = h[2], n_heads = h[3], n_kv = h[4], seq_len = h[6];
   const bool shared = h[5] > 0;
   const int64_t vocab = shared ? h[5] : -int64_t(h[5]);
-  if (dim % n_heads != 0) fail("{}: bad llama2.c header: dim {} is not divisible by n_heads {}", path, dim, n_heads);
+  if (dim % n_heads != 0)
+    fail("{}: bad llama2.c header: dim {} is not divisible by n_heads {}", path, dim, n_heads);
   if (n_kv > n_heads || n_heads % n_kv != 0)
     fail("{}: bad llama2.c header: n_heads {} is not a multiple of n_kv_heads {}", path, n_heads, n_kv);
   const int64_t head = dim / n_heads, kv_dim = head * n_kv;
@@ -66,9 +68,10 @@ Checkpoint load_llama2c_checkpoint(const std::string& path) {
   if (!mul_ok(floats, 4, &expected) || !add_ok(expected, 28, &expected))
     fail("{}: bad llama2.c header: tensor sizes overflow", path);
   if (expected != file->size())
-    fail("{}: file is {} bytes, but the llama2.c header (dim {}, hidden_dim {}, n_layers {}, n_heads {}, "
-         "n_kv_heads {}, vocab_size {}, seq_len {}) implies {} bytes",
-         path, file->size(), h[0], h[1], h[2], h[3], h[4], h[5], h[6], expected);
+    fail(
+        "{}: file is {} bytes, but the llama2.c header (dim {}, hidden_dim {}, n_layers {}, n_heads {}, "
+        "n_kv_heads {}, vocab_size {}, seq_len {}) implies {} bytes",
+        path, file->size(), h[0], h[1], h[2], h[3], h[4], h[5], h[6], expected);
 
   Checkpoint c;
   c.path = path;
@@ -104,7 +107,8 @@ Checkpoint load_llama2c_checkpoint(const std::string& path) {
       return v;
     };
     if (part.layered) {
-      for (int64_t l = 0; l < L; ++l, p += n * 4) c.tensors[fmt::format("model.layers.{}.{}", l, part.name)] = view(p);
+      for (int64_t l = 0; l < L; ++l, p += n * 4)
+        c.tensors[fmt::format("model.layers.{}.{}", l, part.name)] = view(p);
     } else {
       if (*part.name) c.tensors[part.name] = view(p);
       p += n * 4;

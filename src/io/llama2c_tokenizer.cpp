@@ -1,6 +1,6 @@
 // llama2.c tok*.bin (tokenizer.py export): int32 max_token_length, then per token: float score, int32 length,
-// the UTF-8 bytes with SentencePiece's U+2581 already turned into ' ', BOS as "\n<s>\n" and EOS as "\n</s>\n".
-// The vocabulary size is whatever the file holds.
+// the UTF-8 bytes with SentencePiece's U+2581 already turned into ' ', BOS as "\n<s>\n" and EOS as
+// "\n</s>\n". The vocabulary size is whatever the file holds.
 #include <memory>
 
 #include "core/error.h"
@@ -15,7 +15,8 @@ std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& path) {
   MappedFile f(path);
   ByteReader r(f.data(), f.size(), path);
   int32_t max_len = r.read<int32_t>("max_token_length");
-  if (max_len <= 0 || max_len > (1 << 20)) fail("{}: bad llama2.c tokenizer: max_token_length {}", path, max_len);
+  if (max_len <= 0 || max_len > (1 << 20))
+    fail("{}: bad llama2.c tokenizer: max_token_length {}", path, max_len);
   ScoreVocab v;
   while (r.remaining() > 0) {
     size_t i = v.pieces.size();
@@ -32,7 +33,8 @@ std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& path) {
     v.scores.push_back(score);
     v.kinds.push_back(kind);
   }
-  if (v.pieces.size() < 3) fail("{}: bad llama2.c tokenizer: only {} tokens (BOS 1 and EOS 2 needed)", path, v.pieces.size());
+  if (v.pieces.size() < 3)
+    fail("{}: bad llama2.c tokenizer: only {} tokens (BOS 1 and EOS 2 needed)", path, v.pieces.size());
   auto tok = std::make_unique<ScoreBpeTokenizer>(std::move(v), true, path);
   tok->bos_id = 1;
   tok->eos_ids = {2};

@@ -32,14 +32,14 @@ bool as_index(const Json& v, uint64_t* out) {
   return *out <= uint64_t(std::numeric_limits<int64_t>::max());
 }
 
-TensorView parse_entry(const std::string& name, const std::string& key, const Json& e, const uint8_t* data_base,
-                       uint64_t data_size, uint64_t* begin_out) {
+TensorView parse_entry(const std::string& name, const std::string& key, const Json& e,
+                       const uint8_t* data_base, uint64_t data_size, uint64_t* begin_out) {
   if (!e.is_object()) fail("{}: tensor '{}': header entry is not an object", name, key);
   auto dt = e.find("dtype");
   if (dt == e.end() || !dt->is_string()) fail("{}: tensor '{}': missing or non-string 'dtype'", name, key);
   TensorView t;
   const std::string& dts = dt->get_ref<const std::string&>();
-  if (!dtype_from_name(dts, &t.dtype)) fail("{}: tensor '{}': unknown dtype '{}'", name, key, dts);
+  if (!dtype_from_name(dts, &t.dtype)) fail("{}: tensor '{}': unknown dtype '{}'", name, key, printable(dts));
 
   auto sh = e.find("shape");
   if (sh == e.end() || !sh->is_array()) fail("{}: tensor '{}': missing or non-array 'shape'", name, key);
@@ -48,7 +48,8 @@ TensorView parse_entry(const std::string& name, const std::string& key, const Js
   bool has_zero = false;
   for (const Json& d : *sh) {
     uint64_t v;
-    if (!as_index(d, &v)) fail("{}: tensor '{}': shape entry {} is not a non-negative integer", name, key, d.dump());
+    if (!as_index(d, &v))
+      fail("{}: tensor '{}': shape entry {} is not a non-negative integer", name, key, d.dump());
     if (v == 0) has_zero = true;
     if (v != 0 && (!mul_ok(nonzero, v, &nonzero) || nonzero > uint64_t(std::numeric_limits<int64_t>::max())))
       fail("{}: tensor '{}': shape {} overflows", name, key, sh->dump());
@@ -121,11 +122,13 @@ void write_chunks_atomic(const std::string& path, const std::vector<std::pair<co
 SafetensorsFile parse_safetensors_bytes(const uint8_t* data, size_t size, const std::string& name) {
   SafetensorsFile f;
   f.path = name;
-  if (size < 8) fail("{}: truncated: {} bytes, a safetensors file starts with an 8-byte header length", name, size);
+  if (size < 8)
+    fail("{}: truncated: {} bytes, a safetensors file starts with an 8-byte header length", name, size);
   uint64_t hlen;
   std::memcpy(&hlen, data, 8);
   if (hlen > size - 8)
-    fail("{}: header length {} exceeds the file size {} (truncated or not a safetensors file)", name, hlen, size);
+    fail("{}: header length {} exceeds the file size {} (truncated or not a safetensors file)", name, hlen,
+         size);
   if (hlen > kMaxHeaderBytes) fail("{}: header length {} exceeds the 100 MB limit", name, hlen);
   std::string_view text(reinterpret_cast<const char*>(data + 8), size_t(hlen));
   Json header = parse_json_text(text, name);
@@ -135,17 +138,20 @@ SafetensorsFile parse_safetensors_bytes(const uint8_t* data, size_t size, const 
   uint64_t data_size = size - 8 - hlen;
   std::vector<std::pair<uint64_t, const std::string*>> order;  // (begin, name) for the overlap check
   for (auto it = header.begin(); it != header.end(); ++it) {
+    // Names end up in one-line error messages and reports: no control characters.
+    if (has_control_chars(it.key()))
+      fail("{}: tensor name '{}' contains control characters", name, printable(it.key()));
     if (it.key() == "__metadata__") {
       if (!it->is_object()) fail("{}: __metadata__ is not an object", name);
       for (auto m = it->begin(); m != it->end(); ++m) {
-        if (!m->is_string()) fail("{}: __metadata__ value of '{}' is not a string", name, m.key());
+        if (!m->is_string()) fail("{}: __metadata__ value of '{}' is not a string", name, printable(m.key()));
         f.metadata[m.key()] = m->get<std::string>();
       }
       continue;
     }
     uint64_t begin;
     auto [pos, _] = f.tensors.emplace(it.key(), parse_entry(name, it.key(), *it, base, data_size, &begin));
-    order.emplace_back(begin, &pos->first);
+    if (pos->second.nbytes > 0) order.emplace_back(begin, &pos->first);  // empty ranges overlap nothing
   }
   std::sort(order.begin(), order.end());
   for (size_t i = 1; i < order.size(); ++i) {

@@ -3,6 +3,7 @@
 #include <queue>
 
 #include "core/error.h"
+#include "io/byte_reader.h"
 
 namespace lowbit {
 
@@ -14,7 +15,10 @@ int parse_byte_piece(const std::string& s) {
   int v = 0;
   for (int i = 3; i < 5; ++i) {
     char c = s[size_t(i)];
-    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    int d = c >= '0' && c <= '9'   ? c - '0'
+            : c >= 'A' && c <= 'F' ? c - 'A' + 10
+            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                   : -1;
     if (d < 0) return -1;
     v = v * 16 + d;
   }
@@ -27,7 +31,8 @@ ScoreBpeTokenizer::ScoreBpeTokenizer(ScoreVocab vocab, bool add_dummy_prefix, st
     : vocab_(std::move(vocab)), add_dummy_prefix_(add_dummy_prefix), source_(std::move(source)) {
   const size_t n = vocab_.pieces.size();
   if (vocab_.scores.size() != n || vocab_.kinds.size() != n)
-    fail("{}: vocabulary has {} pieces, {} scores and {} types", source_, n, vocab_.scores.size(), vocab_.kinds.size());
+    fail("{}: vocabulary has {} pieces, {} scores and {} types", source_, n, vocab_.scores.size(),
+         vocab_.kinds.size());
   std::fill(std::begin(byte_id_), std::end(byte_id_), -1);
   byte_value_.assign(n, -1);
   for (size_t i = 0; i < n; ++i) {
@@ -41,7 +46,7 @@ ScoreBpeTokenizer::ScoreBpeTokenizer(ScoreVocab vocab, bool add_dummy_prefix, st
         break;
       case PieceKind::Byte: {
         int b = parse_byte_piece(p);
-        if (b < 0) fail("{}: byte token {} is '{}', not <0xXX>", source_, i, p);
+        if (b < 0) fail("{}: byte token {} is '{}', not <0xXX>", source_, i, printable(p));
         byte_value_[i] = int16_t(b);
         if (byte_id_[b] < 0) byte_id_[b] = id;
         break;
@@ -82,10 +87,12 @@ std::vector<int32_t> ScoreBpeTokenizer::encode(std::string_view text) const {
     if (i > 0) syms[size_t(i) - 1].next = i;
   };
   for (size_t i = 0; i < work.size();) {
-    // One UTF-8 character: a byte plus following continuation bytes, at most 4 in all (run.c's grouping, which
-    // also keeps malformed sequences together byte by byte).
+    // One UTF-8 character: a byte plus following continuation bytes, at most 4 in all (run.c's grouping,
+    // which also keeps malformed sequences together byte by byte). The dummy prefix is a character of its
+    // own, as in run.c, even when the text starts with a stray continuation byte.
     size_t j = i + 1;
-    while (j < work.size() && j - i < 4 && (uint8_t(work[j]) & 0xC0) == 0x80) ++j;
+    if (!(i == 0 && add_dummy_prefix_))
+      while (j < work.size() && j - i < 4 && (uint8_t(work[j]) & 0xC0) == 0x80) ++j;
     auto it = mergeable_.find(work.substr(i, j - i));
     if (it != mergeable_.end()) {
       push(uint32_t(i), uint32_t(j - i), it->second, true);
@@ -93,7 +100,9 @@ std::vector<int32_t> ScoreBpeTokenizer::encode(std::string_view text) const {
       for (size_t k = i; k < j; ++k) {
         int32_t id = byte_id_[uint8_t(work[k])];
         if (id < 0) id = unk_id_;
-        if (id < 0) fail("{}: cannot encode byte 0x{:02X}: no <0x{:02X}> or <unk> piece", source_, uint8_t(work[k]), uint8_t(work[k]));
+        if (id < 0)
+          fail("{}: cannot encode byte 0x{:02X}: no <0x{:02X}> or <unk> piece", source_, uint8_t(work[k]),
+               uint8_t(work[k]));
         push(uint32_t(k), 1, id, false);
       }
     }
@@ -107,7 +116,9 @@ std::vector<int32_t> ScoreBpeTokenizer::encode(std::string_view text) const {
     int32_t id;
   };
   // Highest score first; among equal scores the leftmost pair (run.c keeps the first strict maximum).
-  auto worse = [](const Cand& a, const Cand& b) { return a.score != b.score ? a.score < b.score : a.left > b.left; };
+  auto worse = [](const Cand& a, const Cand& b) {
+    return a.score != b.score ? a.score < b.score : a.left > b.left;
+  };
   std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> heap(worse);
   std::string scratch;
   auto consider = [&](int32_t l, int32_t r) {
@@ -141,14 +152,17 @@ std::string ScoreBpeTokenizer::decode(std::span<const int32_t> ids) const {
   std::string out;
   bool first = true;
   for (int32_t id : ids) {
-    if (id < 0 || id >= vocab_size()) fail("{}: token id {} is out of range (vocabulary of {})", source_, id, vocab_size());
+    if (id < 0 || id >= vocab_size())
+      fail("{}: token id {} is out of range (vocabulary of {})", source_, id, vocab_size());
     if (id == bos_id || is_eos(id)) continue;
     if (byte_value_[size_t(id)] >= 0) {
       // A dummy-prefix space that fell back to <0x20> (no " " piece) is dropped like the piece would be.
-      if (!(first && add_dummy_prefix_ && byte_value_[size_t(id)] == ' ')) out += char(byte_value_[size_t(id)]);
+      if (!(first && add_dummy_prefix_ && byte_value_[size_t(id)] == ' '))
+        out += char(byte_value_[size_t(id)]);
     } else {
       std::string_view p = vocab_.pieces[size_t(id)];
-      // The dummy prefix: run.c drops a leading space of the piece after BOS, SentencePiece that of the first.
+      // The dummy prefix: run.c drops a leading space of the piece after BOS, SentencePiece that of the
+      // first.
       if (first && add_dummy_prefix_ && !p.empty() && p[0] == ' ') p.remove_prefix(1);
       out += p;
     }

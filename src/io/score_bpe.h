@@ -1,11 +1,12 @@
 // SentencePiece-style "BPE by piece score" tokenizer, the algorithm of llama2.c's run.c encode() (and of
 // llama.cpp's SPM tokenizer): split the text into UTF-8 characters (each unknown character falls back to its
-// <0xXX> byte pieces), then repeatedly merge the adjacent pair whose concatenation is a piece with the highest
-// score, leftmost first among equal scores, until no adjacent pair forms a piece. Used for llama2.c tok*.bin and
-// GGUF "llama" vocabularies. Implemented with a priority queue (O(n log n)); the order of merges, and therefore
-// the result, is the same as run.c's quadratic rescan.
+// <0xXX> byte pieces), then repeatedly merge the adjacent pair whose concatenation is a piece with the
+// highest score, leftmost first among equal scores, until no adjacent pair forms a piece. Used for llama2.c
+// tok*.bin and GGUF "llama" vocabularies. Implemented with a priority queue (O(n log n)); the order of
+// merges, and therefore the result, is the same as run.c's quadratic rescan.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -14,8 +15,16 @@
 
 namespace lowbit {
 
-// SentencePiece piece types (sentencepiece_model.proto; GGUF tokenizer.ggml.token_type uses the same numbers).
-enum class PieceKind : uint8_t { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
+// SentencePiece piece types (sentencepiece_model.proto; GGUF tokenizer.ggml.token_type uses the same
+// numbers).
+enum class PieceKind : uint8_t {
+  Normal = 1,
+  Unknown = 2,
+  Control = 3,
+  UserDefined = 4,
+  Unused = 5,
+  Byte = 6
+};
 
 struct ScoreVocab {
   std::vector<std::string> pieces;  // with spaces as ' ' (SentencePiece's U+2581 already replaced)
@@ -45,5 +54,11 @@ class ScoreBpeTokenizer : public Tokenizer {
   std::vector<int16_t> byte_value_;                     // per id: the byte of a Byte piece, else -1
   int32_t unk_id_ = -1;
 };
+
+class GgufFile;
+// The tokenizer.ggml.* vocabulary of a parsed GGUF file (load_gguf_tokenizer reads the file). Only the
+// SentencePiece-style "llama" model: tokens (U+2581 read as ' '), scores, token_type, bos/eos ids,
+// add_space_prefix and add_bos_token.
+std::unique_ptr<ScoreBpeTokenizer> gguf_score_tokenizer(const GgufFile& f);
 
 }  // namespace lowbit

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Writes the hand-made seed corpora for fuzz/safetensors_fuzz and fuzz/gguf_fuzz.
+
+Every seed is a tiny valid file built here from scratch (no model files are copied). Run from the repository
+root: python3 tools/make_fuzz_seeds.py
+"""
+import json
+import os
+import struct
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+def write(sub, name, data):
+    d = os.path.join(ROOT, "fuzz", "corpus", sub)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# ---- safetensors: u64 header length, JSON header, data ----
+def safetensors(tensors, metadata=None, pad=True):
+    """tensors: list of (name, dtype, shape, raw bytes), stored contiguously in order."""
+    header, data = {}, b""
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, dtype, shape, raw in tensors:
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    h = json.dumps(header, separators=(",", ":")).encode()
+    if pad:
+        h += b" " * ((8 - len(h) % 8) % 8)
+    return struct.pack("<Q", len(h)) + h + data
+
+
+def f32(*v):
+    return struct.pack("<%df" % len(v), *v)
+
+
+write("safetensors", "empty_header", safetensors([]))
+write("safetensors", "metadata_only", safetensors([], {"format": "pt", "quant": "rtn"}))
+write("safetensors", "two_tensors", safetensors(
+    [("a", "F32", [2, 3], f32(1, 2, 3, 4, 5, 6)), ("b", "BF16", [4], struct.pack("<4H", 0x3F80, 0x4000, 0, 1))],
+    {"format": "pt"}))
+write("safetensors", "all_dtypes", safetensors([
+    ("f64", "F64", [1], struct.pack("<d", 0.5)), ("i64", "I64", [1], struct.pack("<q", -1)),
+    ("f32", "F32", [1], f32(1)), ("i32", "I32", [1], struct.pack("<i", 7)),
+    ("f16", "F16", [2], struct.pack("<2H", 0x3C00, 0)), ("i16", "I16", [1], struct.pack("<h", -2)),
+    ("u8", "U8", [3], b"\x01\x02\x03"), ("i8", "I8", [1], b"\xff"), ("bool", "BOOL", [1], b"\x01")]))
+write("safetensors", "zero_sized", safetensors([("e", "F32", [0, 4], b""), ("s", "F32", [], f32(3))], pad=False))
+
+
+# ---- GGUF: magic, version, counts, key/values, tensor infos, aligned data ----
+class Gguf:
+    def __init__(self, version):
+        self.v, self.kv, self.n_kv, self.tensors = version, b"", 0, []
+
+    def count(self, n):
+        return struct.pack("<I" if self.v == 1 else "<Q", n)
+
+    def s(self, text):
+        b = text.encode() if isinstance(text, str) else text
+        return self.count(len(b)) + b
+
+    def add(self, key, type_id, payload):
+        self.kv += self.s(key) + struct.pack("<I", type_id) + payload
+        self.n_kv += 1
+
+    def u32(self, key, v):
+        self.add(key, 4, struct.pack("<I", v))
+
+    def f32(self, key, v):
+        self.add(key, 6, struct.pack("<f", v))
+
+    def string(self, key, v):
+        self.add(key, 8, self.s(v))
+
+    def array(self, elem_type, items):
+        return struct.pack("<I", elem_type) + self.count(len(items)) + b"".join(items)
+
+    def tensor(self, name, dims, ggml_type, raw):
+        self.tensors.append((name, dims, ggml_type, raw))
+
+    def build(self, alignment=32):
+        out = b"GGUF" + struct.pack("<I", self.v) + self.count(len(self.tensors)) + self.count(self.n_kv) + self.kv
+        off, offs = 0, []
+        for name, dims, t, raw in self.tensors:
+            out += self.s(name) + struct.pack("<I", len(dims)) + b"".join(self.count(d) for d in dims)
+            out += struct.pack("<IQ", t, off)
+            offs.append(off)
+            off = (off + len(raw) + alignment - 1) // alignment * alignment
+        out += b"\0" * ((alignment - len(out) % alignment) % alignment)
+        base = len(out)
+        for (name, dims, t, raw), o in zip(self.tensors, offs):
+            out += b"\0" * (base + o - len(out)) + raw
+        return out
+
+
+def tiny_llama(version, with_output=True):
+    """One block: n_embd 4, 2 heads, 1 KV head, n_ff 4, a 7-piece SentencePiece-style vocabulary."""
+    g = Gguf(version)
+    g.string("general.architecture", "llama")
+    for k, v in [("embedding_length", 4), ("block_count", 1), ("feed_forward_length", 4),
+                 ("attention.head_count", 2), ("attention.head_count_kv", 1), ("context_length", 16),
+                 ("rope.dimension_count", 2)]:
+        g.u32("llama." + k, v)
+    g.f32("llama.attention.layer_norm_rms_epsilon", 1e-5)
+    g.f32("llama.rope.freq_base", 10000.0)
+    g.string("tokenizer.ggml.model", "llama")
+    toks = ["<unk>", "<s>", "</s>", "<0x41>", "\u2581", "a", "\u2581a"]
+    g.add("tokenizer.ggml.tokens", 9, g.array(8, [g.s(t) for t in toks]))
+    g.add("tokenizer.ggml.scores", 9, g.array(6, [struct.pack("<f", -float(i)) for i in range(len(toks))]))
+    g.add("tokenizer.ggml.token_type", 9, g.array(5, [struct.pack("<i", t) for t in [2, 3, 3, 6, 1, 1, 1]]))
+    g.u32("tokenizer.ggml.bos_token_id", 1)
+    g.u32("tokenizer.ggml.eos_token_id", 2)
+    mat = lambda r, c: f32(*[0.25 * i for i in range(r * c)])
+    g.tensor("token_embd.weight", [4, 7], 0, mat(7, 4))
+    for name, dims in [("attn_norm", [4]), ("attn_q", [4, 4]), ("attn_k", [4, 2]), ("attn_v", [4, 2]),
+                       ("attn_output", [4, 4]), ("ffn_norm", [4]), ("ffn_gate", [4, 4]), ("ffn_up", [4, 4]),
+                       ("ffn_down", [4, 4])]:
+        n = 1
+        for d in dims:
+            n *= d
+        g.tensor("blk.0.%s.weight" % name, dims, 0, f32(*[1.0] * n))
+    g.tensor("output_norm.weight", [4], 0, f32(1, 1, 1, 1))
+    if with_output:
+        g.tensor("output.weight", [4, 7], 1, struct.pack("<28H", *([0x3C00] * 28)))  # F16
+    return g.build()
+
+
+write("gguf", "tiny_llama_v1", tiny_llama(1))
+write("gguf", "tiny_llama_v2", tiny_llama(2))
+write("gguf", "tiny_llama_v3_tied", tiny_llama(3, with_output=False))
+
+g = Gguf(3)
+for i, (fmt, v) in enumerate([("<B", 200), ("<b", -1), ("<H", 60000), ("<h", -2), ("<I", 7), ("<i", -7),
+                              ("<f", 1.5), ("<B", 1)]):
+    g.add("v.%d" % i, i, struct.pack(fmt, v))
+g.string("v.8", "text")
+g.add("v.10", 10, struct.pack("<Q", 1 << 40))
+g.add("v.11", 11, struct.pack("<q", -(1 << 40)))
+g.add("v.12", 12, struct.pack("<d", 0.1))
+g.add("nested", 9, g.array(9, [g.array(0, [b"\x01", b"\x02"]), g.array(8, [g.s("x")])]))
+g.u32("general.alignment", 64)
+g.tensor("bf16", [2], 30, struct.pack("<2H", 0x3F80, 0x4000))
+g.tensor("q4_0", [32], 2, b"\0" * 18)
+write("gguf", "all_value_types", g.build(64))

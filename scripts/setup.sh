@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config git clang libclang-rt-14-dev
       libgtest-dev libgmock-dev libbenchmark-dev
-      libopenblas-dev liblapacke-dev libhwy-dev nlohmann-json3-dev libpcre2-dev
+      libopenblas-openmp-dev libhwy-dev nlohmann-json3-dev libpcre2-dev
       libsentencepiece-dev libcli11-dev libfmt-dev libtomlplusplus-dev libsqlite3-dev)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -24,8 +24,9 @@ void add_info(CLI::App& app, Global& g, Commands& out);
 void add_tokenize(CLI::App& app, Global& g, Commands& out);
 void add_generate(CLI::App& app, Global& g, Commands& out);
 void add_ppl(CLI::App& app, Global& g, Commands& out);
+void add_synth(CLI::App& app, Global& g, Commands& out);
 
 // The subcommands, in --help order. Add a new one here and in its own cmd_<name>.cpp.
-inline const std::vector<AddCommand> kCommands = {add_info, add_tokenize, add_generate, add_ppl};
+inline const std::vector<AddCommand> kCommands = {add_info, add_tokenize, add_generate, add_ppl, add_synth};
 
 }  // namespace lowbit::cli

@@ -197,7 +197,7 @@ std::vector<float> awq_clip_bounds(const float* W, int64_t rows, int64_t cols, c
         for (int64_t j = 0; j < gs; ++j)
           delta[size_t(r * cols + g * gs + j)] = fake_quantize_value(tmp[size_t(j)], p, maxq) - w[j];
       }
-    }, 8);
+    }, 8, worth_parallel(8.0 * double(rows) * double(cols)));
     for (int64_t g = 0; g < G; ++g) {
       // E (n, rows) = X[:, g] (n, gs) · Δ[:, g]ᵀ (gs, rows)
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(gs), 1.0f, X + g * gs, int(cols),

@@ -46,7 +46,8 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols, std::vec
 
   std::vector<AffineParams> row_params(static_cast<size_t>(rows));  // current group's (S, Z) of each row
   if (!grouped)
-    parallel_for(rows, [&](int64_t r) { row_params[size_t(r)] = find_params(&W[size_t(r * cols)], cols, o.spec); });
+    parallel_for(rows, [&](int64_t r) { row_params[size_t(r)] = find_params(&W[size_t(r * cols)], cols, o.spec); },
+                 16, worth_parallel(4.0 * double(rows) * double(cols)));
 
   for (int64_t i = 0; i < cols; ++i) {
     float& hii = H[size_t(i * cols + i)];
@@ -63,7 +64,7 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols, std::vec
     parallel_for(rows, [&](int64_t r) {
       for (int64_t g = 0; g < G; ++g)
         static_params[size_t(g * rows + r)] = find_params(&W[size_t(r * cols + g * gs)], gs, o.spec);
-    });
+    }, 16, worth_parallel(4.0 * double(rows) * double(cols)));
   }
 
   // perm[j] = original column processed j-th.
@@ -144,7 +145,7 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols, std::vec
         e1[i] = err;
         for (int64_t j = i + 1; j < cnt; ++j) w1[j] -= err * u[i1 + j];
       }
-    }, 8);
+    }, 8, worth_parallel(double(rows) * double(cnt) * double(cnt)));
     // W[:, i2:] -= Err1 (rows, cnt) · U[i1:i2, i2:] (cnt, cols − i2)
     if (i2 < cols)
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(cols - i2), int(cnt), -1.0f,

@@ -24,11 +24,11 @@
 // that underflows fp16 is raised to the smallest fp16 subnormal (2⁻²⁴); one that overflows is an error.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <string_view>
 #include <vector>
 
@@ -86,27 +86,28 @@ class PackedBuilder {
   int64_t row_bytes_;
 };
 
-// body(i) for i in [0, n) on OpenMP threads. An exception must not escape an OpenMP region (that terminates),
-// so the first one thrown is kept, the remaining iterations are skipped, and it is rethrown after the loop.
+// body(i) for i in [0, n) on OpenMP threads (only when `parallel`: callers pass whether the work is worth a
+// parallel region, which costs more than tiny loops on a loaded machine). An exception must not escape an OpenMP
+// region (that terminates), so the first one thrown is kept, the remaining iterations are skipped, and it is
+// rethrown after the loop.
 template <typename F>
-void parallel_for(int64_t n, F&& body, int64_t chunk = 1) {
+void parallel_for(int64_t n, F&& body, int64_t chunk = 1, bool parallel = true) {
   std::exception_ptr err;
-  std::mutex mu;
-#pragma omp parallel for schedule(dynamic, chunk)
+  std::atomic<bool> failed{false};
+#pragma omp parallel for schedule(dynamic, chunk) if (parallel)
   for (int64_t i = 0; i < n; ++i) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      if (err) continue;
-    }
+    if (failed.load(std::memory_order_relaxed)) continue;
     try {
       body(i);
     } catch (...) {
-      std::lock_guard<std::mutex> lock(mu);
-      if (!err) err = std::current_exception();
+      if (!failed.exchange(true)) err = std::current_exception();
     }
   }
   if (err) std::rethrow_exception(err);
 }
+
+// Whether a loop doing about `flops` arithmetic is worth an OpenMP region.
+inline bool worth_parallel(double flops) { return flops > 2e5; }
 
 // Checks every value is finite; throws "<name> contains NaN at (r, c)" (or Inf).
 void check_finite(const float* w, int64_t rows, int64_t cols, std::string_view name);

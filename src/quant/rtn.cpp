@@ -27,7 +27,7 @@ std::shared_ptr<const QuantizedWeight> quantize_rtn(const float* w, int64_t rows
         if (fake) fake[r * cols + g * group_size + j] = dequantize_value(q, p);
       }
     }
-  }, 16);
+  }, 16, worth_parallel(4.0 * double(rows) * double(cols)));
   return pb.finish();
 }
 

@@ -74,7 +74,7 @@ Ref reference_gptq(const Problem& p, const GptqOptions& o) {
   const int64_t gs = o.group_size > 0 ? o.group_size : n;
   std::vector<float> W = p.W;
   std::vector<double> H(p.H.begin(), p.H.end());
-  std::vector<AffineParams> params(size_t(rows));
+  std::vector<AffineParams> params(static_cast<size_t>(rows));
   if (o.group_size == 0)
     for (int64_t r = 0; r < rows; ++r) params[size_t(r)] = find_params(&W[size_t(r * n)], n, o.spec);
   for (int64_t i = 0; i < n; ++i)
@@ -114,7 +114,7 @@ Ref reference_gptq(const Problem& p, const GptqOptions& o) {
   };
   cholesky(A, L);
   for (int64_t c = 0; c < n; ++c) {  // column c of H⁻¹: L y = e_c, Lᵀ x = y
-    std::vector<double> y(size_t(n));
+    std::vector<double> y(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
       double s = i == c ? 1 : 0;
       for (int64_t k = 0; k < i; ++k) s -= L[size_t(i * n + k)] * y[size_t(k)];

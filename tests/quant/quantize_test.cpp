@@ -129,7 +129,8 @@ TEST(Quantize, EightBitIsNearlyLossless) {
   quantize_model(*m, f.tok, f.cfg("gptq", 8, -1));
   auto r4 = test::make_synth_model({});
   quantize_model(*r4, f.tok, f.cfg("rtn", 4, -1));
-  EXPECT_LT(logit_mse(*m, *fp, f), 1e-3 * logit_mse(*r4, *fp, f));
+  // Error variance scales with S² ∝ 4^−bits: 8-bit ≈ 1/256 of 4-bit; require at least 1/100.
+  EXPECT_LT(logit_mse(*m, *fp, f), 1e-2 * logit_mse(*r4, *fp, f));
 }
 
 }  // namespace

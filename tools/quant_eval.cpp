@@ -1,6 +1,6 @@
-// Developer tool (not part of the CMake build): quantize a model with quant/quantize.h and evaluate perplexity,
-// or dump one real layer's weight and calibration activations plus our RTN/GPTQ results as .npy files for
-// tools/ref_quant.py. Build after `cmake --build --preset release` with tools/build_quant_eval.sh.
+// Developer tool (not part of the CMake build): quantize a model with quant/quantize.h and evaluate
+// perplexity, or dump one real layer's weight and calibration activations plus our RTN/GPTQ results as .npy
+// files for tools/ref_quant.py. Build after `cmake --build --preset release` with tools/build_quant_eval.sh.
 //
 //   quant_eval MODEL --method rtn|gptq|awq --wbits 4 --group 128 [--act-order] [--calib FILE --nsamples 16
 //              --seqlen 2048] [--eval wikitext2,ptb,c4-sample] [--max-windows N]
@@ -68,25 +68,44 @@ int main(int argc, char** argv) try {
       if (i + 1 >= argc) fail("{} needs a value", a);
       return argv[++i];
     };
-    if (a == "--method") cfg.method = next();
-    else if (a == "--wbits") cfg.wbits = std::stoi(next());
-    else if (a == "--group") cfg.group = std::stoi(next());
-    else if (a == "--sym") cfg.sym = true;
-    else if (a == "--act-order") cfg.act_order = true;
-    else if (a == "--static-groups") cfg.static_groups = true;
-    else if (a == "--true-sequential") cfg.true_sequential = true;
-    else if (a == "--mse") cfg.mse = true;
-    else if (a == "--calib") cfg.calib_file = next();
-    else if (a == "--nsamples") cfg.nsamples = std::stoi(next());
-    else if (a == "--seqlen") cfg.seqlen = std::stoi(next());
-    else if (a == "--seed") cfg.seed = std::stoull(next());
-    else if (a == "--awq-seqlen") cfg.awq_seqlen = std::stoi(next());
-    else if (a == "--eval") evals = next();
-    else if (a == "--max-windows") max_windows = std::stoi(next());
-    else if (a == "--dump") dump = next();
-    else if (a == "--layer") layer = std::stoi(next());
-    else if (a == "--site") site_name = next();
-    else fail("unknown option {}", a);
+    if (a == "--method")
+      cfg.method = next();
+    else if (a == "--wbits")
+      cfg.wbits = std::stoi(next());
+    else if (a == "--group")
+      cfg.group = std::stoi(next());
+    else if (a == "--sym")
+      cfg.sym = true;
+    else if (a == "--act-order")
+      cfg.act_order = true;
+    else if (a == "--static-groups")
+      cfg.static_groups = true;
+    else if (a == "--true-sequential")
+      cfg.true_sequential = true;
+    else if (a == "--mse")
+      cfg.mse = true;
+    else if (a == "--calib")
+      cfg.calib_file = next();
+    else if (a == "--nsamples")
+      cfg.nsamples = std::stoi(next());
+    else if (a == "--seqlen")
+      cfg.seqlen = std::stoi(next());
+    else if (a == "--seed")
+      cfg.seed = std::stoull(next());
+    else if (a == "--awq-seqlen")
+      cfg.awq_seqlen = std::stoi(next());
+    else if (a == "--eval")
+      evals = next();
+    else if (a == "--max-windows")
+      max_windows = std::stoi(next());
+    else if (a == "--dump")
+      dump = next();
+    else if (a == "--layer")
+      layer = std::stoi(next());
+    else if (a == "--site")
+      site_name = next();
+    else
+      fail("unknown option {}", a);
   }
   const SearchPaths paths = find_search_paths();
   model_path = resolve_model_path(model_path, paths);
@@ -94,12 +113,12 @@ int main(int argc, char** argv) try {
   auto tok = load_tokenizer_for_model(model_path);
 
   if (!dump.empty()) {
-    const InputSite site = site_name == "attn" ? InputSite::AttnIn
-                           : site_name == "o"  ? InputSite::OIn
+    const InputSite site = site_name == "attn"   ? InputSite::AttnIn
+                           : site_name == "o"    ? InputSite::OIn
                            : site_name == "down" ? InputSite::DownIn
                                                  : InputSite::MlpIn;
-    const LinearKind kind = site == InputSite::AttnIn ? LinearKind::Q
-                            : site == InputSite::OIn  ? LinearKind::O
+    const LinearKind kind = site == InputSite::AttnIn   ? LinearKind::Q
+                            : site == InputSite::OIn    ? LinearKind::O
                             : site == InputSite::DownIn ? LinearKind::Down
                                                         : LinearKind::Up;
     const CalibSet calib = load_calibration(*tok, cfg.calib_file, cfg.nsamples, cfg.seqlen, cfg.seed);
@@ -131,15 +150,17 @@ int main(int argc, char** argv) try {
       int group;
       bool act;
     };
-    for (const Case& c : {Case{"rtn_w4g128", "rtn", 4, 128, false}, Case{"rtn_w3", "rtn", 3, 0, false},
-                          Case{"gptq_w4g128", "gptq", 4, 128, false}, Case{"gptq_w4", "gptq", 4, 0, false},
-                          Case{"gptq_w3g128", "gptq", 3, 128, false}, Case{"gptq_w2g128", "gptq", 2, 128, false},
-                          Case{"gptq_w4g128_act", "gptq", 4, 128, true}}) {
+    for (const Case& c :
+         {Case{"rtn_w4g128", "rtn", 4, 128, false}, Case{"rtn_w3", "rtn", 3, 0, false},
+          Case{"gptq_w4g128", "gptq", 4, 128, false}, Case{"gptq_w4", "gptq", 4, 0, false},
+          Case{"gptq_w3g128", "gptq", 3, 128, false}, Case{"gptq_w2g128", "gptq", 2, 128, false},
+          Case{"gptq_w4g128_act", "gptq", 4, 128, true}}) {
       QuantSpec s;
       s.bits = c.bits;
       std::shared_ptr<const QuantizedWeight> q;
       if (std::string(c.method) == "rtn") {
-        q = quantize_rtn(W.data(), rows, cols, s, c.group ? Granularity::Group : Granularity::Channel, c.group);
+        q = quantize_rtn(W.data(), rows, cols, s, c.group ? Granularity::Group : Granularity::Channel,
+                         c.group);
       } else {
         GptqOptions o;
         o.spec = s;
@@ -156,8 +177,8 @@ int main(int argc, char** argv) try {
       write_npy(dump + "/" + c.name + "_What.npy", deq.data(), {rows, cols}, "<f4");
       write_npy(dump + "/" + c.name + "_codes.npy", codes.data(), {rows, cols}, "<i4");
     }
-    std::printf("dumped layer %d %s: W (%ld, %ld), X (%ld, %ld) to %s\n", layer, linear_name(kind), long(rows),
-                long(cols), long(n), long(cols), dump.c_str());
+    std::printf("dumped layer %d %s: W (%ld, %ld), X (%ld, %ld) to %s\n", layer, linear_name(kind),
+                long(rows), long(cols), long(n), long(cols), dump.c_str());
     return 0;
   }
 
@@ -186,7 +207,8 @@ int main(int argc, char** argv) try {
     po.label = ds;
     const PplResult pr = perplexity(model, ids, po);
     std::printf("%s %s w%d g%d%s: %s ppl %.4f (%d windows, %.0f s)\n", model_path.c_str(), cfg.method.c_str(),
-                cfg.wbits, cfg.group, cfg.act_order ? " act-order" : "", ds.c_str(), pr.ppl, pr.windows, pr.seconds);
+                cfg.wbits, cfg.group, cfg.act_order ? " act-order" : "", ds.c_str(), pr.ppl, pr.windows,
+                pr.seconds);
   }
   return 0;
 } catch (const std::exception& e) {

@@ -32,10 +32,13 @@ double sq_diff_sum(const float* a, const float* b, size_t n) {
   return s;
 }
 
-Granularity granularity(const AwqOptions& o) { return o.group_size > 0 ? Granularity::Group : Granularity::Channel; }
+Granularity granularity(const AwqOptions& o) {
+  return o.group_size > 0 ? Granularity::Group : Granularity::Channel;
+}
 
 // Q(W·diag(s))·diag(s)⁻¹: the weight the model would use with scales s folded into the previous op.
-Mat scaled_fake_quant(const Mat& W, int64_t rows, int64_t cols, const std::vector<float>& s, const AwqOptions& o) {
+Mat scaled_fake_quant(const Mat& W, int64_t rows, int64_t cols, const std::vector<float>& s,
+                      const AwqOptions& o) {
   Mat ws(W.size()), fq(W.size());
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) ws[size_t(r * cols + c)] = W[size_t(r * cols + c)] * s[size_t(c)];
@@ -66,12 +69,12 @@ std::vector<float> search_scales(const std::vector<float>& mean_abs, const AwqOp
 // outputs of the attention (through o_proj).
 struct Capture : BlockObserver {
   int64_t T = 0, tokens = 0, step = 1, window = 0;
-  bool keep_o = false;                 // full o_proj inputs (o searched) or only the clip subsample
+  bool keep_o = false;  // full o_proj inputs (o searched) or only the clip subsample
   std::array<std::vector<double>, 4> abs_sum;
   std::array<int64_t, 4> cols{};
-  Mat mlp_in, down_in, o_in;           // (tokens, cols), o_in full only when keep_o
-  Mat attn_sub, o_sub;                 // clip subsamples (n_sub, cols)
-  Mat attn_out;                        // (tokens, d) = o_proj(attention) in full precision
+  Mat mlp_in, down_in, o_in;  // (tokens, cols), o_in full only when keep_o
+  Mat attn_sub, o_sub;        // clip subsamples (n_sub, cols)
+  Mat attn_out;               // (tokens, d) = o_proj(attention) in full precision
   const Mat* Wo = nullptr;
   int64_t d = 0;
 
@@ -91,18 +94,25 @@ struct Capture : BlockObserver {
     auto keep_sub = [&](Mat& m) {
       if (m.empty()) m.resize(size_t(n_sub() * c));
       for (int64_t t = 0; t < n; ++t)
-        if ((t0 + t) % step == 0) std::memcpy(m.data() + (t0 + t) / step * c, x + t * c, size_t(c) * sizeof(float));
+        if ((t0 + t) % step == 0)
+          std::memcpy(m.data() + (t0 + t) / step * c, x + t * c, size_t(c) * sizeof(float));
     };
     switch (site) {
-      case InputSite::AttnIn: keep_sub(attn_sub); break;
+      case InputSite::AttnIn:
+        keep_sub(attn_sub);
+        break;
       case InputSite::OIn:
         if (keep_o) keep_all(o_in);
         keep_sub(o_sub);
         if (attn_out.empty()) attn_out.resize(size_t(tokens * d));
         matmul_t(x, n, c, Wo->data(), d, attn_out.data() + t0 * d);
         break;
-      case InputSite::MlpIn: keep_all(mlp_in); break;
-      case InputSite::DownIn: keep_all(down_in); break;
+      case InputSite::MlpIn:
+        keep_all(mlp_in);
+        break;
+      case InputSite::DownIn:
+        keep_all(down_in);
+        break;
     }
   }
 
@@ -187,21 +197,24 @@ std::vector<float> awq_clip_bounds(const float* W, int64_t rows, int64_t cols, c
   const int steps = int(o.clip_max_shrink * o.clip_grid);
   for (int i = 0; i < steps; ++i) {
     const float f = float(1.0 - double(i) / o.clip_grid);
-    parallel_for(rows, [&](int64_t r) {
-      std::vector<float> tmp(static_cast<size_t>(gs));
-      for (int64_t g = 0; g < G; ++g) {
-        const float m = absmax[size_t(r * G + g)] * f;
-        const float* w = W + r * cols + g * gs;
-        for (int64_t j = 0; j < gs; ++j) tmp[size_t(j)] = std::clamp(w[j], -m, m);
-        const AffineParams p = find_params(tmp.data(), gs, o.spec);
-        for (int64_t j = 0; j < gs; ++j)
-          delta[size_t(r * cols + g * gs + j)] = fake_quantize_value(tmp[size_t(j)], p, maxq) - w[j];
-      }
-    }, 8, worth_parallel(8.0 * double(rows) * double(cols)));
+    parallel_for(
+        rows,
+        [&](int64_t r) {
+          std::vector<float> tmp(static_cast<size_t>(gs));
+          for (int64_t g = 0; g < G; ++g) {
+            const float m = absmax[size_t(r * G + g)] * f;
+            const float* w = W + r * cols + g * gs;
+            for (int64_t j = 0; j < gs; ++j) tmp[size_t(j)] = std::clamp(w[j], -m, m);
+            const AffineParams p = find_params(tmp.data(), gs, o.spec);
+            for (int64_t j = 0; j < gs; ++j)
+              delta[size_t(r * cols + g * gs + j)] = fake_quantize_value(tmp[size_t(j)], p, maxq) - w[j];
+          }
+        },
+        8, worth_parallel(8.0 * double(rows) * double(cols)));
     for (int64_t g = 0; g < G; ++g) {
       // E (n, rows) = X[:, g] (n, gs) · Δ[:, g]ᵀ (gs, rows)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(gs), 1.0f, X + g * gs, int(cols),
-                  delta.data() + g * gs, int(cols), 0.0f, E.data(), int(rows));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(gs), 1.0f, X + g * gs,
+                  int(cols), delta.data() + g * gs, int(cols), 0.0f, E.data(), int(rows));
       for (int64_t r = 0; r < rows; ++r) {
         double e = 0;
         for (int64_t t = 0; t < n; ++t) e += double(E[size_t(t * rows + r)]) * E[size_t(t * rows + r)];
@@ -230,7 +243,8 @@ AwqLayerResult awq_quantize_layer(LlamaModel& model, int layer, Activations& act
   auto Wk = [&](LinearKind k) -> Mat& { return W[size_t(int(k))]; };
   auto rows = [&](LinearKind k) { return R[size_t(int(k))]; };
   auto cols = [&](LinearKind k) { return C[size_t(int(k))]; };
-  const bool search_o = rows(LinearKind::V) == rows(LinearKind::O) && cols(LinearKind::V) == cols(LinearKind::O);
+  const bool search_o =
+      rows(LinearKind::V) == rows(LinearKind::O) && cols(LinearKind::V) == cols(LinearKind::O);
 
   // 1. Full-precision pass: statistics, kept inputs, reference attention output, next layer's inputs.
   Capture cap;
@@ -253,63 +267,70 @@ AwqLayerResult awq_quantize_layer(LlamaModel& model, int layer, Activations& act
   const int s_attn = int(InputSite::AttnIn), s_o = int(InputSite::OIn), s_mlp = int(InputSite::MlpIn);
 
   // 2a. q/k/v against the attention output: rerun the block up to o_proj's input with candidate q/k/v.
-  std::vector<float> sc_attn = search_scales(cap.mean_abs(InputSite::AttnIn), o, [&](const std::vector<float>& s) {
-    const Linear saved[3] = {model.linear(layer, LinearKind::Q), model.linear(layer, LinearKind::K),
-                             model.linear(layer, LinearKind::V)};
-    for (LinearKind k : {LinearKind::Q, LinearKind::K, LinearKind::V})
-      model.set_linear(layer, k, owned_f32_linear(scaled_fake_quant(Wk(k), rows(k), cols(k), s, o), rows(k), cols(k)));
-    struct Probe : BlockObserver {
-      const Capture* cap;
-      const Mat* Wo;
-      int64_t d, window;
-      double err = 0;
-      Mat y;
-      void observe(int, InputSite site, const float* x, int64_t n, int64_t c) override {
-        if (site != InputSite::OIn) return;
-        y.resize(size_t(n * d));
-        matmul_t(x, n, c, Wo->data(), d, y.data());
-        err += sq_diff_sum(y.data(), cap->attn_out.data() + window * n * d, y.size());
-        throw StopBlock{};
-      }
-    } probe;
-    probe.cap = &cap;
-    probe.Wo = &Wk(LinearKind::O);
-    probe.d = d;
-    KVCache cache = model.new_cache(int(T));
-    Mat x(size_t(T * d));
-    try {
-      for (int i = 0; i < acts.n; ++i) {
-        probe.window = i;
-        std::memcpy(x.data(), acts.window(i), x.size() * sizeof(float));
-        cache.n_past = 0;
+  std::vector<float> sc_attn = search_scales(
+      cap.mean_abs(InputSite::AttnIn), o,
+      [&](const std::vector<float>& s) {
+        const Linear saved[3] = {model.linear(layer, LinearKind::Q), model.linear(layer, LinearKind::K),
+                                 model.linear(layer, LinearKind::V)};
+        for (LinearKind k : {LinearKind::Q, LinearKind::K, LinearKind::V})
+          model.set_linear(
+              layer, k, owned_f32_linear(scaled_fake_quant(Wk(k), rows(k), cols(k), s, o), rows(k), cols(k)));
+        struct Probe : BlockObserver {
+          const Capture* cap;
+          const Mat* Wo;
+          int64_t d, window;
+          double err = 0;
+          Mat y;
+          void observe(int, InputSite site, const float* x, int64_t n, int64_t c) override {
+            if (site != InputSite::OIn) return;
+            y.resize(size_t(n * d));
+            matmul_t(x, n, c, Wo->data(), d, y.data());
+            err += sq_diff_sum(y.data(), cap->attn_out.data() + window * n * d, y.size());
+            throw StopBlock{};
+          }
+        } probe;
+        probe.cap = &cap;
+        probe.Wo = &Wk(LinearKind::O);
+        probe.d = d;
+        KVCache cache = model.new_cache(int(T));
+        Mat x(size_t(T * d));
         try {
-          model.block_forward(layer, x.data(), T, cache, &probe);
-        } catch (const StopBlock&) {
+          for (int i = 0; i < acts.n; ++i) {
+            probe.window = i;
+            std::memcpy(x.data(), acts.window(i), x.size() * sizeof(float));
+            cache.n_past = 0;
+            try {
+              model.block_forward(layer, x.data(), T, cache, &probe);
+            } catch (const StopBlock&) {
+            }
+          }
+        } catch (...) {
+          for (int j = 0; j < 3; ++j) model.set_linear(layer, LinearKind(j), saved[j]);
+          throw;
         }
-      }
-    } catch (...) {
-      for (int j = 0; j < 3; ++j) model.set_linear(layer, LinearKind(j), saved[j]);
-      throw;
-    }
-    for (int j = 0; j < 3; ++j) model.set_linear(layer, LinearKind(j), saved[j]);
-    return probe.err / double(tokens * d);
-  }, &res.alpha[size_t(s_attn)], &res.loss[size_t(s_attn)]);
+        for (int j = 0; j < 3; ++j) model.set_linear(layer, LinearKind(j), saved[j]);
+        return probe.err / double(tokens * d);
+      },
+      &res.alpha[size_t(s_attn)], &res.loss[size_t(s_attn)]);
 
   // Output MSE of one linear on stored inputs X (tokens, cols) against the full-precision output.
   auto linear_search = [&](LinearKind k, const Mat& X, InputSite site) {
     const int64_t rk = rows(k), ck = cols(k);
     Mat ref(size_t(tokens * rk)), y(size_t(kChunk * rk));
     matmul_t(X.data(), tokens, ck, Wk(k).data(), rk, ref.data());
-    return search_scales(cap.mean_abs(site), o, [&](const std::vector<float>& s) {
-      const Mat wq = scaled_fake_quant(Wk(k), rk, ck, s, o);
-      double err = 0;
-      for (int64_t t0 = 0; t0 < tokens; t0 += kChunk) {
-        const int64_t n = std::min(kChunk, tokens - t0);
-        matmul_t(X.data() + t0 * ck, n, ck, wq.data(), rk, y.data());
-        err += sq_diff_sum(y.data(), ref.data() + t0 * rk, size_t(n * rk));
-      }
-      return err / double(tokens * rk);
-    }, &res.alpha[size_t(int(site))], &res.loss[size_t(int(site))]);
+    return search_scales(
+        cap.mean_abs(site), o,
+        [&](const std::vector<float>& s) {
+          const Mat wq = scaled_fake_quant(Wk(k), rk, ck, s, o);
+          double err = 0;
+          for (int64_t t0 = 0; t0 < tokens; t0 += kChunk) {
+            const int64_t n = std::min(kChunk, tokens - t0);
+            matmul_t(X.data() + t0 * ck, n, ck, wq.data(), rk, y.data());
+            err += sq_diff_sum(y.data(), ref.data() + t0 * rk, size_t(n * rk));
+          }
+          return err / double(tokens * rk);
+        },
+        &res.alpha[size_t(int(site))], &res.loss[size_t(int(site))]);
   };
 
   // 2b. o_proj (only without GQA).
@@ -327,18 +348,22 @@ AwqLayerResult awq_quantize_layer(LlamaModel& model, int layer, Activations& act
     };
     Mat ref(size_t(tokens * d)), g(size_t(kChunk * f)), u(g.size()), y(size_t(kChunk * d));
     for (int64_t t0 = 0; t0 < tokens; t0 += kChunk)
-      mlp(Wk(LinearKind::Gate), Wk(LinearKind::Up), t0, std::min(kChunk, tokens - t0), g, u, ref.data() + t0 * d);
-    sc_mlp = search_scales(cap.mean_abs(InputSite::MlpIn), o, [&](const std::vector<float>& s) {
-      const Mat wg = scaled_fake_quant(Wk(LinearKind::Gate), f, d, s, o);
-      const Mat wu = scaled_fake_quant(Wk(LinearKind::Up), f, d, s, o);
-      double err = 0;
-      for (int64_t t0 = 0; t0 < tokens; t0 += kChunk) {
-        const int64_t n = std::min(kChunk, tokens - t0);
-        mlp(wg, wu, t0, n, g, u, y.data());
-        err += sq_diff_sum(y.data(), ref.data() + t0 * d, size_t(n * d));
-      }
-      return err / double(tokens * d);
-    }, &res.alpha[size_t(s_mlp)], &res.loss[size_t(s_mlp)]);
+      mlp(Wk(LinearKind::Gate), Wk(LinearKind::Up), t0, std::min(kChunk, tokens - t0), g, u,
+          ref.data() + t0 * d);
+    sc_mlp = search_scales(
+        cap.mean_abs(InputSite::MlpIn), o,
+        [&](const std::vector<float>& s) {
+          const Mat wg = scaled_fake_quant(Wk(LinearKind::Gate), f, d, s, o);
+          const Mat wu = scaled_fake_quant(Wk(LinearKind::Up), f, d, s, o);
+          double err = 0;
+          for (int64_t t0 = 0; t0 < tokens; t0 += kChunk) {
+            const int64_t n = std::min(kChunk, tokens - t0);
+            mlp(wg, wu, t0, n, g, u, y.data());
+            err += sq_diff_sum(y.data(), ref.data() + t0 * d, size_t(n * d));
+          }
+          return err / double(tokens * d);
+        },
+        &res.alpha[size_t(s_mlp)], &res.loss[size_t(s_mlp)]);
   }
 
   // 2d. down_proj.
@@ -359,18 +384,28 @@ AwqLayerResult awq_quantize_layer(LlamaModel& model, int layer, Activations& act
   divide_cols(down_x, f, sc_down);
   res.alpha[size_t(s_o)] = search_o ? res.alpha[size_t(s_o)] : NAN;
 
-  // 4. Clip every linear but q and k (their product through softmax makes the output error a poor proxy), then
-  // quantize all seven.
+  // 4. Clip every linear but q and k (their product through softmax makes the output error a poor proxy),
+  // then quantize all seven.
   for (LinearKind k : kAllLinears) {
     Mat& w = Wk(k);
     const int64_t rk = rows(k), ck = cols(k);
     const Mat* X = nullptr;
     switch (k) {
-      case LinearKind::V: X = &attn_x; break;
-      case LinearKind::O: X = &o_x; break;
-      case LinearKind::Gate: case LinearKind::Up: X = &mlp_x; break;
-      case LinearKind::Down: X = &down_x; break;
-      default: break;
+      case LinearKind::V:
+        X = &attn_x;
+        break;
+      case LinearKind::O:
+        X = &o_x;
+        break;
+      case LinearKind::Gate:
+      case LinearKind::Up:
+        X = &mlp_x;
+        break;
+      case LinearKind::Down:
+        X = &down_x;
+        break;
+      default:
+        break;
     }
     if (o.clip && X) {
       const std::vector<float> m = awq_clip_bounds(w.data(), rk, ck, X->data(), cap.n_sub(), o);

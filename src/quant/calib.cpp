@@ -35,7 +35,8 @@ std::vector<int64_t> sample_window_starts(int64_t n_tokens, int nsamples, int se
   return starts;
 }
 
-CalibSet load_calibration(const Tokenizer& tok, const std::string& path, int nsamples, int seqlen, uint64_t seed) {
+CalibSet load_calibration(const Tokenizer& tok, const std::string& path, int nsamples, int seqlen,
+                          uint64_t seed) {
   if (nsamples < 1) fail("calibration: nsamples must be at least 1 (got {})", nsamples);
   if (seqlen < 1) fail("calibration: seqlen must be at least 1 (got {})", seqlen);
   const std::string text = read_file(path);
@@ -63,7 +64,8 @@ Activations embed_windows(const LlamaModel& model, const CalibSet& calib, int T)
   a.d = model.config().n_embd;
   a.x.resize(size_t(a.n) * T * a.d);
   for (int i = 0; i < a.n; ++i)
-    model.embed(std::span<const int32_t>(calib.tokens.data() + size_t(i) * calib.seqlen, size_t(T)), a.window(i));
+    model.embed(std::span<const int32_t>(calib.tokens.data() + size_t(i) * calib.seqlen, size_t(T)),
+                a.window(i));
   return a;
 }
 
@@ -101,8 +103,8 @@ void HessianObserver::observe(int layer, InputSite site, const float* x, int64_t
     }
     LOWBIT_ASSERT(a.cols == cols);
     // S (cols, cols) += xᵀ x, x (n, cols): upper triangle only.
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(cols), int(n), 1.0f, x, int(cols), 1.0f, a.s.data(),
-                int(cols));
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(cols), int(n), 1.0f, x, int(cols), 1.0f,
+                a.s.data(), int(cols));
     a.n += n;
   }
   if (int(site) >= last_) throw StopBlock{};

@@ -28,7 +28,9 @@ QuantSpec spec_of(const QuantConfig& c) {
   return s;
 }
 
-int64_t group_of(const QuantConfig& c) { return c.group > 0 ? c.group : 0; }
+int64_t group_of(const QuantConfig& c) {
+  return c.group > 0 ? c.group : 0;
+}
 
 double rel_err(const std::vector<float>& w, const QuantizedWeight& q) {
   std::vector<float> deq(w.size());
@@ -71,8 +73,9 @@ void quantize_layer_rtn(LlamaModel& model, int layer, const QuantConfig& cfg, Qu
   }
 }
 
-// GPTQ's llama.py: Hessians from the block with every earlier group already quantized (true-sequential) or all
-// from the full-precision block; then the block's outputs with the quantized weights become the next inputs.
+// GPTQ's llama.py: Hessians from the block with every earlier group already quantized (true-sequential) or
+// all from the full-precision block; then the block's outputs with the quantized weights become the next
+// inputs.
 void quantize_layer_gptq(LlamaModel& model, int layer, Activations& acts, const QuantConfig& cfg,
                          QuantReport& rep) {
   using K = LinearKind;
@@ -95,8 +98,8 @@ void quantize_layer_gptq(LlamaModel& model, int layer, Activations& acts, const 
     for (K k : group) {
       const Linear& lin = model.linear(layer, k);
       const std::vector<float> w = linear_to_f32(lin);
-      GptqResult g =
-          gptq_quantize(w.data(), lin.rows(), lin.cols(), obs.hessian(input_site(k)), opt, tensor_name(layer, k));
+      GptqResult g = gptq_quantize(w.data(), lin.rows(), lin.cols(), obs.hessian(input_site(k)), opt,
+                                   tensor_name(layer, k));
       LinearReport r = linear_report(layer, k, *g.weight);
       r.rel_err = rel_err(w, *g.weight);
       r.loss = g.loss;
@@ -160,8 +163,9 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
   aopt.spec = spec_of(cfg);
   aopt.group_size = group_of(cfg);
 
-  Progress progress(fmt::format("{} w{}{}", cfg.method, cfg.wbits, cfg.group > 0 ? fmt::format("g{}", cfg.group) : ""),
-                    uint64_t(L), "layer", cfg.quiet);
+  Progress progress(
+      fmt::format("{} w{}{}", cfg.method, cfg.wbits, cfg.group > 0 ? fmt::format("g{}", cfg.group) : ""),
+      uint64_t(L), "layer", cfg.quiet);
   for (int l = 0; l < L; ++l) {
     Timer lt;
     LayerReport lr;

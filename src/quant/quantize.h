@@ -1,6 +1,6 @@
-// The one entry point for weight-only quantization of a whole model (what `lowbit quantize` calls): every block's
-// seven linears are replaced by packed QuantizedWeights (formats/quantized.h); embeddings, norms and the head
-// stay in full precision (AWQ folds its scales into the RMSNorm weights).
+// The one entry point for weight-only quantization of a whole model (what `lowbit quantize` calls): every
+// block's seven linears are replaced by packed QuantizedWeights (formats/quantized.h); embeddings, norms and
+// the head stay in full precision (AWQ folds its scales into the RMSNorm weights).
 #pragma once
 #include <array>
 #include <cstdint>
@@ -17,14 +17,15 @@ struct QuantConfig {
   int wbits = 4;                // 2..8
   int group = 128;              // input columns per (S, Z); -1 (or 0) = per output channel
   bool sym = false;
-  bool act_order = false;       // GPTQ only
-  bool static_groups = false;   // GPTQ only
-  bool true_sequential = false; // GPTQ only: q/k/v, then o, then gate/up, then down, each seeing the earlier ones
-  double damp = 0.01;           // GPTQ relative dampening
-  bool mse = false;             // MSE shrink search for the (S, Z) ranges (GPTQ's --mse; RTN too)
+  bool act_order = false;      // GPTQ only
+  bool static_groups = false;  // GPTQ only
+  // GPTQ only: q/k/v, then o, then gate/up, then down, each calibrated with the earlier ones quantized
+  bool true_sequential = false;
+  double damp = 0.01;  // GPTQ relative dampening
+  bool mse = false;    // MSE shrink search for the (S, Z) ranges (GPTQ's --mse; RTN and AWQ too)
   int nsamples = 128, seqlen = 2048;
   uint64_t seed = 0;
-  std::string calib_file;       // required by gptq and awq
+  std::string calib_file;  // required by gptq and awq
   // AWQ runs its search on the first awq_seqlen tokens of each window (exact for a causal model): llm-awq's
   // default calibration is 128 × 512 tokens, and its 20 × 4 block re-evaluations scale with the token count.
   // 0 = the whole window.
@@ -54,15 +55,15 @@ struct QuantReport {
   std::vector<LayerReport> layers;
   double seconds = 0;
   uint64_t peak_rss = 0;
-  int64_t n_weights = 0;         // quantized weights
-  double bits_per_weight = 0;    // storage of the quantized linears (codes + scales + zeros + g_idx) per weight
-  std::string calib_sha256;      // empty for RTN
+  int64_t n_weights = 0;       // quantized weights
+  double bits_per_weight = 0;  // storage of the quantized linears (codes + scales + zeros + g_idx) per weight
+  std::string calib_sha256;    // empty for RTN
   int64_t calib_stream_tokens = 0;
 };
 
-// Throws a one-line Error for: unknown method, bits outside 2..8, a group that does not divide a linear's width,
-// GPTQ-only options with another method, missing calibration file, non-finite weights (naming the tensor),
-// already-quantized linears, bad nsamples/seqlen/damp.
+// Throws a one-line Error for: unknown method, bits outside 2..8, a group that does not divide a linear's
+// width, GPTQ-only options with another method, missing calibration file, non-finite weights (naming the
+// tensor), already-quantized linears, bad nsamples/seqlen/damp.
 void validate_quant_config(const LlamaModel& model, const QuantConfig& cfg);
 
 QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantConfig& cfg);

@@ -14,8 +14,8 @@ namespace lowbit {
 enum class Granularity { Tensor, Channel, Group };
 
 // Quantizes W (rows, cols) into the packed format. Per-tensor parameters are stored replicated on every row
-// (the format's groups are per row). fake, when given, receives Ŵ (rows, cols) — bit-identical to dequantizing
-// the result.
+// (the format's groups are per row). fake, when given, receives Ŵ (rows, cols) — bit-identical to
+// dequantizing the result.
 std::shared_ptr<const QuantizedWeight> quantize_rtn(const float* w, int64_t rows, int64_t cols,
                                                     const QuantSpec& spec, Granularity gran,
                                                     int64_t group_size = 0, float* fake = nullptr);

@@ -1,11 +1,12 @@
-// AWQ: folding the scales leaves the full-precision block unchanged; the clipping search matches a brute-force
-// search; on a block with outlier activation channels AWQ's output error is below RTN's.
+// AWQ: folding the scales leaves the full-precision block unchanged; the clipping search matches a
+// brute-force search; on a block with outlier activation channels AWQ's output error is below RTN's.
+#include "quant/awq.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "kernels/linear.h"
-#include "quant/awq.h"
 #include "quant/rtn.h"
 #include "synth.h"
 
@@ -73,7 +74,8 @@ TEST(Awq, FoldingKeepsTheBlockExact) {
     float mx = 0;
     for (float v : before) mx = std::max(mx, std::fabs(v));
     // A few float roundings per product (scale, divide) in sums of ≤ 128 terms: relative ~1e-6, bound 1e-5.
-    for (size_t i = 0; i < before.size(); ++i) ASSERT_NEAR(after[i], before[i], 1e-5f * mx) << "kv " << kv_heads;
+    for (size_t i = 0; i < before.size(); ++i)
+      ASSERT_NEAR(after[i], before[i], 1e-5f * mx) << "kv " << kv_heads;
   }
 }
 
@@ -104,7 +106,8 @@ TEST(Awq, ClipBoundsMatchBruteForce) {
         for (int64_t k = 0; k < n; ++k) {
           double d = 0;
           for (int64_t j = 0; j < 16; ++j)
-            d += double(X[size_t(k * cols + g * 16 + j)]) * (fq[size_t(j)] - W[size_t(r * cols + g * 16 + j)]);
+            d +=
+                double(X[size_t(k * cols + g * 16 + j)]) * (fq[size_t(j)] - W[size_t(r * cols + g * 16 + j)]);
           e += d * d;
         }
         e /= double(n);
@@ -120,7 +123,8 @@ TEST(Awq, BeatsRtnOnABlockWithOutlierChannels) {
   test::SynthSpec spec;
   spec.outlier_channels = {3, 17, 40};
   spec.outlier_gain = 25;
-  auto fp = test::make_synth_model(spec), awq = test::make_synth_model(spec), rtn = test::make_synth_model(spec);
+  auto fp = test::make_synth_model(spec), awq = test::make_synth_model(spec),
+       rtn = test::make_synth_model(spec);
   const auto& c = fp->config();
   Activations a = embed_windows(*fp, random_windows(6, 48, c.n_vocab, 5), 48);
   const std::vector<float> ref = block_outputs(*fp, 0, a);
@@ -133,7 +137,7 @@ TEST(Awq, BeatsRtnOnABlockWithOutlierChannels) {
   const AwqLayerResult res = awq_quantize_layer(*awq, 0, in, o);
   EXPECT_EQ(in.x, ref);  // the next layer gets the full-precision outputs (llm-awq)
   for (LinearKind k : kAllLinears) ASSERT_TRUE(awq->linear(0, k).quant) << linear_name(k);
-  EXPECT_GT(res.alpha[int(InputSite::AttnIn)], 0.0);  // the outliers make scaling worthwhile
+  EXPECT_GT(res.alpha[int(InputSite::AttnIn)], 0.0);        // the outliers make scaling worthwhile
   EXPECT_TRUE(std::isnan(res.alpha[int(InputSite::OIn)]));  // GQA: no v→o scaling
 
   for (LinearKind k : kAllLinears) {

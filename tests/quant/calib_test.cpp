@@ -1,10 +1,11 @@
 // Calibration windows and the per-site Hessian accumulation.
+#include "quant/calib.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
 
 #include "core/error.h"
-#include "quant/calib.h"
 #include "synth.h"
 #include "test_util.h"
 
@@ -37,7 +38,8 @@ TEST(Calib, WindowsAreSlicesOfTheTokenStreamWithBos) {
   EXPECT_EQ(c.starts, sample_window_starts(501, 8, 32, 5));
   ASSERT_EQ(c.tokens.size(), 8u * 32);
   for (int i = 0; i < 8; ++i)
-    for (int j = 0; j < 32; ++j) ASSERT_EQ(c.tokens[size_t(i * 32 + j)], ids[size_t(c.starts[size_t(i)] + j)]);
+    for (int j = 0; j < 32; ++j)
+      ASSERT_EQ(c.tokens[size_t(i * 32 + j)], ids[size_t(c.starts[size_t(i)] + j)]);
   EXPECT_EQ(c.sha256.size(), 64u);
 }
 
@@ -49,7 +51,8 @@ TEST(Calib, TooShortTextIsAClearError) {
     load_calibration(tok, dir + "/short.txt", 4, 16, 0);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), dir + "/short.txt: calibration text has 4 tokens, fewer than seqlen + 1 = 17");
+    EXPECT_EQ(std::string(e.what()),
+              dir + "/short.txt: calibration text has 4 tokens, fewer than seqlen + 1 = 17");
   }
   EXPECT_THROW(load_calibration(tok, dir + "/missing.txt", 4, 16, 0), Error);
 }

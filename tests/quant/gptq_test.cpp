@@ -1,6 +1,8 @@
-// GPTQ on synthetic layers: better than RTN on the layer-output objective, equal to an unblocked column-by-column
-// reference (double-precision inverse Hessian), valid act-order g_idx, dead columns, static groups, and the
-// non-positive-definite fallback.
+// GPTQ on synthetic layers: better than RTN on the layer-output objective, equal to an unblocked
+// column-by-column reference (double-precision inverse Hessian), valid act-order g_idx, dead columns, static
+// groups, and the non-positive-definite fallback.
+#include "quant/gptq.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,7 +10,6 @@
 
 #include "core/error.h"
 #include "kernels/quantized.h"
-#include "quant/gptq.h"
 #include "quant/rtn.h"
 #include "synth.h"
 
@@ -56,14 +57,15 @@ double output_error(const Problem& p, const std::vector<float>& What) {
     for (int64_t t = 0; t < p.n; ++t) {
       double s = 0;
       for (int64_t c = 0; c < p.cols; ++c)
-        s += (double(p.W[size_t(r * p.cols + c)]) - What[size_t(r * p.cols + c)]) * p.X[size_t(t * p.cols + c)];
+        s += (double(p.W[size_t(r * p.cols + c)]) - What[size_t(r * p.cols + c)]) *
+             p.X[size_t(t * p.cols + c)];
       e += s * s;
     }
   return e;
 }
 
-// The unblocked algorithm: for each column in order, quantize, then W[:, j] −= err · U[i, j] for every later j,
-// with U the upper Cholesky factor of (H + λI)⁻¹ computed in double.
+// The unblocked algorithm: for each column in order, quantize, then W[:, j] −= err · U[i, j] for every later
+// j, with U the upper Cholesky factor of (H + λI)⁻¹ computed in double.
 struct Ref {
   std::vector<float> What;
   std::vector<int64_t> perm;
@@ -99,7 +101,8 @@ Ref reference_gptq(const Problem& p, const GptqOptions& o) {
   for (int64_t i = 0; i < n; ++i) mean += H[size_t(i * n + i)] / double(n);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < n; ++j)
-      A[size_t(i * n + j)] = H[size_t(P[size_t(i)] * n + P[size_t(j)])] + (i == j ? o.damp * float(mean) : 0.0);
+      A[size_t(i * n + j)] =
+          H[size_t(P[size_t(i)] * n + P[size_t(j)])] + (i == j ? o.damp * float(mean) : 0.0);
   auto cholesky = [&](const std::vector<double>& M, std::vector<double>& Lo) {
     for (int64_t j = 0; j < n; ++j) {
       double d = M[size_t(j * n + j)];
@@ -151,7 +154,8 @@ Ref reference_gptq(const Problem& p, const GptqOptions& o) {
   return ref;
 }
 
-GptqOptions options(int bits, int64_t group, bool act_order = false, bool static_groups = false, int block = 128) {
+GptqOptions options(int bits, int64_t group, bool act_order = false, bool static_groups = false,
+                    int block = 128) {
   GptqOptions o;
   o.spec.bits = bits;
   o.group_size = group;
@@ -163,12 +167,17 @@ GptqOptions options(int bits, int64_t group, bool act_order = false, bool static
 
 TEST(Gptq, BeatsRtnOnTheLayerOutput) {
   const Problem p = make_problem(48, 256, 512, 11);
-  for (auto [bits, group, act] : {std::tuple{4, 0, false}, {4, 64, false}, {3, 64, false}, {3, 64, true},
-                                   {2, 64, false}, {8, 0, false}}) {
+  for (auto [bits, group, act] : {std::tuple{4, 0, false},
+                                  {4, 64, false},
+                                  {3, 64, false},
+                                  {3, 64, true},
+                                  {2, 64, false},
+                                  {8, 0, false}}) {
     GptqResult g = gptq_quantize(p.W.data(), p.rows, p.cols, p.H, options(bits, group, act), "w");
     QuantSpec s;
     s.bits = bits;
-    auto rtn = quantize_rtn(p.W.data(), p.rows, p.cols, s, group ? Granularity::Group : Granularity::Channel, group);
+    auto rtn =
+        quantize_rtn(p.W.data(), p.rows, p.cols, s, group ? Granularity::Group : Granularity::Channel, group);
     const double eg = output_error(p, dequant(*g.weight)), er = output_error(p, dequant(*rtn));
     EXPECT_LT(eg, 0.9 * er) << "bits " << bits << " group " << group << " act_order " << act;
     EXPECT_EQ(g.damp_used, 0.01);
@@ -176,10 +185,10 @@ TEST(Gptq, BeatsRtnOnTheLayerOutput) {
   }
 }
 
-// Blocked/lazy (float, LAPACK) vs unblocked (double inverse): the same algorithm, so the same codes except where
-// rounding differences of ~1e-6 relative push a value across a rounding boundary (then later columns of that row
-// legitimately differ a little). Bound: at most 0.2% of weights differ by more than 1e-5, the output error within
-// 0.5%.
+// Blocked/lazy (float, LAPACK) vs unblocked (double inverse): the same algorithm, so the same codes except
+// where rounding differences of ~1e-6 relative push a value across a rounding boundary (then later columns of
+// that row legitimately differ a little). Bound: at most 0.2% of weights differ by more than 1e-5, the output
+// error within 0.5%.
 TEST(Gptq, MatchesUnblockedReference) {
   const Problem p = make_problem(32, 256, 512, 21);
   struct Case {
@@ -188,10 +197,11 @@ TEST(Gptq, MatchesUnblockedReference) {
     bool act, stat;
     int block;
   };
-  for (const Case& c : {Case{4, 0, false, false, 128}, Case{4, 128, false, false, 128}, Case{3, 128, false, false, 32},
-                        Case{4, 64, true, false, 64}, Case{3, 64, true, true, 128}, Case{2, 0, true, false, 16}}) {
-    SCOPED_TRACE(testing::Message() << "bits " << c.bits << " group " << c.group << " act " << c.act << " static "
-                                    << c.stat << " block " << c.block);
+  for (const Case& c :
+       {Case{4, 0, false, false, 128}, Case{4, 128, false, false, 128}, Case{3, 128, false, false, 32},
+        Case{4, 64, true, false, 64}, Case{3, 64, true, true, 128}, Case{2, 0, true, false, 16}}) {
+    SCOPED_TRACE(testing::Message() << "bits " << c.bits << " group " << c.group << " act " << c.act
+                                    << " static " << c.stat << " block " << c.block);
     const GptqOptions o = options(c.bits, c.group, c.act, c.stat, c.block);
     GptqResult g = gptq_quantize(p.W.data(), p.rows, p.cols, p.H, o, "w");
     const Ref ref = reference_gptq(p, o);
@@ -224,7 +234,8 @@ TEST(Gptq, ActOrderGroupsGiveAValidGIdx) {
   EXPECT_FALSE(std::is_sorted(order.begin(), order.end()));
   // Without groups or with static groups there is nothing to map.
   EXPECT_EQ(gptq_quantize(p.W.data(), p.rows, p.cols, p.H, options(4, 0, true), "w").weight->g_idx, nullptr);
-  EXPECT_EQ(gptq_quantize(p.W.data(), p.rows, p.cols, p.H, options(4, 64, true, true), "w").weight->g_idx, nullptr);
+  EXPECT_EQ(gptq_quantize(p.W.data(), p.rows, p.cols, p.H, options(4, 64, true, true), "w").weight->g_idx,
+            nullptr);
 }
 
 TEST(Gptq, StaticGroupsUseTheOriginalWeightsRanges) {
@@ -250,8 +261,8 @@ TEST(Gptq, DeadColumnsAreZeroed) {
 }
 
 TEST(Gptq, NonPositiveDefiniteHessian) {
-  // Eigenvalues 3 and −1 (mean diagonal 1): H + λI is positive definite only once λ > 1, i.e. at the third ×10
-  // increase of 1% (λ = 10).
+  // Eigenvalues 3 and −1 (mean diagonal 1): H + λI is positive definite only once λ > 1, i.e. at the third
+  // ×10 increase of 1% (λ = 10).
   const std::vector<float> W = {0.5f, -0.25f, 1.0f, 0.75f, -1.0f, 0.1f, 0.2f, 0.3f};
   const std::vector<float> H = {1, 2, 2, 1};
   GptqResult g = gptq_quantize(W.data(), 4, 2, H, options(4, 0), "model.layers.0.mlp.up_proj.weight");
@@ -262,8 +273,9 @@ TEST(Gptq, NonPositiveDefiniteHessian) {
     gptq_quantize(W.data(), 4, 2, H, few, "model.layers.0.mlp.up_proj.weight");
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("model.layers.0.mlp.up_proj.weight: Hessian is not positive definite"),
-              std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find("model.layers.0.mlp.up_proj.weight: Hessian is not positive definite"),
+        std::string::npos)
         << e.what();
   }
   const std::vector<float> bad = {1, NAN, NAN, 1};

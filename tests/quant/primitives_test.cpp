@@ -1,4 +1,6 @@
 // The affine quantization primitive on hand-computed cases, and packed == fake-quant bit for bit.
+#include "quant/primitives.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,7 +9,6 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "kernels/quantized.h"
-#include "quant/primitives.h"
 #include "quant/rtn.h"
 #include "synth.h"
 
@@ -53,7 +54,8 @@ TEST(QuantPrimitives, RangeAlwaysIncludesZero) {
 }
 
 TEST(QuantPrimitives, RoundHalfToEvenTies) {
-  // 3 bits, range [−0.5, 6.5]: S = 7/7 = 1, Z = round(0.5) = 0 (half to even; half away from zero would give 1).
+  // 3 bits, range [−0.5, 6.5]: S = 7/7 = 1, Z = round(0.5) = 0 (half to even; half away from zero would give
+  // 1).
   const std::vector<float> x = {-0.5f, 0.5f, 1.5f, 2.5f, 6.5f};
   const AffineParams p = find_params(x.data(), 5, spec(3));
   EXPECT_EQ(p.scale, 1.0f);
@@ -86,8 +88,8 @@ TEST(QuantPrimitives, SymmetricHandExample) {
 TEST(QuantPrimitives, DegenerateAllZeroRow) {
   const std::vector<float> x(5, 0.0f);
   const AffineParams p = find_params(x.data(), 5, spec(4));
-  // Range −1..+1: S = fp16(2/15), Z = round(1 / fp32(2/15)) = round(7.4999995) = 7 (fp32 2/15 rounds up; GPTQ's
-  // fp32 arithmetic gives the same 7).
+  // Range −1..+1: S = fp16(2/15), Z = round(1 / fp32(2/15)) = round(7.4999995) = 7 (fp32 2/15 rounds up;
+  // GPTQ's fp32 arithmetic gives the same 7).
   EXPECT_EQ(p.scale_f16, f32_to_f16(2.0f / 15));
   EXPECT_EQ(1.0f / (2.0f / 15), 7.4999995f);
   EXPECT_EQ(p.zero, 7);
@@ -160,8 +162,8 @@ TEST(QuantPrimitives, PackedEqualsFakeQuantBitForBit) {
         const int64_t rows = 7, cols = 96;
         std::vector<float> w = test::randn(size_t(rows * cols), uint32_t(bits * 10 + sym));
         std::vector<float> fake(w.size()), deq(w.size());
-        auto q = quantize_rtn(w.data(), rows, cols, spec(bits, sym), group ? Granularity::Group : Granularity::Channel,
-                              group, fake.data());
+        auto q = quantize_rtn(w.data(), rows, cols, spec(bits, sym),
+                              group ? Granularity::Group : Granularity::Channel, group, fake.data());
         dequantize_rows_scalar(*q, 0, rows, deq.data());
         for (size_t i = 0; i < w.size(); ++i)
           ASSERT_EQ(fake[i], deq[i]) << "bits " << bits << " sym " << sym << " group " << group << " i " << i;

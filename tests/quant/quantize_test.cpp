@@ -1,10 +1,11 @@
-// quantize_model end to end on a small synthetic model: config validation errors, every linear packed, GPTQ and
-// AWQ closer to the full-precision model than RTN.
+// quantize_model end to end on a small synthetic model: config validation errors, every linear packed, GPTQ
+// and AWQ closer to the full-precision model than RTN.
+#include "quant/quantize.h"
+
 #include <gtest/gtest.h>
 
 #include "core/error.h"
 #include "kernels/linear.h"
-#include "quant/quantize.h"
 #include "synth.h"
 #include "test_util.h"
 
@@ -48,7 +49,8 @@ TEST(Quantize, ConfigErrors) {
   c.wbits = 9;
   EXPECT_EQ(error_of(*m, f.tok, c), "--wbits 9 is not supported by rtn (supported: 2..8 bits)");
   c = f.cfg("gptq", 4, 48);
-  EXPECT_EQ(error_of(*m, f.tok, c), "--group 48 does not divide in_features 64 of model.layers.0.self_attn.q_proj.weight");
+  EXPECT_EQ(error_of(*m, f.tok, c),
+            "--group 48 does not divide in_features 64 of model.layers.0.self_attn.q_proj.weight");
   c = f.cfg("hqq");
   EXPECT_EQ(error_of(*m, f.tok, c), "--method 'hqq' is not one of rtn, gptq, awq");
   c = f.cfg("awq");

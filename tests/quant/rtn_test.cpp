@@ -1,11 +1,12 @@
 // RTN equals the formula, written out independently here in double where it is exact.
+#include "quant/rtn.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "core/dtype.h"
 #include "kernels/quantized.h"
-#include "quant/rtn.h"
 #include "synth.h"
 
 namespace lowbit {
@@ -33,19 +34,22 @@ TEST(Rtn, EqualsTheFormula) {
     for (bool sym : {false, true})
       for (int64_t group : {int64_t(0), int64_t(32), int64_t(128)}) {
         std::vector<float> w = test::randn(size_t(rows * cols), uint32_t(bits + 100 * sym + group));
-        w[5] = 0, w[cols + 3] = 4.0f;  // a zero and an outlier
+        w[5] = 0, w[cols + 3] = 4.0f;                                 // a zero and an outlier
         std::fill(w.begin() + 2 * cols, w.begin() + 3 * cols, 0.0f);  // an all-zero row
         std::vector<float> want(w.size()), got(w.size());
         const int64_t gs = group ? group : cols;
         for (int64_t r = 0; r < rows; ++r)
-          for (int64_t g = 0; g < cols / gs; ++g) reference(&w[size_t(r * cols + g * gs)], gs, bits, sym, &want[size_t(r * cols + g * gs)]);
+          for (int64_t g = 0; g < cols / gs; ++g)
+            reference(&w[size_t(r * cols + g * gs)], gs, bits, sym, &want[size_t(r * cols + g * gs)]);
         QuantSpec s;
         s.bits = bits;
         s.sym = sym;
-        auto q = quantize_rtn(w.data(), rows, cols, s, group ? Granularity::Group : Granularity::Channel, group);
+        auto q =
+            quantize_rtn(w.data(), rows, cols, s, group ? Granularity::Group : Granularity::Channel, group);
         dequantize_rows_scalar(*q, 0, rows, got.data());
         for (size_t i = 0; i < w.size(); ++i)
-          ASSERT_EQ(got[i], want[i]) << "bits " << bits << " sym " << sym << " group " << group << " at " << i;
+          ASSERT_EQ(got[i], want[i]) << "bits " << bits << " sym " << sym << " group " << group << " at "
+                                     << i;
       }
 }
 

@@ -49,7 +49,8 @@ inline std::unique_ptr<LlamaModel> make_synth_model(const SynthSpec& s) {
     ck.owners.push_back(buf);
     return buf;
   };
-  const int64_t E = s.n_embd, F = s.n_ff, Q = int64_t(s.n_head) * s.head_dim, K = int64_t(s.n_kv_head) * s.head_dim;
+  const int64_t E = s.n_embd, F = s.n_ff, Q = int64_t(s.n_head) * s.head_dim,
+                K = int64_t(s.n_kv_head) * s.head_dim;
   add("model.embed_tokens.weight", {s.n_vocab, E}, 1.0f);
   for (int i = 0; i < s.n_layer; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";

@@ -1,0 +1,124 @@
+#include "quant/calib.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <random>
+
+#include "core/error.h"
+#include "core/mmap.h"
+#include "core/sha256.h"
+
+namespace lowbit {
+
+namespace {
+
+// Uniform in [0, n) by rejection: the same sequence on every platform for a given engine state.
+uint64_t uniform_below(std::mt19937_64& g, uint64_t n) {
+  const uint64_t max = std::numeric_limits<uint64_t>::max();
+  const uint64_t limit = max - (max % n + 1) % n;  // accept v <= limit: (limit + 1) is a multiple of n
+  for (;;) {
+    const uint64_t v = g();
+    if (v <= limit) return v % n;
+  }
+}
+
+}  // namespace
+
+std::vector<int64_t> sample_window_starts(int64_t n_tokens, int nsamples, int seqlen, uint64_t seed) {
+  LOWBIT_ASSERT(nsamples >= 0 && seqlen > 0 && n_tokens >= int64_t(seqlen) + 1);
+  std::mt19937_64 g(seed);
+  std::vector<int64_t> starts(static_cast<size_t>(nsamples));
+  for (auto& s : starts) s = int64_t(uniform_below(g, uint64_t(n_tokens - seqlen)));
+  return starts;
+}
+
+CalibSet load_calibration(const Tokenizer& tok, const std::string& path, int nsamples, int seqlen,
+                          uint64_t seed) {
+  if (nsamples < 1) fail("calibration: nsamples must be at least 1 (got {})", nsamples);
+  if (seqlen < 1) fail("calibration: seqlen must be at least 1 (got {})", seqlen);
+  const std::string text = read_file(path);
+  CalibSet c;
+  c.path = path;
+  c.sha256 = sha256_hex(text.data(), text.size());
+  const std::vector<int32_t> ids = tok.encode_with_bos(text);
+  c.stream_tokens = int64_t(ids.size());
+  if (c.stream_tokens < int64_t(seqlen) + 1)
+    fail("{}: calibration text has {} tokens, fewer than seqlen + 1 = {}", path, c.stream_tokens, seqlen + 1);
+  c.nsamples = nsamples;
+  c.seqlen = seqlen;
+  c.starts = sample_window_starts(c.stream_tokens, nsamples, seqlen, seed);
+  c.tokens.resize(size_t(nsamples) * size_t(seqlen));
+  for (int i = 0; i < nsamples; ++i)
+    std::copy_n(ids.begin() + c.starts[size_t(i)], seqlen, c.tokens.begin() + size_t(i) * seqlen);
+  return c;
+}
+
+Activations embed_windows(const LlamaModel& model, const CalibSet& calib, int T) {
+  LOWBIT_ASSERT(T > 0 && T <= calib.seqlen);
+  Activations a;
+  a.n = calib.nsamples;
+  a.T = T;
+  a.d = model.config().n_embd;
+  a.x.resize(size_t(a.n) * T * a.d);
+  for (int i = 0; i < a.n; ++i)
+    model.embed(std::span<const int32_t>(calib.tokens.data() + size_t(i) * calib.seqlen, size_t(T)),
+                a.window(i));
+  return a;
+}
+
+void run_block(const LlamaModel& model, int layer, Activations& acts, BlockObserver* obs, bool update) {
+  KVCache cache = model.new_cache(acts.T);
+  std::vector<float> scratch(update ? 0 : size_t(acts.T) * acts.d);
+  for (int i = 0; i < acts.n; ++i) {
+    float* x = acts.window(i);
+    if (!update) {
+      std::memcpy(scratch.data(), x, scratch.size() * sizeof(float));
+      x = scratch.data();
+    }
+    cache.n_past = 0;
+    try {
+      model.block_forward(layer, x, acts.T, cache, obs);
+    } catch (const StopBlock&) {
+      LOWBIT_ASSERT(!update);  // an updating run must produce the whole output
+    }
+  }
+}
+
+HessianObserver::HessianObserver(std::vector<InputSite> sites) {
+  for (InputSite s : sites) {
+    acc_[int(s)].wanted = true;
+    last_ = std::max(last_, int(s));
+  }
+}
+
+void HessianObserver::observe(int layer, InputSite site, const float* x, int64_t n, int64_t cols) {
+  Acc& a = acc_[int(site)];
+  if (a.wanted) {
+    if (a.s.empty()) {
+      a.cols = cols;
+      a.s.assign(size_t(cols * cols), 0.0f);
+    }
+    LOWBIT_ASSERT(a.cols == cols);
+    // S (cols, cols) += xᵀ x, x (n, cols): upper triangle only.
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(cols), int(n), 1.0f, x, int(cols), 1.0f,
+                a.s.data(), int(cols));
+    a.n += n;
+  }
+  if (int(site) >= last_) throw StopBlock{};
+}
+
+std::vector<float> HessianObserver::hessian(InputSite site) const {
+  const Acc& a = acc_[int(site)];
+  LOWBIT_ASSERT(a.wanted && a.n > 0);
+  const int64_t c = a.cols;
+  const float f = float(2.0 / double(a.n));
+  std::vector<float> H(a.s.size());
+  for (int64_t i = 0; i < c; ++i)
+    for (int64_t j = i; j < c; ++j) H[size_t(i * c + j)] = H[size_t(j * c + i)] = f * a.s[size_t(i * c + j)];
+  return H;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,78 @@
+// Calibration data and the layer-by-layer machinery shared by the calibrated methods (GPTQ, AWQ).
+//
+// Windows (GPTQ's datautils): the calibration text is tokenized as one stream with BOS at its start, and each
+// of N windows of L tokens starts at an offset drawn uniformly from [0, n_tokens − L − 1] (Python's
+// random.randint(0, n − L − 1) there; here std::mt19937_64 seeded with --seed and our own rejection sampling,
+// because std::uniform_int_distribution differs between standard libraries).
+//
+// Activations of all windows at the current layer's input are kept as (N, L, d) f32 (not bf16: the test bed
+// is small, and f32 keeps GPTQ's Hessians free of an extra rounding; a bf16/disk option is left for large
+// models).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/tokenizer.h"
+#include "model/llama.h"
+
+namespace lowbit {
+
+struct CalibSet {
+  std::string path, sha256;   // the text file and its sha256 (provenance for quantization_config)
+  int64_t stream_tokens = 0;  // tokens in the whole stream (BOS included)
+  int nsamples = 0, seqlen = 0;
+  std::vector<int32_t> tokens;  // (nsamples, seqlen)
+  std::vector<int64_t> starts;  // (nsamples) offsets into the stream
+};
+
+// nsamples offsets in [0, n_tokens − seqlen − 1], deterministic in seed. Requires n_tokens ≥ seqlen + 1.
+std::vector<int64_t> sample_window_starts(int64_t n_tokens, int nsamples, int seqlen, uint64_t seed);
+
+// Reads and tokenizes `path`; throws "<path>: calibration text has N tokens, fewer than seqlen + 1 = M".
+CalibSet load_calibration(const Tokenizer& tok, const std::string& path, int nsamples, int seqlen,
+                          uint64_t seed);
+
+// The activations entering one layer for every window: (n, T, d).
+struct Activations {
+  int n = 0, T = 0, d = 0;
+  std::vector<float> x;
+  float* window(int i) { return x.data() + size_t(i) * T * d; }
+  const float* window(int i) const { return x.data() + size_t(i) * T * d; }
+};
+
+// Embeddings of the first T tokens of every window (T ≤ seqlen; a prefix is exact for a causal model).
+Activations embed_windows(const LlamaModel& model, const CalibSet& calib, int T);
+
+// Thrown by an observer to end block_forward once it has seen what it needs (the rest of the block is wasted
+// work). block_forward holds only RAII buffers and calls observers outside parallel regions, so this is safe;
+// the KV-cache rows it wrote are simply overwritten by the next window.
+struct StopBlock {};
+
+// Runs block `layer` over every window. update: the windows are replaced by the block's outputs; otherwise
+// each window is run on a scratch copy (statistics only). StopBlock from the observer ends that window's run.
+void run_block(const LlamaModel& model, int layer, Activations& acts, BlockObserver* obs, bool update);
+
+// Accumulates H = 2/N Σ x xᵀ over the N tokens seen at chosen sites (GPTQ eq. 1's Hessian 2XXᵀ, averaged so
+// its magnitude does not grow with N; GPTQ's reference keeps a running average over samples instead — the
+// scale of H cancels in GPTQ). Sums in fp32 with BLAS ssyrk per call, finalised on request. Sites after the
+// last one wanted stop the block (StopBlock).
+class HessianObserver : public BlockObserver {
+ public:
+  explicit HessianObserver(std::vector<InputSite> sites);
+  void observe(int layer, InputSite site, const float* x, int64_t n, int64_t cols) override;
+  // (cols, cols) full symmetric H of a site; a copy.
+  std::vector<float> hessian(InputSite site) const;
+  int64_t tokens(InputSite site) const { return acc_[int(site)].n; }
+
+ private:
+  struct Acc {
+    bool wanted = false;
+    int64_t cols = 0, n = 0;
+    std::vector<float> s;  // Σ x xᵀ, upper triangle (row-major)
+  };
+  Acc acc_[4];
+  int last_ = 0;
+};
+
+}  // namespace lowbit

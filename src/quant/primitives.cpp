@@ -1,0 +1,122 @@
+#include "quant/primitives.h"
+
+#include <limits>
+
+#include "core/dtype.h"
+#include "core/error.h"
+
+namespace lowbit {
+
+AffineParams params_for_range(float xmin, float xmax, const QuantSpec& spec) {
+  const int maxq = spec.maxq();
+  const float s32 = (xmax - xmin) / float(maxq);
+  AffineParams p;
+  p.scale_f16 = f32_to_f16(s32);
+  p.scale = f16_to_f32(p.scale_f16);
+  if (std::isinf(p.scale) || std::isnan(p.scale))
+    fail("quantization scale {} (range [{}, {}]) does not fit fp16", s32, xmin, xmax);
+  if (p.scale == 0) {  // range below fp16's resolution: smallest positive subnormal, still covers the range
+    p.scale_f16 = 1;
+    p.scale = f16_to_f32(1);
+  }
+  if (spec.sym) {
+    p.zero = uint8_t((maxq + 1) / 2);
+  } else {
+    const float z = std::nearbyint(-xmin / s32);
+    p.zero = uint8_t(std::clamp(z, 0.0f, float(maxq)));
+  }
+  return p;
+}
+
+AffineParams find_params(const float* x, int64_t n, const QuantSpec& spec) {
+  float xmin = 0, xmax = 0;  // the range always includes 0
+  for (int64_t i = 0; i < n; ++i) {
+    xmin = std::min(xmin, x[i]);
+    xmax = std::max(xmax, x[i]);
+  }
+  if (spec.sym) {
+    xmax = std::max(-xmin, xmax);
+    xmin = -xmax;
+  }
+  if (xmin == xmax) xmin = -1, xmax = 1;  // all zero
+  AffineParams best = params_for_range(xmin, xmax, spec);
+  if (!spec.mse) return best;
+
+  const int maxq = spec.maxq();
+  double best_err = std::numeric_limits<double>::infinity();
+  const int steps = int(spec.mse_maxshrink * spec.mse_grid);
+  for (int i = 0; i < steps; ++i) {
+    const float p = float(1.0 - double(i) / spec.mse_grid);
+    const AffineParams cand = params_for_range(p * xmin, p * xmax, spec);
+    double err = 0;
+    for (int64_t j = 0; j < n; ++j)
+      err += std::pow(std::fabs(double(fake_quantize_value(x[j], cand, maxq)) - x[j]), spec.mse_norm);
+    if (err < best_err) best_err = err, best = cand;
+  }
+  return best;
+}
+
+struct PackedBuilder::Storage {
+  std::vector<uint8_t> codes, zeros;
+  std::vector<uint16_t> scales;
+  std::vector<int32_t> g_idx;
+};
+
+PackedBuilder::PackedBuilder(int bits, int64_t rows, int64_t cols, int64_t group_size, bool with_g_idx)
+    : st_(std::make_shared<Storage>()), bits_(bits) {
+  LOWBIT_ASSERT(bits >= 2 && bits <= 8 && rows > 0 && cols > 0 && group_size > 0 && cols % group_size == 0);
+  QuantizedWeight& w = w_;
+  w.bits = bits;
+  w.rows = rows;
+  w.cols = cols;
+  w.group_size = group_size;
+  row_bytes_ = int64_t(w.row_bytes());
+  st_->codes.assign(size_t(rows * row_bytes_), 0);
+  st_->scales.assign(size_t(rows * w.n_groups()), 0);
+  st_->zeros.assign(st_->scales.size(), 0);
+  if (with_g_idx) st_->g_idx.assign(size_t(cols), 0);
+  codes_ = st_->codes.data();
+}
+
+void PackedBuilder::set_params(int64_t row, int64_t group, const AffineParams& p) {
+  const size_t i = size_t(row * w_.n_groups() + group);
+  st_->scales[i] = p.scale_f16;
+  st_->zeros[i] = p.zero;
+}
+
+int32_t* PackedBuilder::g_idx() {
+  LOWBIT_ASSERT(!st_->g_idx.empty());
+  return st_->g_idx.data();
+}
+
+std::shared_ptr<const QuantizedWeight> PackedBuilder::finish() {
+  auto st = std::move(st_);
+  LOWBIT_ASSERT(st);
+  auto out = std::make_shared<QuantizedWeight>(w_);
+  QuantizedWeight& w = *out;
+  w.codes = st->codes.data();
+  w.scales = st->scales.data();
+  w.zeros = st->zeros.data();
+  w.g_idx = st->g_idx.empty() ? nullptr : st->g_idx.data();
+  if (w.g_idx)
+    for (int64_t c = 0; c < w.cols; ++c) LOWBIT_ASSERT(w.g_idx[c] >= 0 && w.g_idx[c] < w.n_groups());
+  w.owner = st;
+  return out;
+}
+
+void check_finite(const float* w, int64_t rows, int64_t cols, std::string_view name) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const float v = w[r * cols + c];
+      if (!std::isfinite(v)) fail("{} contains {} at ({}, {})", name, std::isnan(v) ? "NaN" : "Inf", r, c);
+    }
+}
+
+void check_quant_shape(int bits, int64_t group_size, int64_t cols, std::string_view name) {
+  if (bits < 2 || bits > 8) fail("{}: {}-bit quantization is not supported (bits must be 2..8)", name, bits);
+  if (group_size < 0) fail("{}: group size {} is negative", name, group_size);
+  if (group_size > 0 && cols % group_size != 0)
+    fail("{}: group size {} does not divide in_features {}", name, group_size, cols);
+}
+
+}  // namespace lowbit

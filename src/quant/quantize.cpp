@@ -1,0 +1,203 @@
+#include "quant/quantize.h"
+
+#include <cmath>
+#include <set>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/sys.h"
+#include "kernels/linear.h"
+#include "quant/awq.h"
+#include "quant/calib.h"
+#include "quant/gptq.h"
+#include "quant/rtn.h"
+
+namespace lowbit {
+
+namespace {
+
+std::string tensor_name(int layer, LinearKind k) {
+  return fmt::format("model.layers.{}.{}.weight", layer, linear_name(k));
+}
+
+QuantSpec spec_of(const QuantConfig& c) {
+  QuantSpec s;
+  s.bits = c.wbits;
+  s.sym = c.sym;
+  s.mse = c.mse;
+  return s;
+}
+
+int64_t group_of(const QuantConfig& c) {
+  return c.group > 0 ? c.group : 0;
+}
+
+double rel_err(const std::vector<float>& w, const QuantizedWeight& q) {
+  std::vector<float> deq(w.size());
+  dequantize_rows(q, 0, q.rows, deq.data());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    const double e = double(w[i]) - deq[i];
+    num += e * e;
+    den += double(w[i]) * w[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : 0;
+}
+
+LinearReport linear_report(int layer, LinearKind k, const QuantizedWeight& q) {
+  LinearReport r;
+  r.layer = layer;
+  r.kind = k;
+  r.rows = q.rows;
+  r.cols = q.cols;
+  r.bits_per_weight = q.bits_per_weight();
+  return r;
+}
+
+void install(LlamaModel& model, int layer, LinearKind k, std::shared_ptr<const QuantizedWeight> q) {
+  Linear l;
+  l.quant = std::move(q);
+  model.set_linear(layer, k, std::move(l));
+}
+
+void quantize_layer_rtn(LlamaModel& model, int layer, const QuantConfig& cfg, QuantReport& rep) {
+  for (LinearKind k : kAllLinears) {
+    const Linear& lin = model.linear(layer, k);
+    const std::vector<float> w = linear_to_f32(lin);
+    auto q = quantize_rtn(w.data(), lin.rows(), lin.cols(), spec_of(cfg),
+                          cfg.group > 0 ? Granularity::Group : Granularity::Channel, group_of(cfg));
+    LinearReport r = linear_report(layer, k, *q);
+    r.rel_err = rel_err(w, *q);
+    rep.linears.push_back(r);
+    install(model, layer, k, std::move(q));
+  }
+}
+
+// GPTQ's llama.py: Hessians from the block with every earlier group already quantized (true-sequential) or
+// all from the full-precision block; then the block's outputs with the quantized weights become the next
+// inputs.
+void quantize_layer_gptq(LlamaModel& model, int layer, Activations& acts, const QuantConfig& cfg,
+                         QuantReport& rep) {
+  using K = LinearKind;
+  std::vector<std::vector<K>> groups;
+  if (cfg.true_sequential)
+    groups = {{K::K, K::V, K::Q}, {K::O}, {K::Up, K::Gate}, {K::Down}};
+  else
+    groups = {{K::Q, K::K, K::V, K::O, K::Gate, K::Up, K::Down}};
+  GptqOptions opt;
+  opt.spec = spec_of(cfg);
+  opt.group_size = group_of(cfg);
+  opt.act_order = cfg.act_order;
+  opt.static_groups = cfg.static_groups;
+  opt.damp = cfg.damp;
+  for (const auto& group : groups) {
+    std::set<InputSite> sites;
+    for (K k : group) sites.insert(input_site(k));
+    HessianObserver obs(std::vector<InputSite>(sites.begin(), sites.end()));
+    run_block(model, layer, acts, &obs, false);
+    for (K k : group) {
+      const Linear& lin = model.linear(layer, k);
+      const std::vector<float> w = linear_to_f32(lin);
+      GptqResult g = gptq_quantize(w.data(), lin.rows(), lin.cols(), obs.hessian(input_site(k)), opt,
+                                   tensor_name(layer, k));
+      LinearReport r = linear_report(layer, k, *g.weight);
+      r.rel_err = rel_err(w, *g.weight);
+      r.loss = g.loss;
+      r.damp = g.damp_used;
+      rep.linears.push_back(r);
+      install(model, layer, k, std::move(g.weight));
+    }
+  }
+  run_block(model, layer, acts, nullptr, true);
+}
+
+}  // namespace
+
+void validate_quant_config(const LlamaModel& model, const QuantConfig& c) {
+  const bool gptq = c.method == "gptq", awq = c.method == "awq";
+  if (!gptq && !awq && c.method != "rtn") fail("--method '{}' is not one of rtn, gptq, awq", c.method);
+  if (c.wbits < 2 || c.wbits > 8)
+    fail("--wbits {} is not supported by {} (supported: 2..8 bits)", c.wbits, c.method);
+  if (c.group < -1) fail("--group {} is invalid (a positive group size, or -1 for per-channel)", c.group);
+  if (!gptq) {
+    if (c.act_order) fail("--act-order applies to gptq only, not {}", c.method);
+    if (c.static_groups) fail("--static-groups applies to gptq only, not {}", c.method);
+    if (c.true_sequential) fail("--true-sequential applies to gptq only, not {}", c.method);
+  }
+  if (gptq && !(c.damp > 0 && std::isfinite(c.damp))) fail("--damp {} must be a positive number", c.damp);
+  if (gptq || awq) {
+    if (c.calib_file.empty()) fail("--method {} needs a calibration text (--calib FILE)", c.method);
+    if (c.nsamples < 1) fail("--nsamples {} must be at least 1", c.nsamples);
+    if (c.seqlen < 1) fail("--seqlen {} must be at least 1", c.seqlen);
+    if (awq && c.awq_seqlen < 0) fail("awq_seqlen {} must be >= 0", c.awq_seqlen);
+  }
+  const ModelConfig& mc = model.config();
+  for (int l = 0; l < mc.n_layer; ++l)
+    for (LinearKind k : kAllLinears) {
+      const Linear& lin = model.linear(l, k);
+      const std::string name = tensor_name(l, k);
+      if (lin.quant) fail("{} is already quantized; quantize a full-precision model", name);
+      if (c.group > 0 && lin.cols() % c.group != 0)
+        fail("--group {} does not divide in_features {} of {}", c.group, lin.cols(), name);
+      const std::vector<float> w = linear_to_f32(lin);
+      check_finite(w.data(), lin.rows(), lin.cols(), name);
+    }
+}
+
+QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantConfig& cfg) {
+  Timer timer;
+  validate_quant_config(model, cfg);
+  QuantReport rep;
+  rep.config = cfg;
+  const int L = model.config().n_layer;
+  Activations acts;
+  if (cfg.method != "rtn") {
+    const CalibSet calib = load_calibration(tok, cfg.calib_file, cfg.nsamples, cfg.seqlen, cfg.seed);
+    rep.calib_sha256 = calib.sha256;
+    rep.calib_stream_tokens = calib.stream_tokens;
+    int T = cfg.seqlen;
+    if (cfg.method == "awq" && cfg.awq_seqlen > 0) T = std::min(T, cfg.awq_seqlen);
+    acts = embed_windows(model, calib, T);
+  }
+  AwqOptions aopt;
+  aopt.spec = spec_of(cfg);
+  aopt.group_size = group_of(cfg);
+
+  Progress progress(
+      fmt::format("{} w{}{}", cfg.method, cfg.wbits, cfg.group > 0 ? fmt::format("g{}", cfg.group) : ""),
+      uint64_t(L), "layer", cfg.quiet);
+  for (int l = 0; l < L; ++l) {
+    Timer lt;
+    LayerReport lr;
+    lr.layer = l;
+    if (cfg.method == "rtn") {
+      quantize_layer_rtn(model, l, cfg, rep);
+    } else if (cfg.method == "gptq") {
+      quantize_layer_gptq(model, l, acts, cfg, rep);
+    } else {
+      const AwqLayerResult a = awq_quantize_layer(model, l, acts, aopt);
+      lr.awq_alpha = a.alpha;
+      for (LinearKind k : kAllLinears) {
+        LinearReport r = linear_report(l, k, *a.weights[size_t(int(k))]);
+        r.rel_err = a.rel_err[size_t(int(k))];
+        rep.linears.push_back(r);
+      }
+    }
+    lr.seconds = lt.seconds();
+    rep.layers.push_back(lr);
+    progress.add(1);
+  }
+  progress.finish();
+
+  double bits = 0;
+  for (const LinearReport& r : rep.linears) {
+    rep.n_weights += r.rows * r.cols;
+    bits += r.bits_per_weight * double(r.rows * r.cols);
+  }
+  rep.bits_per_weight = rep.n_weights ? bits / double(rep.n_weights) : 0;
+  rep.seconds = timer.seconds();
+  rep.peak_rss = peak_rss_bytes();
+  return rep;
+}
+
+}  // namespace lowbit

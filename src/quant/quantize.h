@@ -1,0 +1,71 @@
+// The one entry point for weight-only quantization of a whole model (what `lowbit quantize` calls): every
+// block's seven linears are replaced by packed QuantizedWeights (formats/quantized.h); embeddings, norms and
+// the head stay in full precision (AWQ folds its scales into the RMSNorm weights).
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/tokenizer.h"
+#include "model/llama.h"
+
+namespace lowbit {
+
+struct QuantConfig {
+  std::string method = "gptq";  // rtn | gptq | awq
+  int wbits = 4;                // 2..8
+  int group = 128;              // input columns per (S, Z); -1 (or 0) = per output channel
+  bool sym = false;
+  bool act_order = false;      // GPTQ only
+  bool static_groups = false;  // GPTQ only
+  // GPTQ only: q/k/v, then o, then gate/up, then down, each calibrated with the earlier ones quantized
+  bool true_sequential = false;
+  double damp = 0.01;  // GPTQ relative dampening
+  bool mse = false;    // MSE shrink search for the (S, Z) ranges (GPTQ's --mse; RTN and AWQ too)
+  int nsamples = 128, seqlen = 2048;
+  uint64_t seed = 0;
+  std::string calib_file;  // required by gptq and awq
+  // AWQ runs its search on the first awq_seqlen tokens of each window (exact for a causal model): llm-awq's
+  // default calibration is 128 × 512 tokens, and its 20 × 4 block re-evaluations scale with the token count.
+  // 0 = the whole window.
+  int awq_seqlen = 512;
+  bool quiet = false;  // no progress bar
+};
+
+struct LinearReport {
+  int layer = 0;
+  LinearKind kind = LinearKind::Q;
+  int64_t rows = 0, cols = 0;
+  double rel_err = 0;  // ‖W − Ŵ‖_F / ‖W‖_F (AWQ: of the scaled and clipped weight it quantized)
+  double loss = NAN;   // GPTQ: the reference's error Σ (w − ŵ)²/U_ii²/2; NaN for other methods
+  double damp = NAN;   // GPTQ: relative dampening that factorized (> cfg.damp after the non-PD fallback)
+  double bits_per_weight = 0;
+};
+
+struct LayerReport {
+  int layer = 0;
+  double seconds = 0;
+  std::array<double, 4> awq_alpha{NAN, NAN, NAN, NAN};  // by InputSite
+};
+
+struct QuantReport {
+  QuantConfig config;
+  std::vector<LinearReport> linears;
+  std::vector<LayerReport> layers;
+  double seconds = 0;
+  uint64_t peak_rss = 0;
+  int64_t n_weights = 0;       // quantized weights
+  double bits_per_weight = 0;  // storage of the quantized linears (codes + scales + zeros + g_idx) per weight
+  std::string calib_sha256;    // empty for RTN
+  int64_t calib_stream_tokens = 0;
+};
+
+// Throws a one-line Error for: unknown method, bits outside 2..8, a group that does not divide a linear's
+// width, GPTQ-only options with another method, missing calibration file, non-finite weights (naming the
+// tensor), already-quantized linears, bad nsamples/seqlen/damp.
+void validate_quant_config(const LlamaModel& model, const QuantConfig& cfg);
+
+QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantConfig& cfg);
+
+}  // namespace lowbit

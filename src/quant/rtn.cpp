@@ -1,0 +1,37 @@
+#include "quant/rtn.h"
+
+#include "core/error.h"
+
+namespace lowbit {
+
+std::shared_ptr<const QuantizedWeight> quantize_rtn(const float* w, int64_t rows, int64_t cols,
+                                                    const QuantSpec& spec, Granularity gran,
+                                                    int64_t group_size, float* fake) {
+  if (gran != Granularity::Group) group_size = cols;
+  check_quant_shape(spec.bits, group_size, cols, "rtn");
+  if (group_size == 0) fail("rtn: group size must be positive");
+  const int maxq = spec.maxq();
+  const int64_t G = cols / group_size;
+  AffineParams tensor_params;
+  if (gran == Granularity::Tensor) tensor_params = find_params(w, rows * cols, spec);
+  PackedBuilder pb(spec.bits, rows, cols, group_size, false);
+  parallel_for(
+      rows,
+      [&](int64_t r) {
+        for (int64_t g = 0; g < G; ++g) {
+          const float* x = w + r * cols + g * group_size;
+          const AffineParams p =
+              gran == Granularity::Tensor ? tensor_params : find_params(x, group_size, spec);
+          pb.set_params(r, g, p);
+          for (int64_t j = 0; j < group_size; ++j) {
+            const uint32_t q = quantize_value(x[j], p, maxq);
+            pb.set_code(r, g * group_size + j, q);
+            if (fake) fake[r * cols + g * group_size + j] = dequantize_value(q, p);
+          }
+        }
+      },
+      16, worth_parallel(4.0 * double(rows) * double(cols)));
+  return pb.finish();
+}
+
+}  // namespace lowbit

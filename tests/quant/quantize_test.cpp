@@ -1,0 +1,139 @@
+// quantize_model end to end on a small synthetic model: config validation errors, every linear packed, GPTQ
+// and AWQ closer to the full-precision model than RTN.
+#include "quant/quantize.h"
+
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "kernels/linear.h"
+#include "synth.h"
+#include "test_util.h"
+
+namespace lowbit {
+namespace {
+
+struct Fixture {
+  std::string calib;
+  test::ByteTokenizer tok{64};
+  Fixture() {
+    calib = test::temp_dir("quant") + "/calib.txt";
+    test::write_bytes(calib, test::random_text(4000, 9));
+  }
+  QuantConfig cfg(const std::string& method, int bits = 4, int group = 32) const {
+    QuantConfig c;
+    c.method = method;
+    c.wbits = bits;
+    c.group = group;
+    c.nsamples = 6;
+    c.seqlen = 64;
+    c.calib_file = calib;
+    c.quiet = true;
+    return c;
+  }
+};
+
+std::string error_of(LlamaModel& m, const Tokenizer& tok, const QuantConfig& c) {
+  try {
+    quantize_model(m, tok, c);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(Quantize, ConfigErrors) {
+  Fixture f;
+  auto m = test::make_synth_model({});
+  QuantConfig c = f.cfg("rtn", 1);
+  EXPECT_EQ(error_of(*m, f.tok, c), "--wbits 1 is not supported by rtn (supported: 2..8 bits)");
+  c.wbits = 9;
+  EXPECT_EQ(error_of(*m, f.tok, c), "--wbits 9 is not supported by rtn (supported: 2..8 bits)");
+  c = f.cfg("gptq", 4, 48);
+  EXPECT_EQ(error_of(*m, f.tok, c),
+            "--group 48 does not divide in_features 64 of model.layers.0.self_attn.q_proj.weight");
+  c = f.cfg("hqq");
+  EXPECT_EQ(error_of(*m, f.tok, c), "--method 'hqq' is not one of rtn, gptq, awq");
+  c = f.cfg("awq");
+  c.act_order = true;
+  EXPECT_EQ(error_of(*m, f.tok, c), "--act-order applies to gptq only, not awq");
+  c = f.cfg("gptq");
+  c.calib_file = "";
+  EXPECT_EQ(error_of(*m, f.tok, c), "--method gptq needs a calibration text (--calib FILE)");
+  c = f.cfg("gptq");
+  c.seqlen = 5000;
+  EXPECT_NE(error_of(*m, f.tok, c).find("calibration text has 4001 tokens, fewer than seqlen + 1 = 5001"),
+            std::string::npos);
+  // A NaN weight is named.
+  std::vector<float> w = linear_to_f32(m->linear(1, LinearKind::Up));
+  w[size_t(3 * 64 + 7)] = NAN;
+  m->set_linear(1, LinearKind::Up, owned_f32_linear(w, 128, 64));
+  EXPECT_EQ(error_of(*m, f.tok, f.cfg("rtn")), "model.layers.1.mlp.up_proj.weight contains NaN at (3, 7)");
+  // Nothing was quantized by the failed calls.
+  for (LinearKind k : kAllLinears) EXPECT_FALSE(m->linear(0, k).quant);
+}
+
+// Mean squared logit difference to the full-precision model over windows of the calibration text.
+double logit_mse(const LlamaModel& q, const LlamaModel& fp, const Fixture& f) {
+  const std::vector<int32_t> ids = f.tok.encode_with_bos(test::random_text(4000, 9));
+  const int64_t T = 64, V = fp.config().n_vocab;
+  double e = 0;
+  for (int w = 0; w < 4; ++w) {
+    std::vector<float> a(size_t(T * V)), b(a.size());
+    KVCache ca = q.new_cache(int(T)), cb = fp.new_cache(int(T));
+    std::span<const int32_t> win(ids.data() + w * 500, size_t(T));
+    q.forward(win, ca, a.data());
+    fp.forward(win, cb, b.data());
+    for (size_t i = 0; i < a.size(); ++i) e += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+  }
+  return e;
+}
+
+TEST(Quantize, MethodsPackEveryLinearAndCalibratedOnesBeatRtn) {
+  Fixture f;
+  test::SynthSpec spec;
+  spec.outlier_channels = {5, 33};
+  spec.outlier_gain = 10;
+  auto fp = test::make_synth_model(spec);
+  std::map<std::string, double> err;
+  for (const char* method : {"rtn", "gptq", "gptq-act-order", "gptq-true-seq", "awq"}) {
+    auto m = test::make_synth_model(spec);
+    const std::string name = method;
+    QuantConfig c = f.cfg(name.substr(0, 4) == "gptq" ? "gptq" : name, 3, 32);
+    c.act_order = name == "gptq-act-order";
+    c.true_sequential = name == "gptq-true-seq";
+    const QuantReport r = quantize_model(*m, f.tok, c);
+    for (int l = 0; l < 2; ++l)
+      for (LinearKind k : kAllLinears) ASSERT_TRUE(m->linear(l, k).quant) << method;
+    ASSERT_EQ(r.linears.size(), 14u);
+    ASSERT_EQ(r.layers.size(), 2u);
+    // 3-bit codes + (16-bit scale + 8-bit zero) per 32 weights (+ a 32-bit g_idx per column with act-order).
+    // Per layer: 36864 weights, 512 input columns over the 7 linears.
+    const double idx = c.act_order ? 32.0 * 512 / 36864 : 0;
+    EXPECT_NEAR(r.bits_per_weight, 3 + 24.0 / 32 + idx, 1e-9) << method;
+    for (const LinearReport& lr : r.linears) {
+      EXPECT_GT(lr.rel_err, 0.0);
+      EXPECT_LT(lr.rel_err, 0.5);
+      EXPECT_EQ(std::isnan(lr.loss), c.method != "gptq");
+    }
+    EXPECT_EQ(r.calib_sha256.empty(), c.method == "rtn");
+    err[name] = logit_mse(*m, *fp, f);
+  }
+  for (auto& [k, v] : err) std::printf("  %s logit mse %.5g\n", k.c_str(), v);
+  EXPECT_LT(err["gptq"], err["rtn"]);
+  EXPECT_LT(err["gptq-act-order"], err["rtn"]);
+  EXPECT_LT(err["gptq-true-seq"], err["rtn"]);
+  EXPECT_LT(err["awq"], err["rtn"]);
+}
+
+TEST(Quantize, EightBitIsNearlyLossless) {
+  Fixture f;
+  auto fp = test::make_synth_model({}), m = test::make_synth_model({});
+  quantize_model(*m, f.tok, f.cfg("gptq", 8, -1));
+  auto r4 = test::make_synth_model({});
+  quantize_model(*r4, f.tok, f.cfg("rtn", 4, -1));
+  // Error variance scales with S² ∝ 4^−bits: 8-bit ≈ 1/256 of 4-bit; require at least 1/100.
+  EXPECT_LT(logit_mse(*m, *fp, f), 1e-2 * logit_mse(*r4, *fp, f));
+}
+
+}  // namespace
+}  // namespace lowbit

@@ -1,13 +1,13 @@
 #include "quant/gptq.h"
 
 #include <cblas.h>
-#include <lapacke.h>
 
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 
 #include "core/error.h"
+#include "core/lapack.h"
 
 namespace lowbit {
 
@@ -19,10 +19,10 @@ namespace {
 // column-major 'L' calls do it: potrf (H = LLᵀ), potri (H⁻¹ from L), potrf again (H⁻¹ = L'L'ᵀ, U = L'ᵀ sits
 // in the row-major upper triangle). Returns false when H is not (numerically) positive definite.
 bool upper_cholesky_of_inverse(std::vector<float>& H, int64_t n) {
-  const lapack_int N = lapack_int(n);
-  if (LAPACKE_spotrf(LAPACK_COL_MAJOR, 'L', N, H.data(), N) != 0) return false;
-  if (LAPACKE_spotri(LAPACK_COL_MAJOR, 'L', N, H.data(), N) != 0) return false;
-  if (LAPACKE_spotrf(LAPACK_COL_MAJOR, 'L', N, H.data(), N) != 0) return false;
+  const int N = int(n);
+  if (lapack::cholesky_upper(H.data(), N) != 0) return false;
+  if (lapack::cholesky_inverse_upper(H.data(), N) != 0) return false;
+  if (lapack::cholesky_upper(H.data(), N) != 0) return false;
   for (int64_t i = 0; i < n; ++i)  // the factor is what the algorithm reads; anything non-finite is a failure
     for (int64_t j = i; j < n; ++j)
       if (!std::isfinite(H[size_t(i * n + j)])) return false;

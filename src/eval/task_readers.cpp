@@ -145,8 +145,9 @@ static std::vector<HellaswagItem> read_hellaswag_jsonl(const std::string& path) 
   for (const auto& [j, line] : read_jsonl(path)) {
     HellaswagItem it;
     // lm-eval v0.3 HellaSwag._process_doc: ctx = ctx_a + " " + ctx_b.capitalize().
-    it.query = str_field(j, "activity_label", path, line) + ": " + str_field(j, "ctx_a", path, line) + " " +
-               py_capitalize_ascii(str_field(j, "ctx_b", path, line));
+    std::string activity = str_field(j, "activity_label", path, line), ctx_a = str_field(j, "ctx_a", path, line);
+    std::string ctx_b = str_field(j, "ctx_b", path, line);
+    it.query = activity + ": " + ctx_a + " " + py_capitalize_ascii(ctx_b);
     const Json& endings = field(j, "endings", path, line);
     if (!endings.is_array() || endings.size() != 4) fail("{}:{}: 'endings' must be an array of 4", path, line);
     for (int k = 0; k < 4; ++k) {

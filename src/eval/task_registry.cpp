@@ -24,7 +24,8 @@ TaskData load_task(const std::string& name, const std::string& data_dir, int lim
   if (num_fewshot > 0 && name != "mmlu")
     fail("task {}: few-shot prompts are not supported (only mmlu takes --num-fewshot)", name);
   if (name == "piqa") {
-    t.examples = piqa_examples(read_piqa(file("piqa/valid.jsonl"), file("piqa/valid-labels.lst")));
+    std::string rows = file("piqa/valid.jsonl"), labels = file("piqa/valid-labels.lst");  // (in this order)
+    t.examples = piqa_examples(read_piqa(rows, labels));
     t.with_norm = true;
   } else if (name == "arc_easy") {
     t.examples = arc_examples(read_arc(file("arc/ARC-Easy-Test.jsonl")));
@@ -37,7 +38,8 @@ TaskData load_task(const std::string& name, const std::string& data_dir, int lim
     t.with_norm = true;
   } else if (name == "winogrande") {
     // dev.jsonl carries the answers; the labels file is read too and must agree.
-    t.examples = winogrande_examples(read_winogrande(file("winogrande/dev.jsonl"), file("winogrande/dev-labels.lst")));
+    std::string rows = file("winogrande/dev.jsonl"), labels = file("winogrande/dev-labels.lst");
+    t.examples = winogrande_examples(read_winogrande(rows, labels));
   } else if (name == "lambada") {
     t.examples = lambada_examples(read_lambada(file("lambada/lambada_test_plain_text.txt")));
   } else if (name == "mmlu") {

@@ -20,7 +20,12 @@ using Runner = std::function<int()>;
 using Commands = std::vector<std::pair<CLI::App*, Runner>>;
 using AddCommand = void (*)(CLI::App& app, Global& g, Commands& out);
 
+void add_info(CLI::App& app, Global& g, Commands& out);
+void add_tokenize(CLI::App& app, Global& g, Commands& out);
+void add_generate(CLI::App& app, Global& g, Commands& out);
+void add_ppl(CLI::App& app, Global& g, Commands& out);
+
 // The subcommands, in --help order. Add a new one here and in its own cmd_<name>.cpp.
-inline const std::vector<AddCommand> kCommands = {};
+inline const std::vector<AddCommand> kCommands = {add_info, add_tokenize, add_generate, add_ppl};
 
 }  // namespace lowbit::cli

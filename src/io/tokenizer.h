@@ -18,6 +18,8 @@ class Tokenizer {
   // Ids to text (special tokens rendered as their text, BOS/EOS dropped).
   virtual std::string decode(std::span<const int32_t> ids) const = 0;
   virtual int32_t vocab_size() const = 0;
+  // Id of a token given as its text (e.g. "<s>", "<|eot_id|>"); -1 when there is no such token.
+  virtual int32_t token_to_id(std::string_view text) const { return -1; }
 
   // [BOS] + encode(text) when add_bos (from tokenizer_config.json add_bos_token; default true).
   std::vector<int32_t> encode_with_bos(std::string_view text) const {
@@ -53,5 +55,10 @@ std::unique_ptr<Tokenizer> load_gguf_tokenizer(const std::string& path);
 // (SentencePiece or tiktoken, detected by content), with BOS/EOS and add_bos from tokenizer_config.json /
 // config.json; for *.gguf its vocabulary; for a llama2.c *.bin, tok<vocab>.bin or tokenizer.bin beside it.
 std::unique_ptr<Tokenizer> load_tokenizer_for_model(const std::string& model_path);
+
+// Applies tokenizer_config.json (add_bos_token, bos_token, eos_token) from `dir` when that file exists there.
+void apply_tokenizer_config(Tokenizer& tok, const std::string& dir);
+// Adds config.json's bos_token_id / eos_token_id (int or list) from `dir` when that file exists there.
+void apply_model_config(Tokenizer& tok, const std::string& dir);
 
 }  // namespace lowbit

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "io/checkpoint.h"
+#include "kernels/linear.h"
 
 namespace lowbit {
 
@@ -20,6 +21,25 @@ struct KVCache {
   std::vector<float> k;  // (n_layer, max_seq, kv_dim)
   std::vector<float> v;  // (n_layer, max_seq, kv_dim)
   void truncate(int n) { n_past = n < n_past ? n : n_past; }
+};
+
+// The seven linear layers of a block, in HF order.
+enum class LinearKind { Q, K, V, O, Gate, Up, Down };
+inline constexpr LinearKind kAllLinears[] = {LinearKind::Q,    LinearKind::K,  LinearKind::V,   LinearKind::O,
+                                             LinearKind::Gate, LinearKind::Up, LinearKind::Down};
+const char* linear_name(LinearKind k);  // HF suffix: "self_attn.q_proj", ..., "mlp.down_proj"
+
+// Where a linear's input comes from. Q/K/V share one input and Gate/Up another, so calibration statistics
+// (GPTQ Hessians, AWQ activation scales) are gathered once per site.
+enum class InputSite { AttnIn, OIn, MlpIn, DownIn };
+InputSite input_site(LinearKind k);
+
+// Receives each linear input of a block during block_forward (calibration hooks).
+class BlockObserver {
+ public:
+  virtual ~BlockObserver() = default;
+  // x: (n, cols) — the activations entering the linears at `site` of block `layer`.
+  virtual void observe(int layer, InputSite site, const float* x, int64_t n, int64_t cols) = 0;
 };
 
 class LlamaModel {
@@ -38,6 +58,21 @@ class LlamaModel {
   // logits receives (n - first_logit_row, V) rows: the next-token logits of tokens first_logit_row..n-1.
   // Pass first_logit_row = n (and logits = nullptr) to only fill the cache.
   void forward(std::span<const int32_t> tokens, KVCache& cache, float* logits, int first_logit_row = 0) const;
+
+  // Pieces of forward() for layer-by-layer calibration:
+  void embed(std::span<const int32_t> tokens, float* x) const;  // x (n, d)
+  // x (n, d) <- block `layer` applied to x at positions [cache.n_past, +n); does NOT advance cache.n_past (the
+  // caller does, after the last layer). obs, when given, sees every linear input.
+  void block_forward(int layer, float* x, int64_t n, KVCache& cache, BlockObserver* obs = nullptr) const;
+  // logits (n, V) from final hidden states x (n, d).
+  void head_forward(const float* x, int64_t n, float* logits) const;
+
+  // The weights of one linear; replacing them (quantization) affects every later forward.
+  const Linear& linear(int layer, LinearKind k) const;
+  void set_linear(int layer, LinearKind k, Linear w);
+  // RMSNorm weights (d) preceding a site (AttnIn: input_layernorm, MlpIn: post_attention_layernorm), mutable so
+  // AWQ can fold its scales into them.
+  std::vector<float>& norm_weight(int layer, InputSite site);
 
  private:
   struct Impl;

@@ -1,0 +1,66 @@
+// lowbit info MODEL: what a checkpoint is — architecture, shape, parameter count, dtypes, bytes.
+#include <fmt/format.h>
+
+#include <map>
+
+#include "cli/common.h"
+#include "core/progress.h"
+
+namespace lowbit::cli {
+
+void add_info(CLI::App& app, Global& g, Commands& out) {
+  auto* sub = app.add_subcommand("info", "Describe a model checkpoint (HF directory, GGUF or llama2.c file)");
+  auto model = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  sub->add_option("model", *model, "Model directory/file, or a name under the models dir")->required();
+  sub->add_flag("--json", *json, "Print JSON");
+  out.emplace_back(sub, [&g, model, json]() {
+    const std::string path = resolve_model_path(*model, g.paths());
+    Checkpoint ck = load_checkpoint(path);
+    validate_llama_tensors(ck);
+    const ModelConfig& c = ck.config;
+    uint64_t params = 0, bytes = 0;
+    std::map<std::string, uint64_t> by_dtype;
+    for (auto& [name, t] : ck.tensors) {
+      params += uint64_t(t.numel());
+      bytes += t.nbytes;
+      by_dtype[std::string(dtype_name(t.dtype))] += uint64_t(t.numel());
+    }
+    Json j = {{"path", path},
+              {"format", ck.format},
+              {"architecture", c.architecture},
+              {"n_embd", c.n_embd},
+              {"n_layer", c.n_layer},
+              {"n_head", c.n_head},
+              {"n_kv_head", c.n_kv_head},
+              {"head_dim", c.head_dim},
+              {"n_ff", c.n_ff},
+              {"n_vocab", c.n_vocab},
+              {"rope_theta", c.rope_theta},
+              {"rope_scaling", c.rope_scaling.type.empty() ? "none" : c.rope_scaling.type},
+              {"rope_style", c.rope_style == RopeStyle::Interleaved ? "interleaved" : "rotate_half"},
+              {"norm_eps", c.norm_eps},
+              {"max_position_embeddings", c.max_position_embeddings},
+              {"tie_word_embeddings", c.tie_word_embeddings},
+              {"tensors", ck.tensors.size()},
+              {"parameters", params},
+              {"bytes", bytes},
+              {"parameters_by_dtype", by_dtype}};
+    if (!c.quantization_config.is_null()) j["quantization_config"] = c.quantization_config;
+    if (*json) {
+      fmt::print("{}\n", j.dump(2));
+      return 0;
+    }
+    fmt::print("{}  ({}, {})\n", path, ck.format, c.architecture);
+    fmt::print("  layers {}  embd {}  heads {} (kv {})  head_dim {}  ffn {}  vocab {}\n", c.n_layer, c.n_embd,
+               c.n_head, c.n_kv_head, c.head_dim, c.n_ff, c.n_vocab);
+    fmt::print("  rope theta {} scaling {} ({})  rms eps {}  context {}  tied head {}\n", c.rope_theta,
+               j["rope_scaling"].get<std::string>(), j["rope_style"].get<std::string>(), c.norm_eps,
+               c.max_position_embeddings, c.tie_word_embeddings ? "yes" : "no");
+    fmt::print("  {} tensors, {:.2f}M parameters, {}\n", ck.tensors.size(), double(params) / 1e6, format_bytes(bytes));
+    for (auto& [dt, n] : by_dtype) fmt::print("    {:5} {:.2f}M\n", dt, double(n) / 1e6);
+    return 0;
+  });
+}
+
+}  // namespace lowbit::cli

@@ -1,0 +1,22 @@
+// Helpers shared by the subcommands: loading a model + its tokenizer by name or path.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "cli/commands.h"
+#include "io/tokenizer.h"
+#include "model/llama.h"
+
+namespace lowbit::cli {
+
+struct LoadedModel {
+  std::string path;
+  std::unique_ptr<LlamaModel> model;
+  std::unique_ptr<Tokenizer> tokenizer;
+};
+
+LoadedModel load_model(const Global& g, const std::string& arg, bool need_tokenizer = true);
+
+std::string ids_sha256(const std::vector<int32_t>& ids);  // sha256 of the ids as int32 little-endian
+
+}  // namespace lowbit::cli

@@ -1,0 +1,65 @@
+#include "eval/kld.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace lowbit {
+
+namespace {
+double log_sum_exp(const float* x, int64_t V, float* mx_out) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < V; ++i) mx = std::max(mx, x[i]);
+  double s = 0;
+  for (int64_t i = 0; i < V; ++i) s += std::exp(double(x[i]) - mx);
+  *mx_out = mx;
+  return double(mx) + std::log(s);
+}
+int64_t argmax_row(const float* x, int64_t V) {
+  int64_t b = 0;
+  for (int64_t i = 1; i < V; ++i)
+    if (x[i] > x[b]) b = i;
+  return b;
+}
+}  // namespace
+
+double kl_divergence_row(const float* p, const float* q, int64_t V) {
+  float mp, mq;
+  const double lp = log_sum_exp(p, V, &mp), lq = log_sum_exp(q, V, &mq);
+  double kl = 0;
+  for (int64_t i = 0; i < V; ++i) {
+    const double logp = double(p[i]) - lp, logq = double(q[i]) - lq;
+    kl += std::exp(logp) * (logp - logq);
+  }
+  return std::max(kl, 0.0);  // rounding can leave -1e-17 for identical rows
+}
+
+void KldAccumulator::add(const float* base, const float* model, int64_t rows, int64_t V) {
+  const size_t off = kl_.size();
+  kl_.resize(off + size_t(rows));
+  int64_t agree = 0;
+#pragma omp parallel for reduction(+ : agree) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    kl_[off + size_t(r)] = kl_divergence_row(base + r * V, model + r * V, V);
+    agree += argmax_row(base + r * V, V) == argmax_row(model + r * V, V);
+  }
+  agree_ += agree;
+}
+
+KldAccumulator::Summary KldAccumulator::summary() const {
+  Summary s;
+  s.n = int64_t(kl_.size());
+  if (s.n == 0) return s;
+  std::vector<double> v = kl_;
+  std::sort(v.begin(), v.end());
+  double sum = 0;
+  for (double x : v) sum += x;
+  s.mean = sum / double(s.n);
+  s.median = s.n % 2 ? v[size_t(s.n / 2)] : 0.5 * (v[size_t(s.n / 2 - 1)] + v[size_t(s.n / 2)]);
+  // nearest-rank 99th percentile
+  s.p99 = v[size_t(std::min<int64_t>(s.n - 1, int64_t(std::ceil(0.99 * double(s.n))) - 1))];
+  s.max = v.back();
+  s.top1_agreement = double(agree_) / double(s.n);
+  return s;
+}
+
+}  // namespace lowbit

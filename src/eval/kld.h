@@ -1,0 +1,28 @@
+// KL divergence of a (quantized) model's next-token distribution from a base model's, on the same windows as
+// perplexity: per position KL(P_base ‖ P_model) = Σ_v p_base(v) · (log p_base(v) − log p_model(v)).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace lowbit {
+
+class KldAccumulator {
+ public:
+  // base and model: (rows, V) logits of the same positions.
+  void add(const float* base, const float* model, int64_t rows, int64_t V);
+  struct Summary {
+    int64_t n = 0;
+    double mean = 0, median = 0, p99 = 0, max = 0;
+    double top1_agreement = 0;  // fraction of positions where both argmaxes agree
+  };
+  Summary summary() const;
+
+ private:
+  std::vector<double> kl_;
+  int64_t agree_ = 0;
+};
+
+// KL(P ‖ Q) for one row of logits each, computed in double with max-shifted log-sum-exp.
+double kl_divergence_row(const float* p_logits, const float* q_logits, int64_t V);
+
+}  // namespace lowbit

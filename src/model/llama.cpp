@@ -1,0 +1,339 @@
+// LLaMA forward (Touvron et al. 2023): pre-norm decoder blocks of RMSNorm -> GQA attention with RoPE -> residual,
+// RMSNorm -> SwiGLU MLP -> residual; final RMSNorm and LM head. All arithmetic in fp32, following HF
+// transformers' LlamaForCausalLM in float32 so results match the PyTorch references to rounding.
+#include "model/llama.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "core/error.h"
+#include "kernels/dense.h"
+#include "kernels/linear.h"
+
+namespace lowbit {
+
+namespace {
+
+struct LayerWeights {
+  std::vector<float> attn_norm, ffn_norm;  // (d)
+  // Indexed by LinearKind: q (H*hd, d), k (Hkv*hd, d), v (Hkv*hd, d), o (d, H*hd), gate (f, d), up (f, d),
+  // down (d, f).
+  Linear lin[7];
+};
+
+DenseWeight dense(const TensorView& t) {
+  DenseWeight w;
+  w.dtype = t.dtype;
+  w.data = t.data;
+  w.rows = t.shape.at(0);
+  w.cols = t.shape.size() > 1 ? t.shape[1] : 1;
+  return w;
+}
+
+Linear dense_linear(const TensorView& t) {
+  Linear l;
+  l.dense = dense(t);
+  return l;
+}
+
+std::vector<float> widen(const TensorView& t) {
+  std::vector<float> v(size_t(t.numel()));
+  widen_to_f32(t.dtype, t.data, v.data(), v.size());
+  return v;
+}
+
+// RoPE inverse frequencies, computed in float32 as HF does: 1 / theta^(2i/hd), then llama3 scaling
+// (Meta's LLaMA-3.1 "apply_scaling": long wavelengths divided by `factor`, short ones kept, smooth in between).
+std::vector<float> rope_inv_freq(const ModelConfig& c) {
+  const int half = c.head_dim / 2;
+  std::vector<float> f(static_cast<size_t>(half));
+  for (int i = 0; i < half; ++i) {
+    float expo = float(2 * i) / float(c.head_dim);
+    f[size_t(i)] = 1.0f / std::pow(float(c.rope_theta), expo);
+  }
+  const RopeScaling& s = c.rope_scaling;
+  if (s.type == "llama3") {
+    const double old_ctx = s.original_max_position_embeddings;
+    const double low_wavelen = old_ctx / s.low_freq_factor, high_wavelen = old_ctx / s.high_freq_factor;
+    for (float& x : f) {
+      double wavelen = 2 * std::numbers::pi / x;
+      if (wavelen < high_wavelen) continue;
+      if (wavelen > low_wavelen) {
+        x = float(x / s.factor);
+      } else {
+        double smooth = (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        x = float((1 - smooth) * x / s.factor + smooth * x);
+      }
+    }
+  } else if (!s.type.empty()) {
+    fail("rope_scaling type '{}' is not supported", s.type);
+  }
+  return f;
+}
+
+// y (n, d) = x / sqrt(mean(x²) + eps) * w, per row.
+void rms_norm(const float* x, const float* w, int64_t n, int d, double eps, float* y) {
+#pragma omp parallel for schedule(static) if (n > 8)
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xr = x + t * d;
+    float* yr = y + t * d;
+    float ss = 0;
+    for (int i = 0; i < d; ++i) ss += xr[i] * xr[i];
+    const float inv = 1.0f / std::sqrt(ss / float(d) + float(eps));
+    for (int i = 0; i < d; ++i) yr[i] = w[i] * (xr[i] * inv);
+  }
+}
+
+}  // namespace
+
+const char* linear_name(LinearKind k) {
+  static const char* names[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+  return names[int(k)];
+}
+
+InputSite input_site(LinearKind k) {
+  switch (k) {
+    case LinearKind::Q: case LinearKind::K: case LinearKind::V: return InputSite::AttnIn;
+    case LinearKind::O: return InputSite::OIn;
+    case LinearKind::Gate: case LinearKind::Up: return InputSite::MlpIn;
+    case LinearKind::Down: return InputSite::DownIn;
+  }
+  return InputSite::AttnIn;
+}
+
+struct LlamaModel::Impl {
+  Checkpoint ckpt;
+  ModelConfig cfg;
+  TensorView embed;                // (V, d)
+  std::vector<LayerWeights> layers;
+  std::vector<float> out_norm;     // (d)
+  DenseWeight head;                // (V, d)
+  std::vector<float> inv_freq;     // (hd/2)
+
+  // Rotates each head of x (n, n_heads*hd) in place for positions p0..p0+n-1.
+  void rope(float* x, int64_t n, int n_heads, int p0) const {
+    const int hd = cfg.head_dim, half = hd / 2;
+    const bool interleaved = cfg.rope_style == RopeStyle::Interleaved;
+#pragma omp parallel for schedule(static) if (n > 8)
+    for (int64_t t = 0; t < n; ++t) {
+      const float pos = float(p0 + t);
+      for (int i = 0; i < half; ++i) {
+        const float ang = inv_freq[size_t(i)] * pos;  // float32 product, as torch's freqs
+        const float c = std::cos(ang), s = std::sin(ang);
+        for (int h = 0; h < n_heads; ++h) {
+          float* v = x + t * int64_t(n_heads) * hd + int64_t(h) * hd;
+          const int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+          const float x0 = v[a], x1 = v[b];
+          v[a] = x0 * c - x1 * s;
+          v[b] = x1 * c + x0 * s;
+        }
+      }
+    }
+  }
+
+  // att (n, H*hd) = softmax(q kᵀ / sqrt(hd) + causal mask) v, over the n_past + n cached positions of layer l.
+  void attention(const float* q, const KVCache& cache, int l, int64_t n, int p0, float* att) const {
+    const int hd = cfg.head_dim, H = cfg.n_head, group = cfg.n_head / cfg.n_kv_head;
+    const int kv = cache.kv_dim, qs = H * hd;
+    const float scale = 1.0f / std::sqrt(float(hd));
+    const float* K = cache.k.data() + size_t(l) * cache.max_seq * kv;  // (max_seq, kv)
+    const float* V = cache.v.data() + size_t(l) * cache.max_seq * kv;
+    if (n <= 4) {  // decode: one query row per head, plain loops parallel over heads
+      const int T = p0 + int(n);
+      std::vector<float> scores(size_t(H) * T);
+#pragma omp parallel for schedule(static)
+      for (int h = 0; h < H; ++h) {
+        const int g = h / group;
+        float* s = scores.data() + size_t(h) * T;
+        for (int64_t t = 0; t < n; ++t) {
+          const int len = p0 + int(t) + 1;
+          const float* qh = q + t * qs + h * hd;
+          float mx = -INFINITY;
+          for (int j = 0; j < len; ++j) {
+            s[j] = dot_f32(qh, K + size_t(j) * kv + g * hd, size_t(hd)) * scale;
+            mx = std::max(mx, s[j]);
+          }
+          float sum = 0;
+          for (int j = 0; j < len; ++j) sum += (s[j] = std::exp(s[j] - mx));
+          float* o = att + t * qs + h * hd;
+          std::fill(o, o + hd, 0.0f);
+          for (int j = 0; j < len; ++j) {
+            const float p = s[j] / sum;
+            const float* vj = V + size_t(j) * kv + g * hd;
+            for (int i = 0; i < hd; ++i) o[i] += p * vj[i];
+          }
+        }
+      }
+      return;
+    }
+    // Prefill: per head, row blocks of queries; block [r0, r1) attends to keys [0, p0 + r1) (causal), so the
+    // upper triangle beyond the block is never computed.
+    constexpr int64_t kBlock = 256;
+    std::vector<float> S(size_t(kBlock) * (p0 + n));
+    for (int h = 0; h < H; ++h) {
+      const int g = h / group;
+      for (int64_t r0 = 0; r0 < n; r0 += kBlock) {
+        const int64_t rb = std::min(kBlock, n - r0);
+        const int64_t T = p0 + r0 + rb;
+        // S (rb, T) = scale · Q_h[r0:r0+rb] (rb, hd) · K_g[0:T]ᵀ (hd, T)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rb), int(T), hd, scale, q + r0 * qs + h * hd, qs,
+                    K + g * hd, kv, 0.0f, S.data(), int(T));
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < rb; ++i) {
+          float* s = S.data() + i * T;
+          const int64_t len = p0 + r0 + i + 1;  // keys visible to this query
+          float mx = -INFINITY;
+          for (int64_t j = 0; j < len; ++j) mx = std::max(mx, s[j]);
+          float sum = 0;
+          for (int64_t j = 0; j < len; ++j) sum += (s[j] = std::exp(s[j] - mx));
+          const float inv = 1.0f / sum;
+          for (int64_t j = 0; j < len; ++j) s[j] *= inv;
+          std::fill(s + len, s + T, 0.0f);
+        }
+        // out_h[r0:r0+rb] (rb, hd) = P (rb, T) · V_g[0:T] (T, hd)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rb), hd, int(T), 1.0f, S.data(), int(T),
+                    V + g * hd, kv, 0.0f, att + r0 * qs + h * hd, qs);
+      }
+    }
+  }
+};
+
+LlamaModel::LlamaModel(Checkpoint ckpt) : impl_(std::make_unique<Impl>()) {
+  validate_llama_tensors(ckpt);
+  Impl& m = *impl_;
+  m.ckpt = std::move(ckpt);
+  m.cfg = m.ckpt.config;
+  const auto& c = m.cfg;
+  if (c.head_dim % 2 != 0) fail("{}: head_dim {} must be even for RoPE", m.ckpt.path, c.head_dim);
+  m.embed = m.ckpt.get("model.embed_tokens.weight");
+  m.layers.resize(size_t(c.n_layer));
+  for (int l = 0; l < c.n_layer; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    LayerWeights& L = m.layers[size_t(l)];
+    L.attn_norm = widen(m.ckpt.get(p + "input_layernorm.weight"));
+    L.ffn_norm = widen(m.ckpt.get(p + "post_attention_layernorm.weight"));
+    for (LinearKind k : kAllLinears)
+      L.lin[int(k)] = dense_linear(m.ckpt.get(p + linear_name(k) + ".weight"));
+  }
+  m.out_norm = widen(m.ckpt.get("model.norm.weight"));
+  m.head = dense(c.tie_word_embeddings && !m.ckpt.has("lm_head.weight") ? m.embed : m.ckpt.get("lm_head.weight"));
+  m.inv_freq = rope_inv_freq(c);
+}
+
+LlamaModel::~LlamaModel() = default;
+
+const ModelConfig& LlamaModel::config() const { return impl_->cfg; }
+const Checkpoint& LlamaModel::checkpoint() const { return impl_->ckpt; }
+
+KVCache LlamaModel::new_cache(int max_seq) const {
+  const auto& c = impl_->cfg;
+  KVCache kc;
+  kc.max_seq = max_seq;
+  kc.kv_dim = c.n_kv_head * c.head_dim;
+  kc.k.assign(size_t(c.n_layer) * max_seq * kc.kv_dim, 0.0f);
+  kc.v.assign(kc.k.size(), 0.0f);
+  return kc;
+}
+
+void LlamaModel::embed(std::span<const int32_t> tokens, float* x) const {
+  const Impl& m = *impl_;
+  const int d = m.cfg.n_embd;
+  const size_t es = dtype_size(m.embed.dtype);
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    const int32_t id = tokens[t];
+    if (id < 0 || id >= m.cfg.n_vocab) fail("token id {} out of range [0, {})", id, m.cfg.n_vocab);
+    widen_to_f32(m.embed.dtype, m.embed.as<uint8_t>() + size_t(id) * d * es, x + t * d, size_t(d));
+  }
+}
+
+void LlamaModel::block_forward(int l, float* x, int64_t n, KVCache& cache, BlockObserver* obs) const {
+  const Impl& m = *impl_;
+  const ModelConfig& c = m.cfg;
+  const int p0 = cache.n_past;
+  const int d = c.n_embd, hd = c.head_dim, H = c.n_head, kv = c.n_kv_head * hd, f = c.n_ff;
+  if (l < 0 || l >= c.n_layer) fail("layer {} out of range", l);
+  if (p0 + n > cache.max_seq) fail("sequence of {} tokens exceeds the KV cache size {}", p0 + n, cache.max_seq);
+  if (cache.kv_dim != kv) fail("KV cache does not belong to this model");
+  const size_t nd = size_t(n * d);
+  std::vector<float> xn(nd), tmp(nd);                                // (n, d)
+  std::vector<float> q(size_t(n * H * hd)), att(size_t(n * H * hd));  // (n, H*hd)
+  std::vector<float> g(size_t(n * f)), u(size_t(n * f));             // (n, f)
+  const LayerWeights& L = m.layers[size_t(l)];
+  auto lin = [&](LinearKind k) -> const Linear& { return L.lin[int(k)]; };
+
+  rms_norm(x, L.attn_norm.data(), n, d, c.norm_eps, xn.data());
+  if (obs) obs->observe(l, InputSite::AttnIn, xn.data(), n, d);
+  // k, v (n, Hkv*hd) go straight into the cache rows p0..p0+n-1.
+  float* Kc = cache.k.data() + (size_t(l) * cache.max_seq + p0) * kv;
+  float* Vc = cache.v.data() + (size_t(l) * cache.max_seq + p0) * kv;
+  linear_forward(lin(LinearKind::Q), xn.data(), n, q.data());
+  linear_forward(lin(LinearKind::K), xn.data(), n, Kc);
+  linear_forward(lin(LinearKind::V), xn.data(), n, Vc);
+  m.rope(q.data(), n, H, p0);
+  m.rope(Kc, n, c.n_kv_head, p0);
+  m.attention(q.data(), cache, l, n, p0, att.data());
+  if (obs) obs->observe(l, InputSite::OIn, att.data(), n, H * hd);
+  linear_forward(lin(LinearKind::O), att.data(), n, tmp.data());
+  for (size_t i = 0; i < nd; ++i) x[i] += tmp[i];
+
+  rms_norm(x, L.ffn_norm.data(), n, d, c.norm_eps, xn.data());
+  if (obs) obs->observe(l, InputSite::MlpIn, xn.data(), n, d);
+  linear_forward(lin(LinearKind::Gate), xn.data(), n, g.data());
+  linear_forward(lin(LinearKind::Up), xn.data(), n, u.data());
+  // SwiGLU (Shazeer 2020): silu(gate) * up
+#pragma omp parallel for schedule(static) if (n > 8)
+  for (int64_t i = 0; i < n * f; ++i) g[size_t(i)] = g[size_t(i)] / (1.0f + std::exp(-g[size_t(i)])) * u[size_t(i)];
+  if (obs) obs->observe(l, InputSite::DownIn, g.data(), n, f);
+  linear_forward(lin(LinearKind::Down), g.data(), n, tmp.data());
+  for (size_t i = 0; i < nd; ++i) x[i] += tmp[i];
+}
+
+void LlamaModel::head_forward(const float* x, int64_t n, float* logits) const {
+  const Impl& m = *impl_;
+  std::vector<float> xn(size_t(n * m.cfg.n_embd));
+  rms_norm(x, m.out_norm.data(), n, m.cfg.n_embd, m.cfg.norm_eps, xn.data());
+  dense_matmul(m.head, xn.data(), n, logits);  // (n, V)
+}
+
+void LlamaModel::forward(std::span<const int32_t> tokens, KVCache& cache, float* logits,
+                         int first_logit_row) const {
+  const ModelConfig& c = impl_->cfg;
+  const int64_t n = int64_t(tokens.size());
+  if (n == 0) return;
+  if (cache.n_past + n > cache.max_seq)
+    fail("sequence of {} tokens exceeds the KV cache size {}", cache.n_past + n, cache.max_seq);
+  if (first_logit_row < 0 || first_logit_row > n) fail("first_logit_row {} out of range [0, {}]", first_logit_row, n);
+  std::vector<float> x(size_t(n * c.n_embd));  // (n, d)
+  embed(tokens, x.data());
+  for (int l = 0; l < c.n_layer; ++l) block_forward(l, x.data(), n, cache);
+  cache.n_past += int(n);
+  if (first_logit_row < n && logits) head_forward(x.data() + size_t(first_logit_row) * c.n_embd, n - first_logit_row, logits);
+}
+
+const Linear& LlamaModel::linear(int layer, LinearKind k) const {
+  LOWBIT_ASSERT(layer >= 0 && layer < impl_->cfg.n_layer);
+  return impl_->layers[size_t(layer)].lin[int(k)];
+}
+
+void LlamaModel::set_linear(int layer, LinearKind k, Linear w) {
+  LOWBIT_ASSERT(layer >= 0 && layer < impl_->cfg.n_layer);
+  Linear& cur = impl_->layers[size_t(layer)].lin[int(k)];
+  if (w.rows() != cur.rows() || w.cols() != cur.cols())
+    fail("set_linear: layer {} {} expects ({}, {}), got ({}, {})", layer, linear_name(k), cur.rows(), cur.cols(),
+         w.rows(), w.cols());
+  cur = std::move(w);
+}
+
+std::vector<float>& LlamaModel::norm_weight(int layer, InputSite site) {
+  LOWBIT_ASSERT(layer >= 0 && layer < impl_->cfg.n_layer);
+  auto& L = impl_->layers[size_t(layer)];
+  if (site == InputSite::AttnIn) return L.attn_norm;
+  if (site == InputSite::MlpIn) return L.ffn_norm;
+  fail("norm_weight: site has no preceding RMSNorm");
+}
+
+}  // namespace lowbit

@@ -29,7 +29,7 @@ static void BM_Gemv(benchmark::State& st) {
     h = random_half(size_t(rows * cols), t);
     data = h.data();
   }
-  std::vector<float> x(size_t(cols), 1.0f), y(size_t(rows));
+  std::vector<float> x(static_cast<size_t>(cols), 1.0f), y(static_cast<size_t>(rows));
   DenseWeight w{t, data, rows, cols};
   for (auto _ : st) {
     dense_matmul(w, x.data(), 1, y.data());

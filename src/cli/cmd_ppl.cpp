@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "cli/common.h"
+#include "core/error.h"
 #include "core/progress.h"
 #include "core/sha256.h"
 #include "core/sys.h"

@@ -2,6 +2,7 @@
 // Each text is scored in full (all windows), as the reference was.
 #include <gtest/gtest.h>
 
+#include "core/error.h"
 #include "eval/perplexity.h"
 #include "eval/ppl_texts.h"
 #include "io/tokenizer.h"

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "core/error.h"
 #include "eval/perplexity.h"
 #include "io/tokenizer.h"
 #include "model/llama.h"

@@ -1,5 +1,6 @@
 #include "eval/harness.h"
 
+#include <cblas.h>  // OpenBLAS: openblas_set_num_threads
 #include <omp.h>
 
 #include <algorithm>
@@ -153,6 +154,13 @@ std::vector<std::vector<ChoiceScore>> score_examples(const std::vector<Example>&
     for (size_t k = 0; k < order.size(); ++k) work(scorer, k);
     forwarded = scorer.tokens_forwarded();
   } else {
+    // Each worker runs its own sequence; the model's OpenMP loops are nested and so run serially, but OpenBLAS
+    // (pthread build) would start its own threads for every GEMM: keep it to the calling thread meanwhile.
+    struct BlasOneThread {
+      int saved = openblas_get_num_threads();
+      BlasOneThread() { openblas_set_num_threads(1); }
+      ~BlasOneThread() { openblas_set_num_threads(saved); }
+    } blas_guard;
 #pragma omp parallel num_threads(threads)
     {
       try {

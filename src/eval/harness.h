@@ -131,7 +131,8 @@ struct EvalOptions {
 // Loads and scores opts.tasks; returns {"results", "versions", "config", "data_files", "timing"} in the shape of
 // lm-eval's output (task -> metric -> value, "<metric>_stderr" beside each).
 Json run_eval(const LogitSource& src, const Tokenizer& tok, const EvalOptions& opts);
-// The same over a LlamaModel (harness_model.cpp).
+// The same over a LlamaModel (harness_model.cpp): sessions are KVCaches of min(opts.max_length, model context).
 Json run_eval(const LlamaModel& model, const Tokenizer& tok, const EvalOptions& opts);
+std::unique_ptr<LogitSource> model_logit_source(const LlamaModel& model, int max_length);
 
 }  // namespace lowbit

@@ -41,8 +41,12 @@ class ModelLogitSource : public LogitSource {
 Json run_eval(const LlamaModel& model, const Tokenizer& tok, const EvalOptions& opts) {
   // The model's context caps the window (lm-eval v0.3 takes max_length from the model config as well).
   int ctx = model.config().max_position_embeddings;
-  ModelLogitSource src(model, ctx > 0 ? std::min(opts.max_length, ctx) : opts.max_length);
-  return run_eval(src, tok, opts);
+  auto src = model_logit_source(model, ctx > 0 ? std::min(opts.max_length, ctx) : opts.max_length);
+  return run_eval(*src, tok, opts);
+}
+
+std::unique_ptr<LogitSource> model_logit_source(const LlamaModel& model, int max_length) {
+  return std::make_unique<ModelLogitSource>(model, max_length);
 }
 
 }  // namespace lowbit

@@ -39,8 +39,10 @@ std::vector<TokenizedChoice> tokenize_example(const Tokenizer& tok, const Exampl
       c.truncated = true;
     }
     if (n_score > 0 && n_score >= c.tokens.size())
-      fail("continuation '{}' of {} tokens has no context token before it (sequence of {} tokens, max length {})",
-           ex.continuations[i].substr(0, 60), n_score, c.tokens.size(), max_length);
+      fail(
+          "continuation '{}' of {} tokens has no context token before it (sequence of {} tokens, max length "
+          "{})",
+          ex.continuations[i].substr(0, 60), n_score, c.tokens.size(), max_length);
     c.n_score = int(n_score);
     out.push_back(std::move(c));
   }
@@ -61,8 +63,8 @@ void PrefixScorer::forward(std::span<const int32_t> tokens, int first_logit_row,
 std::vector<ChoiceScore> PrefixScorer::score(const std::vector<TokenizedChoice>& choices) {
   std::vector<ChoiceScore> out(choices.size());
   // shared: tokens every scored choice has in common, stopping one short of each choice's context end so that
-  // every choice's own forward starts at or before its last context token (whose logits predict the first scored
-  // token).
+  // every choice's own forward starts at or before its last context token (whose logits predict the first
+  // scored token).
   size_t shared = SIZE_MAX;
   const TokenizedChoice* first = nullptr;
   for (const TokenizedChoice& c : choices) {
@@ -79,7 +81,8 @@ std::vector<ChoiceScore> PrefixScorer::score(const std::vector<TokenizedChoice>&
     shared = k;
   }
   if (!first) return out;  // nothing to score
-  // Reuse what the cache already holds (e.g. the previous question's 5-shot header), then fill the shared part.
+  // Reuse what the cache already holds (e.g. the previous question's 5-shot header), then fill the shared
+  // part.
   size_t keep = 0;
   while (keep < std::min(shared, held_.size()) && held_[keep] == first->tokens[keep]) ++keep;
   session_->truncate(int(keep));
@@ -94,7 +97,8 @@ std::vector<ChoiceScore> PrefixScorer::score(const std::vector<TokenizedChoice>&
     if (c.n_score == 0) continue;
     session_->truncate(int(shared));
     held_.resize(shared);
-    // Run tokens [shared, len - 1): the last token is only a target. Logit rows start at the last context token.
+    // Run tokens [shared, len - 1): the last token is only a target. Logit rows start at the last context
+    // token.
     size_t ctx_len = c.tokens.size() - size_t(c.n_score);
     int first_row = int(ctx_len - 1 - shared);
     logits_.resize(size_t(c.n_score) * size_t(n_vocab_));
@@ -109,9 +113,9 @@ std::vector<ChoiceScore> PrefixScorer::score(const std::vector<TokenizedChoice>&
   return out;
 }
 
-std::vector<std::vector<ChoiceScore>> score_examples(const std::vector<Example>& examples, const Tokenizer& tok,
-                                                     const LogitSource& src, const ScoreOptions& opt,
-                                                     ScoreStats* stats) {
+std::vector<std::vector<ChoiceScore>> score_examples(const std::vector<Example>& examples,
+                                                     const Tokenizer& tok, const LogitSource& src,
+                                                     const ScoreOptions& opt, ScoreStats* stats) {
   Timer timer;
   int max_length = std::min(opt.max_length, src.max_length());
   // Longest first within each group, groups in order: big requests do not straggle at the end, and an MMLU
@@ -142,7 +146,8 @@ std::vector<std::vector<ChoiceScore>> score_examples(const std::vector<Example>&
     const Example& ex = examples[order[k]];
     auto toks = tokenize_example(tok, ex, max_length);
     scores[order[k]] = scorer.score(toks);
-    bool any_trunc = std::any_of(toks.begin(), toks.end(), [](const TokenizedChoice& c) { return c.truncated; });
+    bool any_trunc =
+        std::any_of(toks.begin(), toks.end(), [](const TokenizedChoice& c) { return c.truncated; });
 #pragma omp critical(lowbit_eval_progress)
     {
       truncated += any_trunc;
@@ -154,8 +159,9 @@ std::vector<std::vector<ChoiceScore>> score_examples(const std::vector<Example>&
     for (size_t k = 0; k < order.size(); ++k) work(scorer, k);
     forwarded = scorer.tokens_forwarded();
   } else {
-    // Each worker runs its own sequence; the model's OpenMP loops are nested and so run serially, but OpenBLAS
-    // (pthread build) would start its own threads for every GEMM: keep it to the calling thread meanwhile.
+    // Each worker runs its own sequence; the model's OpenMP loops are nested and so run serially, but
+    // OpenBLAS (pthread build) would start its own threads for every GEMM: keep it to the calling thread
+    // meanwhile.
     struct BlasOneThread {
       int saved = openblas_get_num_threads();
       BlasOneThread() { openblas_set_num_threads(1); }
@@ -238,7 +244,9 @@ double mean(const std::vector<double>& v) {
 }
 
 // NaN (n < 2) is not JSON: write null.
-Json num(double x) { return std::isfinite(x) ? Json(x) : Json(nullptr); }
+Json num(double x) {
+  return std::isfinite(x) ? Json(x) : Json(nullptr);
+}
 
 Json acc_entry(const std::vector<double>& acc) {
   return {{"acc", num(mean(acc))}, {"acc_stderr", num(mean_stderr(acc))}, {"n", acc.size()}};
@@ -255,10 +263,13 @@ std::string slug(const std::string& s) {
 }  // namespace
 
 Json run_eval(const LogitSource& src, const Tokenizer& tok, const EvalOptions& opts) {
-  if (opts.tasks.empty()) fail("eval: no tasks given (known: piqa, arc_easy, arc_challenge, hellaswag, "
-                               "winogrande, mmlu, lambada)");
+  if (opts.tasks.empty())
+    fail(
+        "eval: no tasks given (known: piqa, arc_easy, arc_challenge, hellaswag, "
+        "winogrande, mmlu, lambada)");
   std::string data_dir = opts.data_dir.empty() ? find_search_paths().data_dir : opts.data_dir;
-  if (data_dir.empty()) fail("eval: no data dir (give --data-dir, set LOWBIT_DATA, or put shared/data beside the repo)");
+  if (data_dir.empty())
+    fail("eval: no data dir (give --data-dir, set LOWBIT_DATA, or put shared/data beside the repo)");
   int max_length = std::min(opts.max_length, src.max_length());
   if (max_length < 2) fail("eval: max length {} is too short to score anything", max_length);
 
@@ -331,7 +342,8 @@ Json run_eval(const LogitSource& src, const Tokenizer& tok, const EvalOptions& o
       std::vector<std::vector<double>> per_sub(n_sub);
       for (size_t i = 0; i < t.examples.size(); ++i) per_sub[size_t(t.examples[i].group)].push_back(acc[i]);
       std::vector<double> sub_means;
-      std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> cat;  // subject means, questions
+      std::map<std::string, std::pair<std::vector<double>, std::vector<double>>>
+          cat;  // subject means, questions
       for (size_t g = 0; g < n_sub; ++g) {
         results["mmlu_" + t.subjects[g]] = acc_entry(per_sub[g]);
         sub_means.push_back(mean(per_sub[g]));
@@ -372,7 +384,10 @@ Json run_eval(const LogitSource& src, const Tokenizer& tok, const EvalOptions& o
                  {"threads", opts.threads > 0 ? opts.threads : num_threads()},
                  {"hellaswag_file", opts.hellaswag_file},
                  {"harness", "lowbit (lm-evaluation-harness v0.3 conventions, issue 4)"}};
-  return {{"results", results}, {"versions", versions}, {"config", config}, {"data_files", files},
+  return {{"results", results},
+          {"versions", versions},
+          {"config", config},
+          {"data_files", files},
           {"timing", timing}};
 }
 

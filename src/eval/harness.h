@@ -2,17 +2,17 @@
 //
 // Token split (issue 4; the rule of lm-eval >= 0.4's _encode_pair): for a context c and continuation x,
 //   whole = [BOS] + tokens(c + x),  ctx = [BOS] + tokens(c),
-// and the scored tokens are whole[len(ctx):], each conditioned on everything before it in `whole`. Encoding the
-// concatenation (not tokens(c) + tokens(x)) keeps the text's natural tokenization when a token spans the boundary.
-// When whole is longer than max_length (2048) its first tokens are dropped, BOS included, keeping the last
-// max_length ("truncated"; lm-eval v0.3 instead keeps max_length + 1 and feeds all but the last).
+// and the scored tokens are whole[len(ctx):], each conditioned on everything before it in `whole`. Encoding
+// the concatenation (not tokens(c) + tokens(x)) keeps the text's natural tokenization when a token spans the
+// boundary. When whole is longer than max_length (2048) its first tokens are dropped, BOS included, keeping
+// the last max_length ("truncated"; lm-eval v0.3 instead keeps max_length + 1 and feeds all but the last).
 //
-// Speed: the choices of an example usually share a prefix (the context, or WinoGrande's sentence start) and an
-// MMLU subject's questions share the 5-shot header. Each worker thread owns one ScoringSession (a KV cache) and
-// remembers the tokens it holds; a new example truncates the cache to the longest common prefix with what it
-// needs, computes the rest of the shared prefix once, then for each choice truncates back to it and runs only the
-// choice's remaining tokens. Results are identical to scoring every sequence from scratch (up to the model's
-// floating-point behaviour for different chunkings).
+// Speed: the choices of an example usually share a prefix (the context, or WinoGrande's sentence start) and
+// an MMLU subject's questions share the 5-shot header. Each worker thread owns one ScoringSession (a KV
+// cache) and remembers the tokens it holds; a new example truncates the cache to the longest common prefix
+// with what it needs, computes the rest of the shared prefix once, then for each choice truncates back to it
+// and runs only the choice's remaining tokens. Results are identical to scoring every sequence from scratch
+// (up to the model's floating-point behaviour for different chunkings).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -34,14 +34,14 @@ class ScoringSession {
   virtual ~ScoringSession() = default;
   virtual int n_past() const = 0;
   virtual void truncate(int n) = 0;  // drop positions >= n
-  // Appends tokens at positions n_past.. and writes the next-token logits of tokens[first_logit_row..] to logits,
-  // (tokens.size() - first_logit_row, n_vocab) row-major; first_logit_row == tokens.size() (logits may be null)
-  // only fills the cache.
+  // Appends tokens at positions n_past.. and writes the next-token logits of tokens[first_logit_row..] to
+  // logits, (tokens.size() - first_logit_row, n_vocab) row-major; first_logit_row == tokens.size() (logits
+  // may be null) only fills the cache.
   virtual void forward(std::span<const int32_t> tokens, int first_logit_row, float* logits) = 0;
 };
 
-// The model side: a vocabulary size and fresh sessions, one per worker thread (sessions are used by one thread
-// at a time; new_session is called from worker threads, so it must be thread-safe).
+// The model side: a vocabulary size and fresh sessions, one per worker thread (sessions are used by one
+// thread at a time; new_session is called from worker threads, so it must be thread-safe).
 class LogitSource {
  public:
   virtual ~LogitSource() = default;
@@ -61,8 +61,8 @@ struct TokenizedChoice {
 std::vector<TokenizedChoice> tokenize_example(const Tokenizer& tok, const Example& ex, int max_length);
 
 struct ChoiceScore {
-  double logprob = 0;   // sum over scored tokens of log softmax(logits)[token]
-  bool greedy = true;   // every scored token is the first argmax of its logits (torch.argmax)
+  double logprob = 0;  // sum over scored tokens of log softmax(logits)[token]
+  bool greedy = true;  // every scored token is the first argmax of its logits (torch.argmax)
   int n_tokens = 0;
   bool truncated = false;
 };
@@ -96,11 +96,11 @@ struct ScoreStats {
   double seconds = 0;
 };
 
-// Scores every example's choices. Examples run longest first within each Example::group (groups in order), over
-// `threads` workers. Tokenizer::encode is called from the workers concurrently (it is const).
-std::vector<std::vector<ChoiceScore>> score_examples(const std::vector<Example>& examples, const Tokenizer& tok,
-                                                     const LogitSource& src, const ScoreOptions& opt,
-                                                     ScoreStats* stats = nullptr);
+// Scores every example's choices. Examples run longest first within each Example::group (groups in order),
+// over `threads` workers. Tokenizer::encode is called from the workers concurrently (it is const).
+std::vector<std::vector<ChoiceScore>> score_examples(const std::vector<Example>& examples,
+                                                     const Tokenizer& tok, const LogitSource& src,
+                                                     const ScoreOptions& opt, ScoreStats* stats = nullptr);
 
 // numpy.argmax: the first NaN if any, else the first maximum.
 size_t np_argmax(std::span<const double> v);
@@ -128,10 +128,11 @@ struct EvalOptions {
   bool quiet = false;
 };
 
-// Loads and scores opts.tasks; returns {"results", "versions", "config", "data_files", "timing"} in the shape of
-// lm-eval's output (task -> metric -> value, "<metric>_stderr" beside each).
+// Loads and scores opts.tasks; returns {"results", "versions", "config", "data_files", "timing"} in the shape
+// of lm-eval's output (task -> metric -> value, "<metric>_stderr" beside each).
 Json run_eval(const LogitSource& src, const Tokenizer& tok, const EvalOptions& opts);
-// The same over a LlamaModel (harness_model.cpp): sessions are KVCaches of min(opts.max_length, model context).
+// The same over a LlamaModel (harness_model.cpp): sessions are KVCaches of min(opts.max_length, model
+// context).
 Json run_eval(const LlamaModel& model, const Tokenizer& tok, const EvalOptions& opts);
 std::unique_ptr<LogitSource> model_logit_source(const LlamaModel& model, int max_length);
 

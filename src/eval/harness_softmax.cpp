@@ -29,8 +29,8 @@ float MaxOf(const float* p, size_t n) {
   return m;
 }
 
-// sum_i exp(p[i] - m): float lanes over blocks of 64 vectors, blocks added in double (relative error ~1e-7 for
-// any n; hn::Exp is accurate to a few ulp).
+// sum_i exp(p[i] - m): float lanes over blocks of 64 vectors, blocks added in double (relative error ~1e-7
+// for any n; hn::Exp is accurate to a few ulp).
 double SumExp(const float* p, size_t n, float m) {
   const hn::ScalableTag<float> d;
   const size_t L = hn::Lanes(d);

@@ -82,8 +82,8 @@ static std::string mmlu_question(const MmluItem& it) {
 std::string mmlu_prefix(const MmluSubject& s, int k) {
   if (k < 0 || size_t(k) > s.dev.size())
     fail("mmlu {}: {} shots requested, the dev split has {} rows", s.name, k, s.dev.size());
-  std::string p = "The following are multiple choice questions (with answers) about " + mmlu_subject_title(s.name) +
-                  ".\n\n";
+  std::string p = "The following are multiple choice questions (with answers) about " +
+                  mmlu_subject_title(s.name) + ".\n\n";
   for (int i = 0; i < k; ++i) {
     const MmluItem& d = s.dev[size_t(i)];
     p += mmlu_question(d) + " " + char('A' + d.answer) + "\n\n";
@@ -109,26 +109,67 @@ const std::vector<std::string>& mmlu_categories() {
 
 const std::string& mmlu_category(const std::string& subject) {
   // Hendrycks et al.'s categories.py: each subject has a subcategory, and the subcategories form four groups
-  // (STEM: physics, chemistry, biology, computer science, math, engineering; humanities: history, philosophy, law;
-  // social sciences: politics, culture, economics, geography, psychology; other: other, business, health).
+  // (STEM: physics, chemistry, biology, computer science, math, engineering; humanities: history, philosophy,
+  // law; social sciences: politics, culture, economics, geography, psychology; other: other, business,
+  // health).
   static const std::map<std::string, int> m = {
-      {"abstract_algebra", 0}, {"anatomy", 3}, {"astronomy", 0}, {"business_ethics", 3},
-      {"clinical_knowledge", 3}, {"college_biology", 0}, {"college_chemistry", 0},
-      {"college_computer_science", 0}, {"college_mathematics", 0}, {"college_medicine", 3},
-      {"college_physics", 0}, {"computer_security", 0}, {"conceptual_physics", 0}, {"econometrics", 2},
-      {"electrical_engineering", 0}, {"elementary_mathematics", 0}, {"formal_logic", 1}, {"global_facts", 3},
-      {"high_school_biology", 0}, {"high_school_chemistry", 0}, {"high_school_computer_science", 0},
-      {"high_school_european_history", 1}, {"high_school_geography", 2},
-      {"high_school_government_and_politics", 2}, {"high_school_macroeconomics", 2},
-      {"high_school_mathematics", 0}, {"high_school_microeconomics", 2}, {"high_school_physics", 0},
-      {"high_school_psychology", 2}, {"high_school_statistics", 0}, {"high_school_us_history", 1},
-      {"high_school_world_history", 1}, {"human_aging", 3}, {"human_sexuality", 2}, {"international_law", 1},
-      {"jurisprudence", 1}, {"logical_fallacies", 1}, {"machine_learning", 0}, {"management", 3},
-      {"marketing", 3}, {"medical_genetics", 3}, {"miscellaneous", 3}, {"moral_disputes", 1},
-      {"moral_scenarios", 1}, {"nutrition", 3}, {"philosophy", 1}, {"prehistory", 1},
-      {"professional_accounting", 3}, {"professional_law", 1}, {"professional_medicine", 3},
-      {"professional_psychology", 2}, {"public_relations", 2}, {"security_studies", 2}, {"sociology", 2},
-      {"us_foreign_policy", 2}, {"virology", 3}, {"world_religions", 1},
+      {"abstract_algebra", 0},
+      {"anatomy", 3},
+      {"astronomy", 0},
+      {"business_ethics", 3},
+      {"clinical_knowledge", 3},
+      {"college_biology", 0},
+      {"college_chemistry", 0},
+      {"college_computer_science", 0},
+      {"college_mathematics", 0},
+      {"college_medicine", 3},
+      {"college_physics", 0},
+      {"computer_security", 0},
+      {"conceptual_physics", 0},
+      {"econometrics", 2},
+      {"electrical_engineering", 0},
+      {"elementary_mathematics", 0},
+      {"formal_logic", 1},
+      {"global_facts", 3},
+      {"high_school_biology", 0},
+      {"high_school_chemistry", 0},
+      {"high_school_computer_science", 0},
+      {"high_school_european_history", 1},
+      {"high_school_geography", 2},
+      {"high_school_government_and_politics", 2},
+      {"high_school_macroeconomics", 2},
+      {"high_school_mathematics", 0},
+      {"high_school_microeconomics", 2},
+      {"high_school_physics", 0},
+      {"high_school_psychology", 2},
+      {"high_school_statistics", 0},
+      {"high_school_us_history", 1},
+      {"high_school_world_history", 1},
+      {"human_aging", 3},
+      {"human_sexuality", 2},
+      {"international_law", 1},
+      {"jurisprudence", 1},
+      {"logical_fallacies", 1},
+      {"machine_learning", 0},
+      {"management", 3},
+      {"marketing", 3},
+      {"medical_genetics", 3},
+      {"miscellaneous", 3},
+      {"moral_disputes", 1},
+      {"moral_scenarios", 1},
+      {"nutrition", 3},
+      {"philosophy", 1},
+      {"prehistory", 1},
+      {"professional_accounting", 3},
+      {"professional_law", 1},
+      {"professional_medicine", 3},
+      {"professional_psychology", 2},
+      {"public_relations", 2},
+      {"security_studies", 2},
+      {"sociology", 2},
+      {"us_foreign_policy", 2},
+      {"virology", 3},
+      {"world_religions", 1},
   };
   auto it = m.find(subject);
   if (it == m.end()) fail("mmlu: unknown subject '{}' (not one of the 57 of Hendrycks et al.)", subject);

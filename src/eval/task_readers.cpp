@@ -46,7 +46,9 @@ std::string read_text(const std::string& path) {
   return text;
 }
 
-std::string where(const std::string& path, size_t line) { return path + ":" + std::to_string(line); }
+std::string where(const std::string& path, size_t line) {
+  return path + ":" + std::to_string(line);
+}
 
 // One JSON object per non-empty line.
 std::vector<std::pair<Json, size_t>> read_jsonl(const std::string& path) {
@@ -116,8 +118,9 @@ std::vector<ArcItem> read_arc(const std::string& path) {
     const Json& choices = field(q, "choices", path, line);
     if (!choices.is_array() || choices.empty() || choices.size() > 5)
       fail("{}:{}: 'choices' must be an array of 1 to 5 choices", path, line);
-    // lm-eval maps answerKey "1".."5" to "A".."E" and takes its index in "ABCDE" as the gold position; that is
-    // only the answer's position when the labels run A, B, C... or 1, 2, 3... in order, which is checked here.
+    // lm-eval maps answerKey "1".."5" to "A".."E" and takes its index in "ABCDE" as the gold position; that
+    // is only the answer's position when the labels run A, B, C... or 1, 2, 3... in order, which is checked
+    // here.
     std::string labels;
     for (const Json& c : choices) {
       if (!c.is_object()) fail("{}:{}: a choice is not an object", path, line);
@@ -128,7 +131,8 @@ std::vector<ArcItem> read_arc(const std::string& path) {
     }
     bool letters = labels == std::string("ABCDE").substr(0, labels.size());
     bool digits = labels == std::string("12345").substr(0, labels.size());
-    if (!letters && !digits) fail("{}:{}: choice labels '{}' are not A, B, C... or 1, 2, 3...", path, line, labels);
+    if (!letters && !digits)
+      fail("{}:{}: choice labels '{}' are not A, B, C... or 1, 2, 3...", path, line, labels);
     std::string key = str_field(j, "answerKey", path, line);
     size_t gold = key.size() == 1 ? std::string("ABCDE").find(key[0]) : std::string::npos;
     if (gold == std::string::npos && key.size() == 1) gold = std::string("12345").find(key[0]);
@@ -145,11 +149,13 @@ static std::vector<HellaswagItem> read_hellaswag_jsonl(const std::string& path) 
   for (const auto& [j, line] : read_jsonl(path)) {
     HellaswagItem it;
     // lm-eval v0.3 HellaSwag._process_doc: ctx = ctx_a + " " + ctx_b.capitalize().
-    std::string activity = str_field(j, "activity_label", path, line), ctx_a = str_field(j, "ctx_a", path, line);
+    std::string activity = str_field(j, "activity_label", path, line),
+                ctx_a = str_field(j, "ctx_a", path, line);
     std::string ctx_b = str_field(j, "ctx_b", path, line);
     it.query = activity + ": " + ctx_a + " " + py_capitalize_ascii(ctx_b);
     const Json& endings = field(j, "endings", path, line);
-    if (!endings.is_array() || endings.size() != 4) fail("{}:{}: 'endings' must be an array of 4", path, line);
+    if (!endings.is_array() || endings.size() != 4)
+      fail("{}:{}: 'endings' must be an array of 4", path, line);
     for (int k = 0; k < 4; ++k) {
       if (!endings[size_t(k)].is_string()) fail("{}:{}: an ending is not a string", path, line);
       it.endings[size_t(k)] = endings[size_t(k)].get<std::string>();
@@ -170,8 +176,10 @@ std::vector<HellaswagItem> read_hellaswag(const std::string& path) {
   std::string text = read_text(path);
   std::vector<Line> lines = split_lines(text);
   if (lines.size() % 6 != 0)
-    fail("{}:{}: incomplete task: the text form has 6 lines per task (context, gold, 4 endings), file has {} lines",
-         path, lines.size() - lines.size() % 6 + 1, lines.size());
+    fail(
+        "{}:{}: incomplete task: the text form has 6 lines per task (context, gold, 4 endings), file has {} "
+        "lines",
+        path, lines.size() - lines.size() % 6 + 1, lines.size());
   std::vector<HellaswagItem> items;
   for (size_t i = 0; i < lines.size(); i += 6) {
     HellaswagItem it;
@@ -199,7 +207,8 @@ std::vector<WinograndeItem> read_winogrande(const std::string& jsonl_path, const
     const auto& [j, line] = rows[i];
     WinograndeItem it;
     it.sentence = str_field(j, "sentence", jsonl_path, line);
-    if (it.sentence.find('_') == std::string::npos) fail("{}:{}: sentence has no '_' blank", jsonl_path, line);
+    if (it.sentence.find('_') == std::string::npos)
+      fail("{}:{}: sentence has no '_' blank", jsonl_path, line);
     it.option1 = str_field(j, "option1", jsonl_path, line);
     it.option2 = str_field(j, "option2", jsonl_path, line);
     int answer = 0;
@@ -226,7 +235,9 @@ std::vector<WinograndeItem> read_winogrande(const std::string& jsonl_path, const
 std::vector<CsvRecord> parse_csv(std::string_view text, const std::string& path) {
   std::vector<CsvRecord> records;
   size_t i = 0, n = text.size(), line = 1;
-  auto at_eol = [&](size_t k) { return k < n && (text[k] == '\n' || (text[k] == '\r' && k + 1 < n && text[k + 1] == '\n')); };
+  auto at_eol = [&](size_t k) {
+    return k < n && (text[k] == '\n' || (text[k] == '\r' && k + 1 < n && text[k + 1] == '\n'));
+  };
   auto skip_eol = [&]() {
     i += text[i] == '\r' ? 2 : 1;
     ++line;
@@ -260,8 +271,8 @@ std::vector<CsvRecord> parse_csv(std::string_view text, const std::string& path)
           ++i;
         }
         if (i < n && text[i] != ',' && !at_eol(i))
-          fail("{}:{}: unexpected character after a closing quote (quotes inside a field must be doubled)", path,
-               line);
+          fail("{}:{}: unexpected character after a closing quote (quotes inside a field must be doubled)",
+               path, line);
       } else {
         while (i < n && text[i] != ',' && !at_eol(i)) f += text[i++];
       }
@@ -308,7 +319,8 @@ std::vector<MmluSubject> read_mmlu(const std::string& dir) {
     if (ec) fail("{}: cannot list: {}", sub.string(), ec.message());
     for (const fs::path& p : files) {
       std::string name = p.filename().string();
-      if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      if (name.size() <= suffix.size() ||
+          name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
         continue;  // not a <subject>_<split>.csv file
       std::string subject = name.substr(0, name.size() - suffix.size());
       MmluSubject& s = subjects[subject];

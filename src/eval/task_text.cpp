@@ -56,7 +56,8 @@ size_t utf8_length(std::string_view s) {
 
 bool py_isspace(char32_t c) {
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
+         c == 0x3000;
 }
 
 std::string py_strip(std::string_view s) {
@@ -102,8 +103,9 @@ std::string py_capitalize_ascii(std::string_view s) {
 std::string hellaswag_preprocess(std::string_view text) {
   std::string t = py_strip(text);
   t = py_replace(t, " [title]", ". ");
-  // re.sub("\\[.*?\\]", "", t): from each '[', the shortest run up to the next ']' on the same line ('.' does not
-  // match '\n'); a '[' with no ']' before the line ends stays, and matching resumes at the next character.
+  // re.sub("\\[.*?\\]", "", t): from each '[', the shortest run up to the next ']' on the same line ('.' does
+  // not match '\n'); a '[' with no ']' before the line ends stays, and matching resumes at the next
+  // character.
   std::string out;
   size_t i = 0;
   while (i < t.size()) {

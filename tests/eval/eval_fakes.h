@@ -1,5 +1,5 @@
-// Test doubles for the harness: a byte tokenizer with optional multi-byte pieces, and a model whose logits are a
-// hash of the whole prefix (so any mistake in reusing a KV-cache prefix changes the result).
+// Test doubles for the harness: a byte tokenizer with optional multi-byte pieces, and a model whose logits
+// are a hash of the whole prefix (so any mistake in reusing a KV-cache prefix changes the result).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -36,8 +36,10 @@ class FakeTokenizer : public Tokenizer {
   std::string decode(std::span<const int32_t> ids) const override {
     std::string s;
     for (int32_t id : ids) {
-      if (id >= 259) s += pieces_[size_t(id - 259)];
-      else if (id >= 3) s += char(id - 3);
+      if (id >= 259)
+        s += pieces_[size_t(id - 259)];
+      else if (id >= 3)
+        s += char(id - 3);
     }
     return s;
   }
@@ -58,12 +60,14 @@ inline uint64_t splitmix(uint64_t x) {
 inline void fake_logits(const std::vector<int32_t>& prefix, int n_vocab, float* row) {
   uint64_t h = 1469598103934665603ull;
   for (int32_t t : prefix) h = splitmix(h ^ uint64_t(uint32_t(t)));
-  for (int v = 0; v < n_vocab; ++v) row[v] = float(double(splitmix(h + uint64_t(v)) >> 11) * 0x1p-53 * 12.0 - 6.0);
+  for (int v = 0; v < n_vocab; ++v)
+    row[v] = float(double(splitmix(h + uint64_t(v)) >> 11) * 0x1p-53 * 12.0 - 6.0);
 }
 
 class FakeSession : public ScoringSession {
  public:
-  FakeSession(int n_vocab, int max_seq, int64_t* calls) : n_vocab_(n_vocab), max_seq_(max_seq), calls_(calls) {}
+  FakeSession(int n_vocab, int max_seq, int64_t* calls)
+      : n_vocab_(n_vocab), max_seq_(max_seq), calls_(calls) {}
   int n_past() const override { return int(tokens_.size()); }
   void truncate(int n) override {
     if (size_t(n) < tokens_.size()) tokens_.resize(size_t(n));
@@ -73,7 +77,8 @@ class FakeSession : public ScoringSession {
     for (size_t i = 0; i < tokens.size(); ++i) {
       tokens_.push_back(tokens[i]);
       if (tokens_.size() > size_t(max_seq_)) throw std::runtime_error("fake session overflow");
-      if (int(i) >= first_logit_row) fake_logits(tokens_, n_vocab_, logits + (i - size_t(first_logit_row)) * size_t(n_vocab_));
+      if (int(i) >= first_logit_row)
+        fake_logits(tokens_, n_vocab_, logits + (i - size_t(first_logit_row)) * size_t(n_vocab_));
     }
   }
 

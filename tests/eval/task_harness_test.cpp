@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <random>
 
+#include "../test_util.h"
 #include "core/error.h"
 #include "core/mmap.h"
 #include "core/sha256.h"
@@ -11,7 +12,6 @@
 #include "eval/task_registry.h"
 #include "eval/task_text.h"
 #include "eval_fakes.h"
-#include "../test_util.h"
 
 namespace lowbit {
 namespace {
@@ -29,7 +29,8 @@ Example make_example(std::vector<std::string> ctx, std::vector<std::string> cont
 }
 
 TEST(EvalScoring, TokenSplitEncodesTheConcatenation) {
-  // "a" + "b" merge into the piece "ab": the scored tokens are those of tokens(ctx + cont) past len(tokens(ctx)).
+  // "a" + "b" merge into the piece "ab": the scored tokens are those of tokens(ctx + cont) past
+  // len(tokens(ctx)).
   FakeTokenizer tok({"ab"});
   auto t = tokenize_example(tok, make_example({"xa"}, {"bc"}), 2048);
   ASSERT_EQ(t.size(), 1u);
@@ -74,12 +75,12 @@ TEST(EvalScoring, LogSoftmaxAgainstDoubleReference) {
   bool g1 = false, g2 = true;
   log_softmax_at(tie.data(), 4, 1, &g1);
   log_softmax_at(tie.data(), 4, 2, &g2);
-  EXPECT_TRUE(g1);   // torch.argmax picks the first maximum
+  EXPECT_TRUE(g1);  // torch.argmax picks the first maximum
   EXPECT_FALSE(g2);
 }
 
-// Examples from every task (real files), scored by one PrefixScorer in sequence (reusing cache prefixes within
-// and across examples), against each choice scored from scratch in double precision.
+// Examples from every task (real files), scored by one PrefixScorer in sequence (reusing cache prefixes
+// within and across examples), against each choice scored from scratch in double precision.
 TEST(EvalScoring, SharedPrefixEqualsIndependentScoring) {
   FakeTokenizer tok({" the", "Answer:", "ing", " A", " B"});
   const int V = tok.vocab_size();
@@ -99,7 +100,8 @@ TEST(EvalScoring, SharedPrefixEqualsIndependentScoring) {
     for (size_t i = 0; i < toks.size(); ++i) {
       bool greedy = false;
       double want = test::reference_logprob(toks[i].tokens, toks[i].n_score, V, &greedy);
-      EXPECT_NEAR(got[i].logprob, want, 1e-6 * toks[i].n_score + 1e-12) << ex.contexts[i] << ex.continuations[i];
+      EXPECT_NEAR(got[i].logprob, want, 1e-6 * toks[i].n_score + 1e-12)
+          << ex.contexts[i] << ex.continuations[i];
       EXPECT_EQ(got[i].greedy, greedy);
       EXPECT_EQ(got[i].n_tokens, toks[i].n_score);
       total += int64_t(toks[i].tokens.size()) - 1;
@@ -112,7 +114,8 @@ TEST(EvalScoring, SharedPrefixEqualsIndependentScoring) {
 }
 
 TEST(EvalMetrics, AccAndAccNormDiffer) {
-  // acc takes the highest sum; acc_norm divides by the choice's length in code points ("ééé" is 3, not 6 bytes).
+  // acc takes the highest sum; acc_norm divides by the choice's length in code points ("ééé" is 3, not 6
+  // bytes).
   Example e = make_example({"q", "q"}, {" \xc3\xa9\xc3\xa9\xc3\xa9", " abcd"}, 1);
   std::vector<ChoiceScore> s(2);
   s[0].logprob = -3.3;  // -1.1 per character
@@ -128,7 +131,8 @@ TEST(EvalMetrics, AccAndAccNormDiffer) {
 
 TEST(EvalMetrics, StderrIsLmEvalMeanStderr) {
   std::vector<double> v = {1, 0, 1, 1};
-  EXPECT_NEAR(mean_stderr(v), std::sqrt(0.75 * 0.25 / 3), 1e-15);  // sample std / sqrt(n) = sqrt(p(1-p)/(n-1))
+  EXPECT_NEAR(mean_stderr(v), std::sqrt(0.75 * 0.25 / 3),
+              1e-15);  // sample std / sqrt(n) = sqrt(p(1-p)/(n-1))
   std::vector<double> one = {1};
   EXPECT_TRUE(std::isnan(mean_stderr(one)));
   std::vector<double> nan = {1, NAN, 3};
@@ -150,7 +154,8 @@ TEST(EvalRun, FakeModelAllTasks) {
   const Json& r = j["results"];
   for (const char* t : {"piqa", "arc_easy", "arc_challenge", "hellaswag"}) {
     ASSERT_TRUE(r.contains(t)) << t;
-    for (const char* m : {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr"}) EXPECT_TRUE(r[t].contains(m)) << t << m;
+    for (const char* m : {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr"})
+      EXPECT_TRUE(r[t].contains(m)) << t << m;
     EXPECT_EQ(r[t]["n"], 3);
   }
   EXPECT_FALSE(r["winogrande"].contains("acc_norm"));
@@ -166,7 +171,8 @@ TEST(EvalRun, FakeModelAllTasks) {
   EXPECT_EQ(j["data_files"]["piqa"]["piqa/valid.jsonl"], sha256_file(test::data_path("piqa/valid.jsonl")));
   // acc_stderr is lm-eval's mean_stderr of the per-example accuracies.
   double p = r["piqa"]["acc"];
-  if (r["piqa"]["acc_stderr"].is_number()) EXPECT_NEAR(double(r["piqa"]["acc_stderr"]), std::sqrt(p * (1 - p) / 2), 1e-12);
+  if (r["piqa"]["acc_stderr"].is_number())
+    EXPECT_NEAR(double(r["piqa"]["acc_stderr"]), std::sqrt(p * (1 - p) / 2), 1e-12);
 
   // The log has a row per example, and the summary is the mean of the rows.
   std::string log = read_file(o.log_path);
@@ -193,7 +199,8 @@ TEST(EvalRun, FakeModelAllTasks) {
 }
 
 TEST(EvalRun, MmluTruncationIsCounted) {
-  // With bytes as tokens and a 1024-token window, the prompts with more than 1023 bytes (+ BOS) are truncated.
+  // With bytes as tokens and a 1024-token window, the prompts with more than 1023 bytes (+ BOS) are
+  // truncated.
   FakeTokenizer tok;
   auto t = load_task("mmlu", test::paths().data_dir, 0, -1);
   ASSERT_EQ(t.examples.size(), 14042u);
@@ -228,8 +235,8 @@ TEST(EvalRun, MmluTruncationIsCounted) {
 }
 
 // Writes the first 5 requests of every task (5 per MMLU subject) as JSONL for tools/ref_tasks.py --compare:
-// to $LOWBIT_EVAL_DUMP when set (tools/check_ref_tasks.sh does this), else to a temp file. LOWBIT_EVAL_DUMP_LIMIT
-// changes the 5 (0 = all examples).
+// to $LOWBIT_EVAL_DUMP when set (tools/check_ref_tasks.sh does this), else to a temp file.
+// LOWBIT_EVAL_DUMP_LIMIT changes the 5 (0 = all examples).
 TEST(EvalRequests, DumpForPythonReference) {
   const char* env = std::getenv("LOWBIT_EVAL_DUMP");
   std::string path = env && *env ? env : test::temp_dir("eval-dump") + "/requests.jsonl";
@@ -241,8 +248,12 @@ TEST(EvalRequests, DumpForPythonReference) {
     auto t = load_task(name, test::paths().data_dir, limit, -1);
     for (size_t i = 0; i < t.examples.size(); ++i) {
       const Example& e = t.examples[i];
-      Json row = {{"task", name},           {"doc_id", i},         {"contexts", e.contexts},
-                  {"continuations", e.continuations}, {"choice_texts", e.choice_texts}, {"gold", e.gold}};
+      Json row = {{"task", name},
+                  {"doc_id", i},
+                  {"contexts", e.contexts},
+                  {"continuations", e.continuations},
+                  {"choice_texts", e.choice_texts},
+                  {"gold", e.gold}};
       out += row.dump() + "\n";
       ++n;
     }

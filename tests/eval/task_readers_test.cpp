@@ -1,10 +1,11 @@
+#include "eval/task_readers.h"
+
 #include <gtest/gtest.h>
 
 #include <functional>
 
-#include "core/error.h"
-#include "eval/task_readers.h"
 #include "../test_util.h"
+#include "core/error.h"
 
 namespace lowbit {
 namespace {
@@ -17,7 +18,8 @@ void expect_error(const std::function<void()>& f, const std::vector<std::string>
   } catch (const Error& e) {
     std::string m = e.what();
     EXPECT_EQ(m.find('\n'), std::string::npos) << m;
-    for (const std::string& p : parts) EXPECT_NE(m.find(p), std::string::npos) << "'" << p << "' not in: " << m;
+    for (const std::string& p : parts)
+      EXPECT_NE(m.find(p), std::string::npos) << "'" << p << "' not in: " << m;
   }
 }
 
@@ -73,9 +75,11 @@ TEST(EvalReaders, HellaswagRealFile) {
 }
 
 TEST(EvalReaders, WinograndeRealFile) {
-  auto items = read_winogrande(test::data_path("winogrande/dev.jsonl"), test::data_path("winogrande/dev-labels.lst"));
+  auto items =
+      read_winogrande(test::data_path("winogrande/dev.jsonl"), test::data_path("winogrande/dev-labels.lst"));
   ASSERT_EQ(items.size(), 1267u);
-  EXPECT_EQ(items[0].sentence, "Sarah was a much better surgeon than Maria so _ always got the easier cases.");
+  EXPECT_EQ(items[0].sentence,
+            "Sarah was a much better surgeon than Maria so _ always got the easier cases.");
   EXPECT_EQ(items[0].option1, "Sarah");
   EXPECT_EQ(items[0].option2, "Maria");
   EXPECT_EQ(items[0].answer, 2);
@@ -98,7 +102,8 @@ TEST(EvalReaders, MmluRealFiles) {
   EXPECT_EQ(subjects[0].name, "abstract_algebra");
   const MmluItem& d1 = subjects[0].dev[1];  // quoted fields with commas
   EXPECT_EQ(d1.question,
-            "Statement 1 | If aH is an element of a factor group, then |aH| divides |a|. Statement 2 | If H and K are "
+            "Statement 1 | If aH is an element of a factor group, then |aH| divides |a|. Statement 2 | If H "
+            "and K are "
             "subgroups of G then HK is a subgroup of G.");
   EXPECT_EQ(d1.choices[0], "True, True");
   EXPECT_EQ(d1.choices[3], "False, True");
@@ -108,7 +113,8 @@ TEST(EvalReaders, MmluRealFiles) {
 TEST(EvalReaders, LambadaRealFile) {
   auto lines = read_lambada(test::data_path("lambada/lambada_test_plain_text.txt"));
   ASSERT_EQ(lines.size(), 5153u);
-  EXPECT_TRUE(lines[0].ends_with("his mouth curved in a confident grin , i do n't care about signs")) << lines[0];
+  EXPECT_TRUE(lines[0].ends_with("his mouth curved in a confident grin , i do n't care about signs"))
+      << lines[0];
 }
 
 TEST(EvalReaders, CsvQuotingNewlinesAndBlankLines) {
@@ -138,10 +144,12 @@ TEST(EvalReaders, MalformedRowsNameFileAndLine) {
   expect_error([&] { read_piqa(write("p2.jsonl", good + "{\"goal\": \"g\",,}\n"), labels2); },
                {"p2.jsonl:2:", "malformed JSON"});
   expect_error([&] { read_piqa(write("p3.jsonl", good), labels2); }, {"l2.lst", "2 labels for 1 rows"});
-  expect_error([&] { read_piqa(write("p4.jsonl", good + good), write("l3.lst", "0\n7\n")); }, {"l3.lst:2:", "'7'"});
+  expect_error([&] { read_piqa(write("p4.jsonl", good + good), write("l3.lst", "0\n7\n")); },
+               {"l3.lst:2:", "'7'"});
 
   std::string arc_ok =
-      "{\"id\":\"x\",\"question\":{\"stem\":\"s\",\"choices\":[{\"text\":\"a\",\"label\":\"A\"},{\"text\":\"b\","
+      "{\"id\":\"x\",\"question\":{\"stem\":\"s\",\"choices\":[{\"text\":\"a\",\"label\":\"A\"},{\"text\":"
+      "\"b\","
       "\"label\":\"B\"}]},\"answerKey\":\"B\"}\n";
   std::string arc_bad_key = arc_ok;
   arc_bad_key.replace(arc_bad_key.find("\"answerKey\":\"B\""), 15, "\"answerKey\":\"C\"");
@@ -152,12 +160,14 @@ TEST(EvalReaders, MalformedRowsNameFileAndLine) {
 
   std::string hs = "ctx\n1\ne0\ne1\ne2\ne3\n";
   EXPECT_EQ(read_hellaswag(write("h0.txt", hs + hs)).size(), 2u);
-  expect_error([&] { read_hellaswag(write("h1.txt", hs + "ctx\n4\ne0\ne1\ne2\ne3\n")); }, {"h1.txt:8:", "gold"});
+  expect_error([&] { read_hellaswag(write("h1.txt", hs + "ctx\n4\ne0\ne1\ne2\ne3\n")); },
+               {"h1.txt:8:", "gold"});
   expect_error([&] { read_hellaswag(write("h2.txt", hs + "ctx\n1\ne0\n")); }, {"h2.txt:7:", "6 lines"});
   expect_error([&] { read_hellaswag(write("h3.txt", hs + "ct\xff\n1\ne0\ne1\ne2\ne3\n")); },
                {"h3.txt:7:", "UTF-8"});
   std::string hsj =
-      "{\"activity_label\": \"A\", \"ctx_a\": \"x.\", \"ctx_b\": \"the MAN\", \"endings\": [\"a\", \"b\", \"c\", "
+      "{\"activity_label\": \"A\", \"ctx_a\": \"x.\", \"ctx_b\": \"the MAN\", \"endings\": [\"a\", \"b\", "
+      "\"c\", "
       "\"d\"], \"label\": 2}\n";
   auto hj = read_hellaswag(write("h4.jsonl", hsj));
   ASSERT_EQ(hj.size(), 1u);
@@ -167,16 +177,25 @@ TEST(EvalReaders, MalformedRowsNameFileAndLine) {
                {"h5.jsonl:2:", "ctx_a"});
 
   std::string wg = "{\"sentence\": \"a _ b\", \"option1\": \"x\", \"option2\": \"y\", \"answer\": \"1\"}\n";
-  expect_error([&] { read_winogrande(write("w1.jsonl", wg + "{\"sentence\": \"a b\", \"option1\": \"x\", "
-                                                             "\"option2\": \"y\", \"answer\": \"1\"}\n")); },
-               {"w1.jsonl:2:", "'_'"});
-  expect_error([&] { read_winogrande(write("w2.jsonl", wg + "{\"sentence\": \"a _\", \"option1\": \"x\", "
-                                                             "\"option2\": \"y\", \"answer\": \"3\"}\n")); },
-               {"w2.jsonl:2:", "answer '3'"});
-  expect_error([&] { read_winogrande(write("w3.jsonl", wg), write("wl.lst", "2\n")); }, {"wl.lst:1:", "disagrees"});
+  expect_error(
+      [&] {
+        read_winogrande(write("w1.jsonl", wg + "{\"sentence\": \"a b\", \"option1\": \"x\", "
+                                               "\"option2\": \"y\", \"answer\": \"1\"}\n"));
+      },
+      {"w1.jsonl:2:", "'_'"});
+  expect_error(
+      [&] {
+        read_winogrande(write("w2.jsonl", wg + "{\"sentence\": \"a _\", \"option1\": \"x\", "
+                                               "\"option2\": \"y\", \"answer\": \"3\"}\n"));
+      },
+      {"w2.jsonl:2:", "answer '3'"});
+  expect_error([&] { read_winogrande(write("w3.jsonl", wg), write("wl.lst", "2\n")); },
+               {"wl.lst:1:", "disagrees"});
 
-  expect_error([&] { read_mmlu_csv(write("m1.csv", "q,a,b,c,d,A\n\"q, x\",a,b,c,d\n")); }, {"m1.csv:2:", "5 fields"});
-  expect_error([&] { read_mmlu_csv(write("m2.csv", "q,a,b,c,d,A\nq,a,b,c,d,E\n")); }, {"m2.csv:2:", "answer 'E'"});
+  expect_error([&] { read_mmlu_csv(write("m1.csv", "q,a,b,c,d,A\n\"q, x\",a,b,c,d\n")); },
+               {"m1.csv:2:", "5 fields"});
+  expect_error([&] { read_mmlu_csv(write("m2.csv", "q,a,b,c,d,A\nq,a,b,c,d,E\n")); },
+               {"m2.csv:2:", "answer 'E'"});
   expect_error([&] { read_mmlu_csv(write("m3.csv", "\"q\nspans\",a,b,c,d,A\nq,a,\"b,c,d,A\n")); },
                {"m3.csv:3:", "unterminated"});
 

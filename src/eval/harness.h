@@ -12,7 +12,10 @@
 // cache) and remembers the tokens it holds; a new example truncates the cache to the longest common prefix
 // with what it needs, computes the rest of the shared prefix once, then for each choice truncates back to it
 // and runs only the choice's remaining tokens. Results are identical to scoring every sequence from scratch
-// (up to the model's floating-point behaviour for different chunkings).
+// (up to the model's floating-point behaviour for different chunkings). With several workers, each runs its
+// sequences single-threaded (the model's OpenMP loops nest serially, OpenBLAS is held to one thread): scoring
+// is many short forwards, where per-call thread fork/join costs more than it gains; threads = 1 instead lets
+// the model use every core inside each forward. Memory: one KV cache of max_length positions per worker.
 #pragma once
 #include <cstdint>
 #include <memory>

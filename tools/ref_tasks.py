@@ -93,7 +93,7 @@ def mmlu(data, n, shots=5):
         for r in rows("dev")[:shots]:
             prefix += fmt(r) + " " + r[5] + "\n\n"
         for r in rows("test")[:n]:
-            yield mc(prefix + fmt(r), ["A", "B", "C", "D"], "ABCD".index(r[5]))
+            yield dict(mc(prefix + fmt(r), ["A", "B", "C", "D"], "ABCD".index(r[5])), subject=s)
 
 
 def lambada(data):

@@ -202,7 +202,7 @@ class Llama:
         return x * cos + rot * sin
 
     @torch.no_grad()
-    def logits(self, ids):
+    def logits(self, ids, last=None):  # logits of every position, or of the last `last` positions
         T = len(ids)
         x = self.w["model.embed_tokens.weight"][torch.tensor(ids)]
         freqs = torch.outer(torch.arange(T).float(), self.inv_freq)
@@ -224,6 +224,8 @@ class Llama:
             g = h @ self.w[p + "mlp.gate_proj.weight"].T
             u = h @ self.w[p + "mlp.up_proj.weight"].T
             x = x + (torch.nn.functional.silu(g) * u) @ self.w[p + "mlp.down_proj.weight"].T
+        if last is not None:
+            x = x[-last:]
         return self.norm(x, self.w["model.norm.weight"]) @ self.head.T
 
 
@@ -235,7 +237,7 @@ def score(model, tok, ctx, cont, max_length=2048):
     whole = whole[-max_length:]
     if n == 0:
         return 0.0, True, truncated
-    lp = torch.log_softmax(model.logits(whole[:-1]).double(), dim=-1)
+    lp = torch.log_softmax(model.logits(whole[:-1], last=n).double(), dim=-1)
     tgt = torch.tensor(whole[-n:])
     rows = lp[-n:]
     return float(rows.gather(1, tgt[:, None]).sum()), bool((rows.argmax(-1) == tgt).all()), truncated

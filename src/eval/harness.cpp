@@ -1,0 +1,394 @@
+#include "eval/harness.h"
+
+#include <cblas.h>  // OpenBLAS: openblas_set_num_threads
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <exception>
+#include <map>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/mmap.h"
+#include "core/paths.h"
+#include "core/progress.h"
+#include "core/sha256.h"
+#include "core/sys.h"
+#include "eval/task_registry.h"
+#include "eval/task_text.h"
+
+namespace lowbit {
+
+std::vector<TokenizedChoice> tokenize_example(const Tokenizer& tok, const Example& ex, int max_length) {
+  LOWBIT_ASSERT(ex.contexts.size() == ex.continuations.size() && !ex.contexts.empty() && max_length > 1);
+  std::vector<TokenizedChoice> out;
+  const std::string* last_ctx = nullptr;
+  size_t ctx_len = 0;
+  for (size_t i = 0; i < ex.contexts.size(); ++i) {
+    if (!last_ctx || *last_ctx != ex.contexts[i]) {  // contexts repeat across choices: encode once
+      ctx_len = tok.encode_with_bos(ex.contexts[i]).size();
+      last_ctx = &ex.contexts[i];
+    }
+    TokenizedChoice c;
+    c.tokens = tok.encode_with_bos(ex.contexts[i] + ex.continuations[i]);
+    size_t n_score = c.tokens.size() > ctx_len ? c.tokens.size() - ctx_len : 0;
+    if (c.tokens.size() > size_t(max_length)) {
+      c.tokens.erase(c.tokens.begin(), c.tokens.end() - max_length);
+      c.truncated = true;
+    }
+    if (n_score > 0 && n_score >= c.tokens.size())
+      fail(
+          "continuation '{}' of {} tokens has no context token before it (sequence of {} tokens, max length "
+          "{})",
+          ex.continuations[i].substr(0, 60), n_score, c.tokens.size(), max_length);
+    c.n_score = int(n_score);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+PrefixScorer::PrefixScorer(std::unique_ptr<ScoringSession> session, int n_vocab)
+    : session_(std::move(session)), n_vocab_(n_vocab) {}
+
+void PrefixScorer::forward(std::span<const int32_t> tokens, int first_logit_row, float* logits) {
+  if (tokens.empty()) return;
+  session_->forward(tokens, first_logit_row, logits);
+  held_.insert(held_.end(), tokens.begin(), tokens.end());
+  forwarded_ += int64_t(tokens.size());
+  LOWBIT_ASSERT(session_->n_past() == int(held_.size()));
+}
+
+std::vector<ChoiceScore> PrefixScorer::score(const std::vector<TokenizedChoice>& choices) {
+  std::vector<ChoiceScore> out(choices.size());
+  // shared: tokens every scored choice has in common, stopping one short of each choice's context end so that
+  // every choice's own forward starts at or before its last context token (whose logits predict the first
+  // scored token).
+  size_t shared = SIZE_MAX;
+  const TokenizedChoice* first = nullptr;
+  for (const TokenizedChoice& c : choices) {
+    if (c.n_score == 0) continue;
+    size_t ctx_len = c.tokens.size() - size_t(c.n_score);
+    LOWBIT_ASSERT(ctx_len >= 1);
+    shared = std::min(shared, ctx_len - 1);
+    if (!first) {
+      first = &c;
+      continue;
+    }
+    size_t k = 0;
+    while (k < shared && c.tokens[k] == first->tokens[k]) ++k;
+    shared = k;
+  }
+  if (!first) return out;  // nothing to score
+  // Reuse what the cache already holds (e.g. the previous question's 5-shot header), then fill the shared
+  // part.
+  size_t keep = 0;
+  while (keep < std::min(shared, held_.size()) && held_[keep] == first->tokens[keep]) ++keep;
+  session_->truncate(int(keep));
+  held_.resize(keep);
+  forward(std::span(first->tokens).subspan(keep, shared - keep), int(shared - keep), nullptr);
+
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const TokenizedChoice& c = choices[i];
+    ChoiceScore& s = out[i];
+    s.truncated = c.truncated;
+    s.n_tokens = c.n_score;
+    if (c.n_score == 0) continue;
+    session_->truncate(int(shared));
+    held_.resize(shared);
+    // Run tokens [shared, len - 1): the last token is only a target. Logit rows start at the last context
+    // token.
+    size_t ctx_len = c.tokens.size() - size_t(c.n_score);
+    int first_row = int(ctx_len - 1 - shared);
+    logits_.resize(size_t(c.n_score) * size_t(n_vocab_));
+    forward(std::span(c.tokens).subspan(shared, c.tokens.size() - 1 - shared), first_row, logits_.data());
+    for (int r = 0; r < c.n_score; ++r) {
+      bool greedy = false;
+      s.logprob += log_softmax_at(logits_.data() + size_t(r) * size_t(n_vocab_), n_vocab_,
+                                  c.tokens[ctx_len + size_t(r)], &greedy);
+      s.greedy = s.greedy && greedy;
+    }
+  }
+  return out;
+}
+
+std::vector<std::vector<ChoiceScore>> score_examples(const std::vector<Example>& examples,
+                                                     const Tokenizer& tok, const LogitSource& src,
+                                                     const ScoreOptions& opt, ScoreStats* stats) {
+  Timer timer;
+  int max_length = std::min(opt.max_length, src.max_length());
+  // Longest first within each group, groups in order: big requests do not straggle at the end, and an MMLU
+  // subject's questions stay together so that each worker's cache keeps the subject's 5-shot header.
+  std::vector<size_t> order(examples.size());
+  std::vector<size_t> chars(examples.size(), 0);
+  for (size_t i = 0; i < examples.size(); ++i) {
+    order[i] = i;
+    for (size_t c = 0; c < examples[i].contexts.size(); ++c)
+      chars[i] = std::max(chars[i], examples[i].contexts[c].size() + examples[i].continuations[c].size());
+  }
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (examples[a].group != examples[b].group) return examples[a].group < examples[b].group;
+    return chars[a] > chars[b];
+  });
+  int64_t n_requests = 0;
+  for (const Example& e : examples) n_requests += int64_t(e.continuations.size());
+
+  std::vector<std::vector<ChoiceScore>> scores(examples.size());
+  Progress progress(opt.label, examples.size(), "req", opt.quiet);
+  int threads = opt.threads > 0 ? opt.threads : num_threads();
+  threads = int(std::max<size_t>(1, std::min<size_t>(size_t(threads), examples.size())));
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+  int64_t forwarded = 0, truncated = 0;
+
+  auto work = [&](PrefixScorer& scorer, size_t k) {
+    const Example& ex = examples[order[k]];
+    auto toks = tokenize_example(tok, ex, max_length);
+    scores[order[k]] = scorer.score(toks);
+    bool any_trunc =
+        std::any_of(toks.begin(), toks.end(), [](const TokenizedChoice& c) { return c.truncated; });
+#pragma omp critical(lowbit_eval_progress)
+    {
+      truncated += any_trunc;
+      progress.add(1, ex.continuations.size());
+    }
+  };
+  if (threads == 1) {  // no parallel region, so the model's own loops may use every core
+    PrefixScorer scorer(src.new_session(), src.n_vocab());
+    for (size_t k = 0; k < order.size(); ++k) work(scorer, k);
+    forwarded = scorer.tokens_forwarded();
+  } else {
+    // Each worker runs its own sequence; the model's OpenMP loops are nested and so run serially, but
+    // OpenBLAS (pthread build) would start its own threads for every GEMM: keep it to the calling thread
+    // meanwhile.
+    struct BlasOneThread {
+      int saved = openblas_get_num_threads();
+      BlasOneThread() { openblas_set_num_threads(1); }
+      ~BlasOneThread() { openblas_set_num_threads(saved); }
+    } blas_guard;
+#pragma omp parallel num_threads(threads)
+    {
+      try {
+        PrefixScorer scorer(src.new_session(), src.n_vocab());
+#pragma omp for schedule(dynamic, 1)
+        for (size_t k = 0; k < order.size(); ++k) {
+          if (failed.load()) continue;
+          try {
+            work(scorer, k);
+          } catch (...) {
+#pragma omp critical(lowbit_eval_error)
+            if (!error) error = std::current_exception();
+            failed = true;
+          }
+        }
+#pragma omp atomic
+        forwarded += scorer.tokens_forwarded();
+      } catch (...) {
+#pragma omp critical(lowbit_eval_error)
+        if (!error) error = std::current_exception();
+        failed = true;
+      }
+    }
+    if (error) std::rethrow_exception(error);
+  }
+  progress.finish();
+  if (stats) {
+    stats->requests = n_requests;
+    stats->tokens_forwarded = forwarded;
+    stats->truncated_examples = truncated;
+    stats->seconds = timer.seconds();
+  }
+  return scores;
+}
+
+size_t np_argmax(std::span<const double> v) {
+  LOWBIT_ASSERT(!v.empty());
+  size_t best = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (std::isnan(v[i])) return i;
+    if (v[i] > v[best]) best = i;
+  }
+  return best;
+}
+
+double mean_stderr(std::span<const double> v) {
+  size_t n = v.size();
+  if (n < 2) return NAN;
+  double mu = std::accumulate(v.begin(), v.end(), 0.0) / double(n);
+  double ss = 0;
+  for (double x : v) ss += (x - mu) * (x - mu);
+  return std::sqrt(ss / double(n - 1)) / std::sqrt(double(n));
+}
+
+ExampleResult multiple_choice_result(const Example& ex, const std::vector<ChoiceScore>& scores) {
+  LOWBIT_ASSERT(scores.size() == ex.choice_texts.size() && !scores.empty());
+  std::vector<double> lp, norm;
+  for (size_t i = 0; i < scores.size(); ++i) {
+    lp.push_back(scores[i].logprob);
+    // lm-eval v0.3 MultipleChoiceTask: results / len(choice), len in code points, IEEE division (x/0 = -inf).
+    norm.push_back(scores[i].logprob / double(utf8_length(ex.choice_texts[i])));
+  }
+  ExampleResult r;
+  r.pred = np_argmax(lp);
+  r.pred_norm = np_argmax(norm);
+  r.acc = r.pred == size_t(ex.gold);
+  r.acc_norm = r.pred_norm == size_t(ex.gold);
+  return r;
+}
+
+namespace {
+
+double mean(const std::vector<double>& v) {
+  return v.empty() ? NAN : std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
+}
+
+// NaN (n < 2) is not JSON: write null.
+Json num(double x) {
+  return std::isfinite(x) ? Json(x) : Json(nullptr);
+}
+
+Json acc_entry(const std::vector<double>& acc) {
+  return {{"acc", num(mean(acc))}, {"acc_stderr", num(mean_stderr(acc))}, {"n", acc.size()}};
+}
+
+std::string slug(const std::string& s) {
+  std::string o = s;
+  for (char& c : o)
+    if (c == ' ') c = '_';
+  std::transform(o.begin(), o.end(), o.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  return o;
+}
+
+}  // namespace
+
+Json run_eval(const LogitSource& src, const Tokenizer& tok, const EvalOptions& opts) {
+  if (opts.tasks.empty())
+    fail(
+        "eval: no tasks given (known: piqa, arc_easy, arc_challenge, hellaswag, "
+        "winogrande, mmlu, lambada)");
+  std::string data_dir = opts.data_dir.empty() ? find_search_paths().data_dir : opts.data_dir;
+  if (data_dir.empty())
+    fail("eval: no data dir (give --data-dir, set LOWBIT_DATA, or put shared/data beside the repo)");
+  int max_length = std::min(opts.max_length, src.max_length());
+  if (max_length < 2) fail("eval: max length {} is too short to score anything", max_length);
+
+  // Load every task first so that a bad file fails before hours of scoring.
+  std::vector<TaskData> tasks;
+  for (const std::string& name : opts.tasks)
+    tasks.push_back(load_task(name, data_dir, opts.limit, opts.num_fewshot, opts.hellaswag_file));
+
+  Json results = Json::object(), versions = Json::object(), files = Json::object(), timing = Json::object(),
+       fewshot = Json::object();
+  std::string log;
+  for (const TaskData& t : tasks) {
+    ScoreOptions so;
+    so.max_length = max_length;
+    so.threads = opts.threads;
+    so.quiet = opts.quiet;
+    so.label = t.name;
+    ScoreStats st;
+    auto scores = score_examples(t.examples, tok, src, so, &st);
+
+    std::vector<double> acc, acc_norm;
+    double logprob_sum = 0;
+    for (size_t i = 0; i < t.examples.size(); ++i) {
+      const Example& ex = t.examples[i];
+      Json row = {{"task", t.name}, {"doc_id", i}, {"gold", ex.gold}};
+      if (t.name == "mmlu") {
+        row["subject"] = t.subjects[size_t(ex.group)];
+        row["doc_id"] = i;  // index in the concatenation of the subjects (sorted by name)
+      }
+      Json lps = Json::array(), greedy = Json::array(), ntok = Json::array();
+      bool trunc = false;
+      for (const ChoiceScore& s : scores[i]) {
+        lps.push_back(s.logprob);
+        greedy.push_back(s.greedy);
+        ntok.push_back(s.n_tokens);
+        trunc = trunc || s.truncated;
+      }
+      if (t.name == "lambada") {
+        acc.push_back(scores[i][0].greedy ? 1.0 : 0.0);
+        logprob_sum += scores[i][0].logprob;
+        row["acc"] = acc.back();
+      } else {
+        ExampleResult r = multiple_choice_result(ex, scores[i]);
+        acc.push_back(r.acc);
+        acc_norm.push_back(r.acc_norm);
+        row["pred"] = r.pred;
+        row["acc"] = r.acc;
+        if (t.with_norm) {
+          row["pred_norm"] = r.pred_norm;
+          row["acc_norm"] = r.acc_norm;
+        }
+      }
+      row["logprobs"] = lps;
+      row["greedy"] = greedy;
+      row["n_tokens"] = ntok;
+      if (trunc) row["truncated"] = true;
+      if (!opts.log_path.empty()) log += row.dump() + "\n";
+    }
+
+    Json r = acc_entry(acc);
+    if (t.with_norm) {
+      r["acc_norm"] = num(mean(acc_norm));
+      r["acc_norm_stderr"] = num(mean_stderr(acc_norm));
+    }
+    if (t.name == "lambada")  // lm-eval v0.3 perplexity aggregation: exp(-mean(per-passage log-likelihood))
+      r["ppl"] = num(std::exp(-logprob_sum / double(t.examples.size())));
+    if (t.name == "mmlu") {
+      // Per subject, per category (mean over its subjects, and over its questions), and overall.
+      size_t n_sub = t.subjects.size();
+      std::vector<std::vector<double>> per_sub(n_sub);
+      for (size_t i = 0; i < t.examples.size(); ++i) per_sub[size_t(t.examples[i].group)].push_back(acc[i]);
+      std::vector<double> sub_means;
+      std::map<std::string, std::pair<std::vector<double>, std::vector<double>>>
+          cat;  // subject means, questions
+      for (size_t g = 0; g < n_sub; ++g) {
+        results["mmlu_" + t.subjects[g]] = acc_entry(per_sub[g]);
+        sub_means.push_back(mean(per_sub[g]));
+        auto& c = cat[mmlu_category(t.subjects[g])];
+        c.first.push_back(sub_means.back());
+        c.second.insert(c.second.end(), per_sub[g].begin(), per_sub[g].end());
+      }
+      for (const std::string& name : mmlu_categories()) {
+        auto& c = cat[name];
+        results["mmlu_" + slug(name)] = {{"acc", num(mean(c.first))},
+                                         {"acc_questions", num(mean(c.second))},
+                                         {"n_subjects", c.first.size()},
+                                         {"n", c.second.size()}};
+      }
+      r["acc_subjects"] = num(mean(sub_means));
+      r["n_subjects"] = n_sub;
+      r["truncated"] = st.truncated_examples;
+    } else if (st.truncated_examples) {
+      r["truncated"] = st.truncated_examples;
+    }
+    results[t.name] = r;
+    versions[t.name] = t.version;
+    fewshot[t.name] = t.num_fewshot;
+    Json f = Json::object();
+    for (const auto& [rel, abs] : t.files) f[rel] = sha256_file(abs);
+    files[t.name] = f;
+    timing[t.name] = {{"seconds", st.seconds},
+                      {"requests", st.requests},
+                      {"requests_per_s", st.seconds > 0 ? st.requests / st.seconds : 0.0},
+                      {"tokens_forwarded", st.tokens_forwarded}};
+  }
+  if (!opts.log_path.empty()) write_file_atomic(opts.log_path, log);
+
+  Json config = {{"model", opts.model_name},
+                 {"limit", opts.limit > 0 ? Json(opts.limit) : Json(nullptr)},
+                 {"num_fewshot", fewshot},
+                 {"max_length", max_length},
+                 {"threads", opts.threads > 0 ? opts.threads : num_threads()},
+                 {"hellaswag_file", opts.hellaswag_file},
+                 {"harness", "lowbit (lm-evaluation-harness v0.3 conventions, issue 4)"}};
+  return {{"results", results},
+          {"versions", versions},
+          {"config", config},
+          {"data_files", files},
+          {"timing", timing}};
+}
+
+}  // namespace lowbit

@@ -4,10 +4,11 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "eval/harness.h"
 
 namespace lowbit {
 
-double log_softmax_at(const float* logits, int64_t V, int32_t target) {
+double log_softmax_at_scalar(const float* logits, int64_t V, int32_t target) {
   float mx = -INFINITY;
   for (int64_t i = 0; i < V; ++i) mx = std::max(mx, logits[i]);
   double sum = 0;
@@ -36,7 +37,7 @@ PplResult perplexity(const LlamaModel& model, std::span<const int32_t> ids, cons
     model.forward(win, cache, logits.data());
     double nll = 0;
 #pragma omp parallel for reduction(+ : nll) schedule(static)
-    for (int i = 0; i < L - 1; ++i) nll -= log_softmax_at(logits.data() + size_t(i) * V, V, win[size_t(i) + 1]);
+    for (int i = 0; i < L - 1; ++i) nll -= log_softmax_at(logits.data() + size_t(i) * V, int(V), win[size_t(i) + 1], nullptr);
     const double mean = nll / (L - 1);
     r.window_mean_nll.push_back(mean);
     r.nll_sum += mean * L;

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "kernels/dense.h"
 #include "kernels/linear.h"
+#include "kernels/softmax.h"
 #include "io/quantized_tensors.h"
 
 namespace lowbit {
@@ -153,17 +154,12 @@ struct LlamaModel::Impl {
         for (int64_t t = 0; t < n; ++t) {
           const int len = p0 + int(t) + 1;
           const float* qh = q + t * qs + h * hd;
-          float mx = -INFINITY;
-          for (int j = 0; j < len; ++j) {
-            s[j] = dot_f32(qh, K + size_t(j) * kv + g * hd, size_t(hd)) * scale;
-            mx = std::max(mx, s[j]);
-          }
-          float sum = 0;
-          for (int j = 0; j < len; ++j) sum += (s[j] = std::exp(s[j] - mx));
+          for (int j = 0; j < len; ++j) s[j] = dot_f32(qh, K + size_t(j) * kv + g * hd, size_t(hd)) * scale;
+          softmax_inplace(s, size_t(len));
           float* o = att + t * qs + h * hd;
           std::fill(o, o + hd, 0.0f);
           for (int j = 0; j < len; ++j) {
-            const float p = s[j] / sum;
+            const float p = s[j];
             const float* vj = V + size_t(j) * kv + g * hd;
             for (int i = 0; i < hd; ++i) o[i] += p * vj[i];
           }
@@ -187,12 +183,7 @@ struct LlamaModel::Impl {
         for (int64_t i = 0; i < rb; ++i) {
           float* s = S.data() + i * T;
           const int64_t len = p0 + r0 + i + 1;  // keys visible to this query
-          float mx = -INFINITY;
-          for (int64_t j = 0; j < len; ++j) mx = std::max(mx, s[j]);
-          float sum = 0;
-          for (int64_t j = 0; j < len; ++j) sum += (s[j] = std::exp(s[j] - mx));
-          const float inv = 1.0f / sum;
-          for (int64_t j = 0; j < len; ++j) s[j] *= inv;
+          softmax_inplace(s, size_t(len));
           std::fill(s + len, s + T, 0.0f);
         }
         // out_h[r0:r0+rb] (rb, hd) = P (rb, T) · V_g[0:T] (T, hd)

@@ -33,7 +33,7 @@ TEST(LlamaTestbed, GoldenLogprobsArgmaxAndLogits) {
   const auto lp = gold["next_logprob"].get<std::vector<double>>();
   ASSERT_EQ(lp.size(), size_t(n - 1));
   for (int64_t i = 0; i + 1 < n; ++i)
-    EXPECT_NEAR(log_softmax_at(logits.data() + i * V, V, ids[size_t(i) + 1]), lp[size_t(i)], 1e-3) << "pos " << i;
+    EXPECT_NEAR(log_softmax_at_scalar(logits.data() + i * V, V, ids[size_t(i) + 1]), lp[size_t(i)], 1e-3) << "pos " << i;
   const auto am = json_ids(gold["argmax"]);
   for (int64_t i = 0; i < n; ++i) EXPECT_EQ(argmax(logits.data() + i * V, V), am[size_t(i)]) << "pos " << i;
   const auto last = gold["last_logits_first_256"].get<std::vector<double>>();

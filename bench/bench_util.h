@@ -17,10 +17,12 @@ inline double sgemm_peak_gflops(int m, int n, int k) {
   const std::array<std::array<int, 3>, 3> shapes = {{{m, n, k}, {2048, 2048, 2048}, {2048, 4096, 1024}}};
   for (auto [M, N, K] : shapes) {
     std::vector<float> a(size_t(M) * K, 0.5f), b(size_t(N) * K, 0.25f), c(size_t(M) * N);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1, a.data(), K, b.data(), K, 0, c.data(), N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1, a.data(), K, b.data(), K, 0, c.data(),
+                N);
     for (int rep = 0; rep < 3; ++rep) {
       Timer t;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1, a.data(), K, b.data(), K, 0, c.data(), N);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1, a.data(), K, b.data(), K, 0, c.data(),
+                  N);
       best = std::max(best, 2.0 * M * N * K / t.seconds() / 1e9);
     }
   }

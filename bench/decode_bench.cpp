@@ -1,6 +1,6 @@
-// End-to-end decode benchmark at batch 1: tokens/s of greedy decoding, and the fraction of the memory-bandwidth
-// bound (bytes of weights read per token ÷ measured copy bandwidth). Use a synthetic checkpoint from
-// `lowbit synth --shape llama3.2-1b --dtype bf16 --out DIR`.
+// End-to-end decode benchmark at batch 1: tokens/s of greedy decoding, and the fraction of the
+// memory-bandwidth bound (bytes of weights read per token ÷ measured copy bandwidth). Use a synthetic
+// checkpoint from `lowbit synth --shape llama3.2-1b --dtype bf16 --out DIR`.
 #include <fmt/format.h>
 
 #include "bench_util.h"
@@ -48,8 +48,9 @@ int main(int argc, char** argv) {
     const double bound = bw * 1e9 / double(bytes);
     fmt::print("model {}  threads {}  weights read per token {}\n", path, num_threads(), format_bytes(bytes));
     fmt::print("decode {:.2f} tokens/s ({} tokens, {:.2f} s)\n", tps, n, s);
-    fmt::print("copy bandwidth {:.1f} GB/s (read+write) -> bound {:.2f} tokens/s; achieved {:.0f}% of bound\n", bw,
-               bound, 100 * tps / bound);
+    fmt::print(
+        "copy bandwidth {:.1f} GB/s (read+write) -> bound {:.2f} tokens/s; achieved {:.0f}% of bound\n", bw,
+        bound, 100 * tps / bound);
     fmt::print("peak RSS {}\n", format_bytes(rss));
   } catch (const std::exception& e) {
     fmt::print(stderr, "decode_bench: error: {}\n", e.what());

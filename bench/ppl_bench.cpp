@@ -1,6 +1,6 @@
 // End-to-end benchmark: full perplexity of one evaluation text (default: wikitext2 on testbed-25m).
-// Prints wall time, prefill tokens/s, achieved GFLOP/s and its fraction of OpenBLAS sgemm measured in this run,
-// and peak RSS.
+// Prints wall time, prefill tokens/s, achieved GFLOP/s and its fraction of OpenBLAS sgemm measured in this
+// run, and peak RSS.
 #include <fmt/format.h>
 
 #include "bench_util.h"
@@ -30,12 +30,14 @@ int main(int argc, char** argv) {
     PplResult r = perplexity(model, ids, opt);
     const double total_s = wall.seconds();
 
-    // FLOPs per window: 2·L per linear weight (all layers + head) + causal attention 2·2·hd·H·L(L+1)/2 per layer.
+    // FLOPs per window: 2·L per linear weight (all layers + head) + causal attention 2·2·hd·H·L(L+1)/2 per
+    // layer.
     const auto& c = model.config();
     const double L = seqlen;
-    const double lin = double(c.n_layer) * (double(c.n_embd) * c.n_head * c.head_dim * 2 +
-                                            double(c.n_embd) * c.n_kv_head * c.head_dim * 2 + 3.0 * c.n_embd * c.n_ff) +
-                       double(c.n_vocab) * c.n_embd;
+    const double lin =
+        double(c.n_layer) * (double(c.n_embd) * c.n_head * c.head_dim * 2 +
+                             double(c.n_embd) * c.n_kv_head * c.head_dim * 2 + 3.0 * c.n_embd * c.n_ff) +
+        double(c.n_vocab) * c.n_embd;
     const double attn = double(c.n_layer) * 2.0 * 2.0 * c.head_dim * c.n_head * L * (L + 1) / 2;
     const double flops = r.windows * (2 * L * lin + attn);
     const double gflops = flops / r.seconds / 1e9;
@@ -44,8 +46,8 @@ int main(int argc, char** argv) {
     fmt::print("ppl {:.4f}  windows {} x {}\n", r.ppl, r.windows, seqlen);
     fmt::print("wall {:.2f} s (load+tokenize {:.2f} s, forward {:.2f} s)\n", total_s, setup_s, r.seconds);
     fmt::print("prefill {:.0f} tokens/s\n", r.windows * L / r.seconds);
-    fmt::print("achieved {:.1f} GFLOP/s; OpenBLAS sgemm {:.1f} GFLOP/s in this run -> {:.0f}%\n", gflops, peak,
-               100 * gflops / peak);
+    fmt::print("achieved {:.1f} GFLOP/s; OpenBLAS sgemm {:.1f} GFLOP/s in this run -> {:.0f}%\n", gflops,
+               peak, 100 * gflops / peak);
     fmt::print("peak RSS {}\n", format_bytes(peak_rss_bytes()));
   } catch (const std::exception& e) {
     fmt::print(stderr, "ppl_bench: error: {}\n", e.what());

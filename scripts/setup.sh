@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(build-essential cmake pkg-config git clang libclang-rt-14-dev
+PKGS=(build-essential cmake pkg-config git clang clang-format libclang-rt-14-dev
       libgtest-dev libgmock-dev libbenchmark-dev
       libopenblas-openmp-dev libhwy-dev nlohmann-json3-dev libpcre2-dev
       libsentencepiece-dev libcli11-dev libfmt-dev libtomlplusplus-dev libsqlite3-dev)

@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/format-check.sh
 ctest --preset release
 bash scripts/fuzz-smoke.sh

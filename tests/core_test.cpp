@@ -4,8 +4,8 @@
 #include <random>
 
 #include "core/dtype.h"
-#include "core/json.h"
 #include "core/error.h"
+#include "core/json.h"
 #include "core/sha256.h"
 #include "test_util.h"
 
@@ -26,7 +26,8 @@ TEST(Sha256, SharedDataFileMatchesReadme) {
 }
 
 TEST(DType, Bf16RoundTripAndRounding) {
-  for (float f : {0.0f, 1.0f, -2.5f, 3.140625f, 65536.0f, std::ldexp(1.0f, -100)}) EXPECT_EQ(bf16_to_f32(f32_to_bf16(f)), f) << f;
+  for (float f : {0.0f, 1.0f, -2.5f, 3.140625f, 65536.0f, std::ldexp(1.0f, -100)})
+    EXPECT_EQ(bf16_to_f32(f32_to_bf16(f)), f) << f;
   // 1 + 2^-8 is exactly halfway between two bf16 values: ties go to even (1.0).
   EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.0f + 1.0f / 256)), 1.0f);
   EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.0f + 3.0f / 256)), 1.0f + 4.0f / 256);

@@ -26,8 +26,12 @@ const SearchPaths& paths() {
   return p;
 }
 
-std::string model_path(const std::string& name) { return paths().models_dir + "/" + name; }
-std::string data_path(const std::string& rel) { return paths().data_dir + "/" + rel; }
+std::string model_path(const std::string& name) {
+  return paths().models_dir + "/" + name;
+}
+std::string data_path(const std::string& rel) {
+  return paths().data_dir + "/" + rel;
+}
 
 const Json& testbed_refs() {
   static Json j = parse_json_file(paths().refs_dir + "/testbed-25m.json");

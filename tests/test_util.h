@@ -9,12 +9,13 @@
 
 namespace lowbit::test {
 
-// Search paths for models/data/refs. Fails the test (never skips) when ../shared cannot be found: it is in CI.
+// Search paths for models/data/refs. Fails the test (never skips) when ../shared cannot be found: it is in
+// CI.
 const SearchPaths& paths();
-std::string model_path(const std::string& name);     // e.g. "testbed-25m"
-std::string data_path(const std::string& rel);       // e.g. "wikitext-2-raw/wiki.test.raw"
-const Json& testbed_refs();                          // refs/testbed-25m.json
-const Json& llama3_tokenizer_refs();                 // refs/llama3-tokenizer.json
+std::string model_path(const std::string& name);  // e.g. "testbed-25m"
+std::string data_path(const std::string& rel);    // e.g. "wikitext-2-raw/wiki.test.raw"
+const Json& testbed_refs();                       // refs/testbed-25m.json
+const Json& llama3_tokenizer_refs();              // refs/llama3-tokenizer.json
 
 // A fresh empty directory under the system temp dir, removed at process exit.
 std::string temp_dir(const std::string& tag);

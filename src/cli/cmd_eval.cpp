@@ -9,7 +9,8 @@
 namespace lowbit::cli {
 
 void add_eval(CLI::App& app, Global& g, Commands& out) {
-  auto* sub = app.add_subcommand("eval", "Task accuracy: piqa, arc_easy, arc_challenge, hellaswag, winogrande, mmlu, lambada");
+  auto* sub = app.add_subcommand(
+      "eval", "Task accuracy: piqa, arc_easy, arc_challenge, hellaswag, winogrande, mmlu, lambada");
   struct Opts {
     std::string model, output;
     EvalOptions e;
@@ -38,7 +39,8 @@ void add_eval(CLI::App& app, Global& g, Commands& out) {
         if (name.ends_with("_stderr") || !value.is_number()) continue;
         const std::string se = name + "_stderr";
         if (metrics.contains(se) && metrics[se].is_number())
-          fmt::print("{:<28} {:<10} {:.4f} ± {:.4f}\n", task, name, value.get<double>(), metrics[se].get<double>());
+          fmt::print("{:<28} {:<10} {:.4f} ± {:.4f}\n", task, name, value.get<double>(),
+                     metrics[se].get<double>());
         else
           fmt::print("{:<28} {:<10} {:.4f}\n", task, name, value.get<double>());
       }

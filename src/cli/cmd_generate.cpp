@@ -47,8 +47,10 @@ void add_generate(CLI::App& app, Global& g, Commands& out) {
       int32_t next = sampler.sample(logits.data(), c.n_vocab);
       ids.push_back(next);
       ++generated;
-      std::string text = lm.tokenizer->decode(ids);  // decode the whole sequence: SentencePiece spacing is contextual
-      if (text.size() > shown.size() && text.compare(0, shown.size(), shown) == 0) fmt::print("{}", text.substr(shown.size()));
+      std::string text =
+          lm.tokenizer->decode(ids);  // decode the whole sequence: SentencePiece spacing is contextual
+      if (text.size() > shown.size() && text.compare(0, shown.size(), shown) == 0)
+        fmt::print("{}", text.substr(shown.size()));
       shown = text;
       std::fflush(stdout);
       if (lm.tokenizer->is_eos(next) || i + 1 == o->n) break;
@@ -61,8 +63,9 @@ void add_generate(CLI::App& app, Global& g, Commands& out) {
       for (size_t i = 0; i < ids.size(); ++i) fmt::print("{}{}", i ? " " : "", ids[i]);
       fmt::print("\n");
     }
-    fmt::print(stderr, "prompt {} tok in {:.3f}s ({:.1f} tok/s), generated {} tok in {:.3f}s ({:.1f} tok/s)\n",
-               n_prompt, prefill_s, double(n_prompt) / prefill_s, generated, decode_s, double(generated) / decode_s);
+    fmt::print(
+        stderr, "prompt {} tok in {:.3f}s ({:.1f} tok/s), generated {} tok in {:.3f}s ({:.1f} tok/s)\n",
+        n_prompt, prefill_s, double(n_prompt) / prefill_s, generated, decode_s, double(generated) / decode_s);
     return 0;
   });
 }

@@ -57,7 +57,8 @@ void add_info(CLI::App& app, Global& g, Commands& out) {
     fmt::print("  rope theta {} scaling {} ({})  rms eps {}  context {}  tied head {}\n", c.rope_theta,
                j["rope_scaling"].get<std::string>(), j["rope_style"].get<std::string>(), c.norm_eps,
                c.max_position_embeddings, c.tie_word_embeddings ? "yes" : "no");
-    fmt::print("  {} tensors, {:.2f}M parameters, {}\n", ck.tensors.size(), double(params) / 1e6, format_bytes(bytes));
+    fmt::print("  {} tensors, {:.2f}M parameters, {}\n", ck.tensors.size(), double(params) / 1e6,
+               format_bytes(bytes));
     for (auto& [dt, n] : by_dtype) fmt::print("    {:5} {:.2f}M\n", dt, double(n) / 1e6);
     return 0;
   });

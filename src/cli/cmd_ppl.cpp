@@ -1,4 +1,5 @@
-// lowbit ppl MODEL --dataset wikitext2,ptb,...: perplexity under the study's protocol (see eval/perplexity.h).
+// lowbit ppl MODEL --dataset wikitext2,ptb,...: perplexity under the study's protocol (see
+// eval/perplexity.h).
 #include <fmt/format.h>
 
 #include "cli/common.h"
@@ -36,8 +37,8 @@ void add_ppl(CLI::App& app, Global& g, Commands& out) {
     if (!o->kld_base.empty()) {
       LoadedModel b = load_model(g, o->kld_base, false);
       if (b.model->config().n_vocab != lm.model->config().n_vocab)
-        fail("--kld-base {}: vocabulary size {} differs from the model's {}", o->kld_base, b.model->config().n_vocab,
-             lm.model->config().n_vocab);
+        fail("--kld-base {}: vocabulary size {} differs from the model's {}", o->kld_base,
+             b.model->config().n_vocab, lm.model->config().n_vocab);
       base = std::move(b.model);
     }
     Json results = Json::array();
@@ -69,25 +70,39 @@ void add_ppl(CLI::App& app, Global& g, Commands& out) {
       const double tps = double(r.windows) * r.seqlen / r.seconds;
       Json files = Json::object();
       for (const auto& f : et.files) files[f] = sha256_file(f);
-      Json j = {{"model", lm.path},        {"dataset", et.name},  {"ppl", r.ppl},
+      Json j = {{"model", lm.path},
+                {"dataset", et.name},
+                {"ppl", r.ppl},
                 {"nll_mean", r.nll_sum / (double(r.windows) * r.seqlen)},
-                {"n_tokens", r.n_tokens},  {"windows", r.windows}, {"seqlen", r.seqlen},
+                {"n_tokens", r.n_tokens},
+                {"windows", r.windows},
+                {"seqlen", r.seqlen},
                 {"tokens_sha256_int32le", ids_sha256(ids)},
-                {"tokenize_seconds", tok_s}, {"seconds", r.seconds}, {"tokens_per_second", tps},
-                {"peak_rss_bytes", peak_rss_bytes()}, {"threads", num_threads()}, {"data_files", files}};
+                {"tokenize_seconds", tok_s},
+                {"seconds", r.seconds},
+                {"tokens_per_second", tps},
+                {"peak_rss_bytes", peak_rss_bytes()},
+                {"threads", num_threads()},
+                {"data_files", files}};
       if (!et.note.empty()) j["note"] = et.note;
       if (base) {
         auto k = kld.summary();
-        j["kld"] = {{"base", o->kld_base}, {"positions", k.n},     {"mean", k.mean}, {"median", k.median},
-                    {"p99", k.p99},        {"max", k.max},         {"top1_agreement", k.top1_agreement}};
+        j["kld"] = {{"base", o->kld_base},
+                    {"positions", k.n},
+                    {"mean", k.mean},
+                    {"median", k.median},
+                    {"p99", k.p99},
+                    {"max", k.max},
+                    {"top1_agreement", k.top1_agreement}};
         if (!o->json)
-          fmt::print("{:<12} KLD vs {}: mean {:.6f}  median {:.6f}  p99 {:.6f}  top-1 agreement {:.2f}%\n", et.name,
-                     o->kld_base, k.mean, k.median, k.p99, 100 * k.top1_agreement);
+          fmt::print("{:<12} KLD vs {}: mean {:.6f}  median {:.6f}  p99 {:.6f}  top-1 agreement {:.2f}%\n",
+                     et.name, o->kld_base, k.mean, k.median, k.p99, 100 * k.top1_agreement);
       }
       results.push_back(j);
       if (!o->json)
-        fmt::print("{:<12} ppl {:.4f}  ({} tokens, {} windows of {}, {:.1f}s, {:.0f} tok/s, peak RSS {})\n", et.name,
-                   r.ppl, r.n_tokens, r.windows, r.seqlen, r.seconds, tps, format_bytes(peak_rss_bytes()));
+        fmt::print("{:<12} ppl {:.4f}  ({} tokens, {} windows of {}, {:.1f}s, {:.0f} tok/s, peak RSS {})\n",
+                   et.name, r.ppl, r.n_tokens, r.windows, r.seqlen, r.seconds, tps,
+                   format_bytes(peak_rss_bytes()));
     }
     if (o->json) fmt::print("{}\n", results.dump(2));
     return 0;

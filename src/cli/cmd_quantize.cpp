@@ -12,7 +12,8 @@
 namespace lowbit::cli {
 
 void add_quantize(CLI::App& app, Global& g, Commands& out) {
-  auto* sub = app.add_subcommand("quantize", "Quantize a model's weights (RTN, GPTQ, AWQ) into a packed checkpoint");
+  auto* sub =
+      app.add_subcommand("quantize", "Quantize a model's weights (RTN, GPTQ, AWQ) into a packed checkpoint");
   struct Opts {
     std::string model, out;
     QuantConfig q;
@@ -56,8 +57,11 @@ void add_quantize(CLI::App& app, Global& g, Commands& out) {
                {"source_model", lm.path},
                {"lowbit_version", LOWBIT_VERSION}};
     if (q.method != "rtn")
-      qc["calibration"] = {{"file", q.calib_file}, {"sha256", rep.calib_sha256}, {"nsamples", q.nsamples},
-                           {"seqlen", q.seqlen},   {"seed", q.seed}};
+      qc["calibration"] = {{"file", q.calib_file},
+                           {"sha256", rep.calib_sha256},
+                           {"nsamples", q.nsamples},
+                           {"seqlen", q.seqlen},
+                           {"seed", q.seed}};
     const uint64_t bytes = save_model(*lm.model, o->out, qc);
     Json summary = {{"out", o->out},
                     {"seconds", rep.seconds},
@@ -71,8 +75,8 @@ void add_quantize(CLI::App& app, Global& g, Commands& out) {
     } else {
       fmt::print("quantized {} -> {}  ({} w{} g{}{})\n", lm.path, o->out, q.method, q.wbits, q.group,
                  q.act_order ? " act-order" : "");
-      fmt::print("  {:.1f} s, peak RSS {}, model.safetensors {}, {:.3f} bits per quantized weight\n", rep.seconds,
-                 format_bytes(peak_rss_bytes()), format_bytes(bytes), rep.bits_per_weight);
+      fmt::print("  {:.1f} s, peak RSS {}, model.safetensors {}, {:.3f} bits per quantized weight\n",
+                 rep.seconds, format_bytes(peak_rss_bytes()), format_bytes(bytes), rep.bits_per_weight);
     }
     return 0;
   });

@@ -1,6 +1,7 @@
-// lowbit synth --shape NAME --out DIR: a random-weight Hugging Face LLaMA checkpoint of a real model's shape, for
-// speed and memory benchmarks of shapes we cannot ship (LLaMA-3.2-1B, LLaMA-3-8B, ...). Weights are uniform with
-// standard deviation 0.02 (the LLaMA initializer range), norms are 1; outputs are meaningless but the cost is real.
+// lowbit synth --shape NAME --out DIR: a random-weight Hugging Face LLaMA checkpoint of a real model's shape,
+// for speed and memory benchmarks of shapes we cannot ship (LLaMA-3.2-1B, LLaMA-3-8B, ...). Weights are
+// uniform with standard deviation 0.02 (the LLaMA initializer range), norms are 1; outputs are meaningless
+// but the cost is real.
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -40,7 +41,8 @@ const std::map<std::string, Shape>& shapes() {
 }  // namespace
 
 void add_synth(CLI::App& app, Global&, Commands& out) {
-  auto* sub = app.add_subcommand("synth", "Write a random-weight HF checkpoint of a LLaMA shape (for benchmarks)");
+  auto* sub =
+      app.add_subcommand("synth", "Write a random-weight HF checkpoint of a LLaMA shape (for benchmarks)");
   struct Opts {
     std::string shape = "llama3.2-1b", dtype = "bf16", out;
     int layers = 0;
@@ -60,10 +62,14 @@ void add_synth(CLI::App& app, Global&, Commands& out) {
     Shape s = it->second;
     if (o->layers > 0) s.layers = o->layers;
     DType dt;
-    if (o->dtype == "bf16") dt = DType::BF16;
-    else if (o->dtype == "f16") dt = DType::F16;
-    else if (o->dtype == "f32") dt = DType::F32;
-    else fail("--dtype {}: expected bf16, f16 or f32", o->dtype);
+    if (o->dtype == "bf16")
+      dt = DType::BF16;
+    else if (o->dtype == "f16")
+      dt = DType::F16;
+    else if (o->dtype == "f32")
+      dt = DType::F32;
+    else
+      fail("--dtype {}: expected bf16, f16 or f32", o->dtype);
     const int hd = s.d / s.heads;
     std::vector<std::pair<std::string, std::vector<int64_t>>> spec;
     spec.push_back({"model.embed_tokens.weight", {s.vocab, s.d}});
@@ -97,7 +103,8 @@ void add_synth(CLI::App& app, Global&, Commands& out) {
       const bool norm = shape.size() == 1;
       for (int64_t i = 0; i < t.numel(); ++i) {
         float v = norm ? 1.0f : a * (float(rng() >> 40) / float(1 << 23) * 2.0f - 1.0f);
-        if (dt == DType::F32) std::memcpy(p + i * 4, &v, 4);
+        if (dt == DType::F32)
+          std::memcpy(p + i * 4, &v, 4);
         else {
           uint16_t h = dt == DType::BF16 ? f32_to_bf16(v) : f32_to_f16(v);
           std::memcpy(p + i * 2, &h, 2);
@@ -109,14 +116,31 @@ void add_synth(CLI::App& app, Global&, Commands& out) {
     }
     bar.finish();
     std::filesystem::create_directories(o->out);
-    write_safetensors(o->out + "/model.safetensors", tensors, {{"format", "pt"}, {"note", "random weights (lowbit synth)"}});
-    Json cfg = {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", s.d},
-                {"num_hidden_layers", s.layers}, {"num_attention_heads", s.heads}, {"num_key_value_heads", s.kv_heads},
-                {"head_dim", hd}, {"intermediate_size", s.ff}, {"vocab_size", s.vocab}, {"rms_norm_eps", 1e-5},
-                {"rope_theta", s.theta}, {"max_position_embeddings", s.ctx}, {"tie_word_embeddings", s.tied},
-                {"bos_token_id", 1}, {"eos_token_id", 2}, {"torch_dtype", o->dtype == "bf16" ? "bfloat16" : o->dtype == "f16" ? "float16" : "float32"}};
-    cfg["rope_scaling"] = s.llama3_scaling ? Json{{"rope_type", "llama3"}, {"factor", 32.0}, {"low_freq_factor", 1.0},
-                                                  {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}}
+    write_safetensors(o->out + "/model.safetensors", tensors,
+                      {{"format", "pt"}, {"note", "random weights (lowbit synth)"}});
+    Json cfg = {{"architectures", {"LlamaForCausalLM"}},
+                {"model_type", "llama"},
+                {"hidden_size", s.d},
+                {"num_hidden_layers", s.layers},
+                {"num_attention_heads", s.heads},
+                {"num_key_value_heads", s.kv_heads},
+                {"head_dim", hd},
+                {"intermediate_size", s.ff},
+                {"vocab_size", s.vocab},
+                {"rms_norm_eps", 1e-5},
+                {"rope_theta", s.theta},
+                {"max_position_embeddings", s.ctx},
+                {"tie_word_embeddings", s.tied},
+                {"bos_token_id", 1},
+                {"eos_token_id", 2},
+                {"torch_dtype", o->dtype == "bf16"  ? "bfloat16"
+                                : o->dtype == "f16" ? "float16"
+                                                    : "float32"}};
+    cfg["rope_scaling"] = s.llama3_scaling ? Json{{"rope_type", "llama3"},
+                                                  {"factor", 32.0},
+                                                  {"low_freq_factor", 1.0},
+                                                  {"high_freq_factor", 4.0},
+                                                  {"original_max_position_embeddings", 8192}}
                                            : Json(nullptr);
     write_file_atomic(o->out + "/config.json", cfg.dump(2) + "\n");
     fmt::print("wrote {} ({} tensors, shape {}, {})\n", o->out, tensors.size(), o->shape, o->dtype);

@@ -42,7 +42,8 @@ void add_tokenize(CLI::App& app, Global& g, Commands& out) {
       return 0;
     }
     size_t show = o->ids ? ids.size() : std::min<size_t>(ids.size(), 32);
-    fmt::print("{}{}\n", fmt::join(ids.begin(), ids.begin() + long(show), " "), show < ids.size() ? " ..." : "");
+    fmt::print("{}{}\n", fmt::join(ids.begin(), ids.begin() + long(show), " "),
+               show < ids.size() ? " ..." : "");
     fmt::print("n {}  sha256(int32le) {}\n", ids.size(), sha);
     return 0;
   });

@@ -11,7 +11,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("lowbit ") + LOWBIT_VERSION);
   app.require_subcommand(1);
   cli::Global g;
-  app.add_option("--models-dir", g.models_dir, "Folder of models (default: $LOWBIT_MODELS, else ../shared/models)");
+  app.add_option("--models-dir", g.models_dir,
+                 "Folder of models (default: $LOWBIT_MODELS, else ../shared/models)");
   app.add_option("--data-dir", g.data_dir, "Folder of datasets (default: $LOWBIT_DATA, else ../shared/data)");
   app.add_option("-t,--threads", g.threads, "Threads (default: all cores)");
 

@@ -6,17 +6,30 @@ namespace lowbit {
 
 size_t dtype_size(DType t) {
   switch (t) {
-    case DType::F32: case DType::I32: return 4;
-    case DType::F16: case DType::BF16: case DType::I16: return 2;
-    case DType::F64: case DType::I64: return 8;
-    case DType::I8: case DType::U8: case DType::BOOL: return 1;
+    case DType::F32:
+    case DType::I32:
+      return 4;
+    case DType::F16:
+    case DType::BF16:
+    case DType::I16:
+      return 2;
+    case DType::F64:
+    case DType::I64:
+      return 8;
+    case DType::I8:
+    case DType::U8:
+    case DType::BOOL:
+      return 1;
   }
   return 0;
 }
 
-static constexpr std::string_view kNames[] = {"F32", "F16", "BF16", "F64", "I8", "U8", "I16", "I32", "I64", "BOOL"};
+static constexpr std::string_view kNames[] = {"F32", "F16", "BF16", "F64", "I8",
+                                              "U8",  "I16", "I32",  "I64", "BOOL"};
 
-std::string_view dtype_name(DType t) { return kNames[size_t(t)]; }
+std::string_view dtype_name(DType t) {
+  return kNames[size_t(t)];
+}
 
 bool dtype_from_name(std::string_view name, DType* out) {
   for (size_t i = 0; i < std::size(kNames); ++i)
@@ -58,7 +71,7 @@ uint16_t f32_to_f16(float f) {
   std::memcpy(&u, &f, 4);
   uint32_t sign = (u >> 16) & 0x8000;
   uint32_t absu = u & 0x7fffffff;
-  if (absu > 0x7f800000u) return uint16_t(sign | 0x7e00);  // NaN
+  if (absu > 0x7f800000u) return uint16_t(sign | 0x7e00);   // NaN
   if (absu >= 0x477ff000u) return uint16_t(sign | 0x7c00);  // rounds to >= 65520: inf
   if (absu < 0x38800000u) {                                 // below 2^-14: subnormal half
     // value = absu as float; half subnormal unit is 2^-24. Round to nearest even.

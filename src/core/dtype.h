@@ -12,7 +12,9 @@ enum class DType : uint8_t { F32, F16, BF16, F64, I8, U8, I16, I32, I64, BOOL };
 size_t dtype_size(DType t);
 std::string_view dtype_name(DType t);  // safetensors spelling: "F32", "BF16", ...
 bool dtype_from_name(std::string_view name, DType* out);
-inline bool is_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+inline bool is_float(DType t) {
+  return t == DType::F32 || t == DType::F16 || t == DType::BF16;
+}
 
 inline float bf16_to_f32(uint16_t h) {
   uint32_t u = uint32_t(h) << 16;

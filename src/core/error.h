@@ -21,7 +21,8 @@ template <typename... Args>
 
 }  // namespace lowbit
 
-// Internal invariant (a bug in lowbit, not bad input): still an Error, so tools report it instead of crashing.
+// Internal invariant (a bug in lowbit, not bad input): still an Error, so tools report it instead of
+// crashing.
 #define LOWBIT_ASSERT(cond)                                                                       \
   do {                                                                                            \
     if (!(cond)) ::lowbit::fail("internal error: {} failed at {}:{}", #cond, __FILE__, __LINE__); \

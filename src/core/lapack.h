@@ -1,6 +1,6 @@
-// The few LAPACK routines lowbit needs, called through OpenBLAS's Fortran interface. (We link the OpenMP build of
-// OpenBLAS directly; Debian's liblapacke would pull in the default pthread OpenBLAS as a second copy, whose
-// spinning threads fight our OpenMP threads for the cores.)
+// The few LAPACK routines lowbit needs, called through OpenBLAS's Fortran interface. (We link the OpenMP
+// build of OpenBLAS directly; Debian's liblapacke would pull in the default pthread OpenBLAS as a second
+// copy, whose spinning threads fight our OpenMP threads for the cores.)
 #pragma once
 
 extern "C" {
@@ -10,8 +10,8 @@ void spotri_(const char* uplo, const int* n, float* a, const int* lda, int* info
 
 namespace lowbit::lapack {
 
-// Row-major n×n symmetric matrices. LAPACK is column-major: a row-major matrix is its transpose, so asking for
-// the Fortran "L" factor of the row-major array gives the row-major upper factor, and vice versa.
+// Row-major n×n symmetric matrices. LAPACK is column-major: a row-major matrix is its transpose, so asking
+// for the Fortran "L" factor of the row-major array gives the row-major upper factor, and vice versa.
 
 // Cholesky factorisation in place: A = Uᵀ U with U upper triangular (row-major), the strictly lower part left
 // untouched. Returns LAPACK's info (0 = success, k > 0 = leading minor k not positive definite).

@@ -61,8 +61,10 @@ std::string resolve_model_path(const std::string& arg, const SearchPaths& paths)
     std::string cand = paths.models_dir + "/" + arg;
     if (path_exists(cand)) return cand;
   }
-  fail("{}: model not found (not a path, and not under the models dir '{}'; set --models-dir or LOWBIT_MODELS)",
-       arg, paths.models_dir.empty() ? "<none found>" : paths.models_dir);
+  fail(
+      "{}: model not found (not a path, and not under the models dir '{}'; set --models-dir or "
+      "LOWBIT_MODELS)",
+      arg, paths.models_dir.empty() ? "<none found>" : paths.models_dir);
 }
 
 std::string resolve_data_path(const std::string& rel, const SearchPaths& paths) {

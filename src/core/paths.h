@@ -1,5 +1,5 @@
-// Where models and data live. Order: explicit option > environment (LOWBIT_MODELS, LOWBIT_DATA, LOWBIT_REFS) >
-// a `shared/` folder next to the current directory or any of its ancestors (the repository sits beside it).
+// Where models and data live. Order: explicit option > environment (LOWBIT_MODELS, LOWBIT_DATA, LOWBIT_REFS)
+// > a `shared/` folder next to the current directory or any of its ancestors (the repository sits beside it).
 #pragma once
 #include <optional>
 #include <string>
@@ -15,9 +15,11 @@ struct SearchPaths {
 // explicit_* override; empty means "not given".
 SearchPaths find_search_paths(const std::string& explicit_models = "", const std::string& explicit_data = "");
 
-// A model argument may be a path or a name under the models dir (e.g. "testbed-25m"). Throws when neither exists.
+// A model argument may be a path or a name under the models dir (e.g. "testbed-25m"). Throws when neither
+// exists.
 std::string resolve_model_path(const std::string& arg, const SearchPaths& paths);
-// A data-file argument relative to the data dir (e.g. "wikitext-2-raw/wiki.test.raw"); throws naming the file.
+// A data-file argument relative to the data dir (e.g. "wikitext-2-raw/wiki.test.raw"); throws naming the
+// file.
 std::string resolve_data_path(const std::string& rel, const SearchPaths& paths);
 
 bool path_exists(const std::string& p);

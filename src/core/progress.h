@@ -12,7 +12,8 @@ class Progress {
  public:
   // unit: what the rate counts ("tok", "layer"); quiet: print nothing (for --json or tests)
   Progress(std::string label, uint64_t total, std::string unit = "", bool quiet = false);
-  void add(uint64_t done_units, uint64_t rate_units = 0);  // advance; rate_units feed the rate (default = done)
+  void add(uint64_t done_units,
+           uint64_t rate_units = 0);  // advance; rate_units feed the rate (default = done)
   void finish();
   ~Progress();
 

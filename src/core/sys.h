@@ -11,7 +11,9 @@ uint64_t peak_rss_bytes();
 class Timer {
  public:
   Timer() : t0_(std::chrono::steady_clock::now()) {}
-  double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count(); }
+  double seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
   void reset() { t0_ = std::chrono::steady_clock::now(); }
 
  private:

@@ -10,7 +10,8 @@ namespace lowbit {
 
 struct TensorView {
   DType dtype = DType::F32;
-  std::vector<int64_t> shape;  // PyTorch order, outermost first: a linear weight is (out_features, in_features)
+  std::vector<int64_t>
+      shape;  // PyTorch order, outermost first: a linear weight is (out_features, in_features)
   const void* data = nullptr;
   size_t nbytes = 0;
   std::string source;  // file it came from, for error messages
@@ -21,7 +22,9 @@ struct TensorView {
     return n;
   }
   template <typename T>
-  const T* as() const { return static_cast<const T*>(data); }
+  const T* as() const {
+    return static_cast<const T*>(data);
+  }
 };
 
 std::string shape_str(const std::vector<int64_t>& shape);  // "(384, 1024)"

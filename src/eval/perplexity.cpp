@@ -37,7 +37,8 @@ PplResult perplexity(const LlamaModel& model, std::span<const int32_t> ids, cons
     model.forward(win, cache, logits.data());
     double nll = 0;
 #pragma omp parallel for reduction(+ : nll) schedule(static)
-    for (int i = 0; i < L - 1; ++i) nll -= log_softmax_at(logits.data() + size_t(i) * V, int(V), win[size_t(i) + 1], nullptr);
+    for (int i = 0; i < L - 1; ++i)
+      nll -= log_softmax_at(logits.data() + size_t(i) * V, int(V), win[size_t(i) + 1], nullptr);
     const double mean = nll / (L - 1);
     r.window_mean_nll.push_back(mean);
     r.nll_sum += mean * L;

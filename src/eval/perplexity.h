@@ -1,7 +1,7 @@
-// Perplexity under the study's protocol (the GPTQ/LLaMA3-study evaluation): the token stream of a text, with one
-// BOS at its start, is cut into floor(n / L) non-overlapping windows of L tokens from token 0 (the tail is
-// dropped); each window is run independently (fresh KV cache); its loss is the mean NLL of tokens 1..L-1 given
-// their prefix, times L; ppl = exp(Σ window losses / (windows · L)).
+// Perplexity under the study's protocol (the GPTQ/LLaMA3-study evaluation): the token stream of a text, with
+// one BOS at its start, is cut into floor(n / L) non-overlapping windows of L tokens from token 0 (the tail
+// is dropped); each window is run independently (fresh KV cache); its loss is the mean NLL of tokens 1..L-1
+// given their prefix, times L; ppl = exp(Σ window losses / (windows · L)).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -25,7 +25,7 @@ struct PplOptions {
 struct PplResult {
   int64_t n_tokens = 0;  // tokens in the stream (BOS included)
   int windows = 0, seqlen = 0;
-  double nll_sum = 0;    // Σ over windows of mean NLL · L
+  double nll_sum = 0;  // Σ over windows of mean NLL · L
   double ppl = 0;
   double seconds = 0;
   std::vector<double> window_mean_nll;

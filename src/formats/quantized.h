@@ -1,7 +1,7 @@
 // Packed weight-only affine quantization (GPTQ/RTN/AWQ family), the format every weight-only method emits.
 //
-// A linear weight W (rows = out_features, cols = in_features) is stored as b-bit codes q ∈ [0, 2^b − 1] with one
-// fp16 scale S and one integer zero-point Z per (row, group); the dequantized weight is
+// A linear weight W (rows = out_features, cols = in_features) is stored as b-bit codes q ∈ [0, 2^b − 1] with
+// one fp16 scale S and one integer zero-point Z per (row, group); the dequantized weight is
 //     Ŵ[r][c] = S[r][g(c)] · (q[r][c] − Z[r][g(c)]),
 // where g(c) = c / group_size, or g_idx[c] when act-order permuted the quantization order (GPTQ "g_idx").
 // Per-channel quantization is group_size == cols (one group).
@@ -18,15 +18,15 @@
 namespace lowbit {
 
 struct QuantizedWeight {
-  int bits = 4;         // 2..8
-  int64_t rows = 0;     // out_features
-  int64_t cols = 0;     // in_features
-  int64_t group_size = 0;  // divides cols; == cols for per-channel
-  const uint8_t* codes = nullptr;    // (rows, row_bytes())
-  const uint16_t* scales = nullptr;  // fp16 (rows, n_groups())
-  const uint8_t* zeros = nullptr;    // (rows, n_groups())
-  const int32_t* g_idx = nullptr;    // (cols) or nullptr
-  std::shared_ptr<const void> owner; // keeps the bytes alive (buffer or mmap)
+  int bits = 4;                       // 2..8
+  int64_t rows = 0;                   // out_features
+  int64_t cols = 0;                   // in_features
+  int64_t group_size = 0;             // divides cols; == cols for per-channel
+  const uint8_t* codes = nullptr;     // (rows, row_bytes())
+  const uint16_t* scales = nullptr;   // fp16 (rows, n_groups())
+  const uint8_t* zeros = nullptr;     // (rows, n_groups())
+  const int32_t* g_idx = nullptr;     // (cols) or nullptr
+  std::shared_ptr<const void> owner;  // keeps the bytes alive (buffer or mmap)
 
   int64_t n_groups() const { return cols / group_size; }
   size_t row_bytes() const { return (size_t(cols) * size_t(bits) + 7) / 8; }

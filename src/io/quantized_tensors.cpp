@@ -30,8 +30,10 @@ std::shared_ptr<QuantizedWeight> quantized_linear_view(const Checkpoint& ckpt, c
       q->bits = b;
       break;
     }
-  if (q->bits == 0) fail("{}: {}.qcodes has {} bytes per row: no bit width 2..8 packs {} columns so", src, prefix, rb, cols);
-  if (G <= 0 || cols % G != 0) fail("{}: {}.scales has {} groups, which does not divide {} columns", src, prefix, G, cols);
+  if (q->bits == 0)
+    fail("{}: {}.qcodes has {} bytes per row: no bit width 2..8 packs {} columns so", src, prefix, rb, cols);
+  if (G <= 0 || cols % G != 0)
+    fail("{}: {}.scales has {} groups, which does not divide {} columns", src, prefix, G, cols);
   q->group_size = cols / G;
   expect(codes, "qcodes", DType::U8, {rows, rb});
   expect(scales, "scales", DType::F16, {rows, G});
@@ -41,13 +43,15 @@ std::shared_ptr<QuantizedWeight> quantized_linear_view(const Checkpoint& ckpt, c
   q->zeros = zeros.as<uint8_t>();
   const uint32_t maxq = (1u << q->bits) - 1;
   for (int64_t i = 0; i < rows * G; ++i)
-    if (q->zeros[i] > maxq) fail("{}: {}.qzeros[{}] = {} exceeds 2^{}-1", src, prefix, i, q->zeros[i], q->bits);
+    if (q->zeros[i] > maxq)
+      fail("{}: {}.qzeros[{}] = {} exceeds 2^{}-1", src, prefix, i, q->zeros[i], q->bits);
   if (ckpt.has(prefix + ".g_idx")) {
     const TensorView& gi = ckpt.get(prefix + ".g_idx");
     expect(gi, "g_idx", DType::I32, {cols});
     q->g_idx = gi.as<int32_t>();
     for (int64_t c = 0; c < cols; ++c)
-      if (q->g_idx[c] < 0 || q->g_idx[c] >= G) fail("{}: {}.g_idx[{}] = {} is not a group in [0, {})", src, prefix, c, q->g_idx[c], G);
+      if (q->g_idx[c] < 0 || q->g_idx[c] >= G)
+        fail("{}: {}.g_idx[{}] = {} is not a group in [0, {})", src, prefix, c, q->g_idx[c], G);
   }
   return q;
 }

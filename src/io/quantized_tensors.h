@@ -1,5 +1,5 @@
-// How a packed QuantizedWeight (formats/quantized.h) is stored in a lowbit checkpoint's safetensors, next to the
-// full-precision tensors: for a linear "P" (e.g. model.layers.0.self_attn.q_proj) instead of P.weight
+// How a packed QuantizedWeight (formats/quantized.h) is stored in a lowbit checkpoint's safetensors, next to
+// the full-precision tensors: for a linear "P" (e.g. model.layers.0.self_attn.q_proj) instead of P.weight
 //   P.qcodes  U8  (rows, row_bytes)   codes, LSB-first bitstream per row
 //   P.scales  F16 (rows, n_groups)
 //   P.qzeros  U8  (rows, n_groups)    integer zero-points
@@ -18,8 +18,8 @@ namespace lowbit {
 
 bool has_quantized_linear(const Checkpoint& ckpt, const std::string& prefix);
 
-// Validates the tensors of `prefix` against the expected (rows, cols) and returns a view into them (owner keeps
-// nothing: the Checkpoint must outlive it). Errors name the file and tensor.
+// Validates the tensors of `prefix` against the expected (rows, cols) and returns a view into them (owner
+// keeps nothing: the Checkpoint must outlive it). Errors name the file and tensor.
 std::shared_ptr<QuantizedWeight> quantized_linear_view(const Checkpoint& ckpt, const std::string& prefix,
                                                        int64_t rows, int64_t cols);
 

@@ -6,8 +6,9 @@
 // Special tokens: tiktoken only recognises special-token strings in text when the caller passes them as
 // `allowed_special`; Meta's llama3 Tokenizer.encode defaults to allowed_special=set(), so "<|begin_of_text|>"
 // written in the text is tokenized as ordinary text here (unlike HF's tokenizer.json, which parses it).
-// Meta's wrapper also cuts texts into 400k-character chunks and runs of whitespace / non-whitespace longer than
-// 25,000 characters into pieces before calling tiktoken; we do not, so only such extreme runs could differ.
+// Meta's wrapper also cuts texts into 400k-character chunks and runs of whitespace / non-whitespace longer
+// than 25,000 characters into pieces before calling tiktoken; we do not, so only such extreme runs could
+// differ.
 #include <filesystem>
 
 #include "core/error.h"

@@ -40,7 +40,8 @@ class Tokenizer {
   bool add_bos = true;
 };
 
-// tokenizer.model as a SentencePiece protobuf (LLaMA-2). Matches HF LlamaTokenizer(use_fast=False, legacy=True).
+// tokenizer.model as a SentencePiece protobuf (LLaMA-2). Matches HF LlamaTokenizer(use_fast=False,
+// legacy=True).
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& path);
 // LLaMA-3 tokenizer.json (HF tokenizers: byte-level BPE, pre-tokenizer regex, added tokens parsed in text).
 std::unique_ptr<Tokenizer> load_bpe_json_tokenizer(const std::string& path);
@@ -48,7 +49,8 @@ std::unique_ptr<Tokenizer> load_bpe_json_tokenizer(const std::string& path);
 std::unique_ptr<Tokenizer> load_tiktoken_tokenizer(const std::string& path);
 // llama2.c tok*.bin (max_token_length, then per token: float score, int32 len, bytes).
 std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& path);
-// The tokenizer.ggml.* vocabulary of a GGUF file (model "llama": SentencePiece-style scores; "gpt2": BPE merges).
+// The tokenizer.ggml.* vocabulary of a GGUF file (model "llama": SentencePiece-style scores; "gpt2": BPE
+// merges).
 std::unique_ptr<Tokenizer> load_gguf_tokenizer(const std::string& path);
 
 // The tokenizer that belongs to a model path: for a directory, tokenizer.json if present else tokenizer.model

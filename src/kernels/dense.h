@@ -23,7 +23,7 @@ void dense_matmul(const DenseWeight& w, const float* x, int64_t n, float* y);
 // SIMD kernels (Highway, runtime dispatch to the best target of this CPU).
 float dot_f32(const float* a, const float* b, size_t n);
 float dot_row(DType t, const void* row, const float* x, size_t n);  // Σ row[i]·x[i], row in f32/f16/bf16
-void widen_to_f32(DType t, const void* src, float* dst, size_t n);   // f16/bf16/f32 -> f32
+void widen_to_f32(DType t, const void* src, float* dst, size_t n);  // f16/bf16/f32 -> f32
 
 // Plain scalar twins: the oracles the SIMD kernels are tested against.
 float dot_row_scalar(DType t, const void* row, const float* x, size_t n);

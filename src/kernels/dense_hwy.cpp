@@ -56,10 +56,14 @@ HWY_INLINE float DotT(const T* HWY_RESTRICT w, const float* HWY_RESTRICT x, size
 
 float DotRow(DType t, const void* row, const float* x, size_t n) {
   switch (t) {
-    case DType::F32: return DotT(static_cast<const float*>(row), x, n);
-    case DType::BF16: return DotT(static_cast<const hwy::bfloat16_t*>(row), x, n);
-    case DType::F16: return DotT(static_cast<const hwy::float16_t*>(row), x, n);
-    default: return 0;  // callers check the dtype
+    case DType::F32:
+      return DotT(static_cast<const float*>(row), x, n);
+    case DType::BF16:
+      return DotT(static_cast<const hwy::bfloat16_t*>(row), x, n);
+    case DType::F16:
+      return DotT(static_cast<const hwy::float16_t*>(row), x, n);
+    default:
+      return 0;  // callers check the dtype
   }
 }
 
@@ -74,14 +78,23 @@ HWY_INLINE void WidenT(const T* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_
 
 void Widen(DType t, const void* src, float* dst, size_t n) {
   switch (t) {
-    case DType::F32: WidenT(static_cast<const float*>(src), dst, n); return;
-    case DType::BF16: WidenT(static_cast<const hwy::bfloat16_t*>(src), dst, n); return;
-    case DType::F16: WidenT(static_cast<const hwy::float16_t*>(src), dst, n); return;
-    default: return;
+    case DType::F32:
+      WidenT(static_cast<const float*>(src), dst, n);
+      return;
+    case DType::BF16:
+      WidenT(static_cast<const hwy::bfloat16_t*>(src), dst, n);
+      return;
+    case DType::F16:
+      WidenT(static_cast<const hwy::float16_t*>(src), dst, n);
+      return;
+    default:
+      return;
   }
 }
 
-const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
+const char* TargetName() {
+  return hwy::TargetName(HWY_TARGET);
+}
 
 }  // namespace HWY_NAMESPACE
 }  // namespace lowbit
@@ -109,12 +122,16 @@ float dot_row(DType t, const void* row, const float* x, size_t n) {
   check_dtype(t);
   return HWY_DYNAMIC_DISPATCH(DotRow)(t, row, x, n);
 }
-float dot_f32(const float* a, const float* b, size_t n) { return dot_row(DType::F32, a, b, n); }
+float dot_f32(const float* a, const float* b, size_t n) {
+  return dot_row(DType::F32, a, b, n);
+}
 void widen_to_f32(DType t, const void* src, float* dst, size_t n) {
   check_dtype(t);
   HWY_DYNAMIC_DISPATCH(Widen)(t, src, dst, n);
 }
-const char* simd_target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+const char* simd_target_name() {
+  return HWY_DYNAMIC_DISPATCH(TargetName)();
+}
 
 float dot_row_scalar(DType t, const void* row, const float* x, size_t n) {
   check_dtype(t);
@@ -131,8 +148,9 @@ void dense_matmul_scalar(const DenseWeight& w, const float* x, int64_t n, float*
   const size_t es = dtype_size(w.dtype);
   for (int64_t t = 0; t < n; ++t)
     for (int64_t r = 0; r < w.rows; ++r)
-      y[t * w.rows + r] = dot_row_scalar(w.dtype, static_cast<const uint8_t*>(w.data) + size_t(r * w.cols) * es,
-                                         x + t * w.cols, size_t(w.cols));
+      y[t * w.rows + r] =
+          dot_row_scalar(w.dtype, static_cast<const uint8_t*>(w.data) + size_t(r * w.cols) * es,
+                         x + t * w.cols, size_t(w.cols));
 }
 
 // Below this many tokens the GEMV path wins: it streams the weights once per token without widening them.
@@ -153,8 +171,8 @@ void dense_matmul(const DenseWeight& w, const float* x, int64_t n, float* y) {
     return;
   }
   if (w.dtype == DType::F32) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(w.rows), int(w.cols), 1.0f, x, int(w.cols),
-                static_cast<const float*>(w.data), int(w.cols), 0.0f, y, int(w.rows));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(w.rows), int(w.cols), 1.0f, x,
+                int(w.cols), static_cast<const float*>(w.data), int(w.cols), 0.0f, y, int(w.rows));
     return;
   }
   // Widen panels of at most ~4M weights (16 MiB of f32) so scratch stays small for 100k-row heads.
@@ -162,10 +180,11 @@ void dense_matmul(const DenseWeight& w, const float* x, int64_t n, float* y) {
   std::vector<float> buf(size_t(panel * w.cols));
   for (int64_t r0 = 0; r0 < w.rows; r0 += panel) {
     const int64_t pr = std::min(panel, w.rows - r0);
+    const auto widen = HWY_DYNAMIC_DISPATCH(Widen);
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < pr; ++r)
-      HWY_DYNAMIC_DISPATCH(Widen)(w.dtype, base + size_t((r0 + r) * w.cols) * es, buf.data() + r * w.cols,
-                                  size_t(w.cols));
+    for (int64_t r = 0; r < pr; ++r) {
+      widen(w.dtype, base + size_t((r0 + r) * w.cols) * es, buf.data() + r * w.cols, size_t(w.cols));
+    }
     // y[:, r0:r0+pr] (n, pr) = x (n, cols) · panelᵀ (cols, pr)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(pr), int(w.cols), 1.0f, x, int(w.cols),
                 buf.data(), int(w.cols), 0.0f, y + r0, int(w.rows));

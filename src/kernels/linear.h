@@ -10,9 +10,9 @@
 namespace lowbit {
 
 struct Linear {
-  DenseWeight dense;                               // used when quant is null
-  std::shared_ptr<const QuantizedWeight> quant;    // packed weight, or null
-  std::shared_ptr<const void> owner;               // keeps an owned dense buffer alive
+  DenseWeight dense;                             // used when quant is null
+  std::shared_ptr<const QuantizedWeight> quant;  // packed weight, or null
+  std::shared_ptr<const void> owner;             // keeps an owned dense buffer alive
 
   int64_t rows() const { return quant ? quant->rows : dense.rows; }
   int64_t cols() const { return quant ? quant->cols : dense.cols; }

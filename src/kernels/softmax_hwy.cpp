@@ -1,7 +1,7 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/softmax_hwy.cpp"
-#include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/contrib/math/math-inl.h>
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
 #include <algorithm>
@@ -49,7 +49,9 @@ namespace lowbit {
 
 HWY_EXPORT(Softmax);
 
-void softmax_inplace(float* x, size_t n) { HWY_DYNAMIC_DISPATCH(Softmax)(x, n); }
+void softmax_inplace(float* x, size_t n) {
+  HWY_DYNAMIC_DISPATCH(Softmax)(x, n);
+}
 
 void softmax_inplace_scalar(float* x, size_t n) {
   if (n == 0) return;

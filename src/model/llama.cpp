@@ -1,6 +1,6 @@
-// LLaMA forward (Touvron et al. 2023): pre-norm decoder blocks of RMSNorm -> GQA attention with RoPE -> residual,
-// RMSNorm -> SwiGLU MLP -> residual; final RMSNorm and LM head. All arithmetic in fp32, following HF
-// transformers' LlamaForCausalLM in float32 so results match the PyTorch references to rounding.
+// LLaMA forward (Touvron et al. 2023): pre-norm decoder blocks of RMSNorm -> GQA attention with RoPE ->
+// residual, RMSNorm -> SwiGLU MLP -> residual; final RMSNorm and LM head. All arithmetic in fp32, following
+// HF transformers' LlamaForCausalLM in float32 so results match the PyTorch references to rounding.
 #include "model/llama.h"
 
 #include <cblas.h>
@@ -10,10 +10,10 @@
 #include <numbers>
 
 #include "core/error.h"
+#include "io/quantized_tensors.h"
 #include "kernels/dense.h"
 #include "kernels/linear.h"
 #include "kernels/softmax.h"
-#include "io/quantized_tensors.h"
 
 namespace lowbit {
 
@@ -48,7 +48,8 @@ std::vector<float> widen(const TensorView& t) {
 }
 
 // RoPE inverse frequencies, computed in float32 as HF does: 1 / theta^(2i/hd), then llama3 scaling
-// (Meta's LLaMA-3.1 "apply_scaling": long wavelengths divided by `factor`, short ones kept, smooth in between).
+// (Meta's LLaMA-3.1 "apply_scaling": long wavelengths divided by `factor`, short ones kept, smooth in
+// between).
 std::vector<float> rope_inv_freq(const ModelConfig& c) {
   const int half = c.head_dim / 2;
   std::vector<float> f(static_cast<size_t>(half));
@@ -92,17 +93,25 @@ void rms_norm(const float* x, const float* w, int64_t n, int d, double eps, floa
 }  // namespace
 
 const char* linear_name(LinearKind k) {
-  static const char* names[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+  static const char* names[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                "mlp.down_proj"};
   return names[int(k)];
 }
 
 InputSite input_site(LinearKind k) {
   switch (k) {
-    case LinearKind::Q: case LinearKind::K: case LinearKind::V: return InputSite::AttnIn;
-    case LinearKind::O: return InputSite::OIn;
-    case LinearKind::Gate: case LinearKind::Up: return InputSite::MlpIn;
-    case LinearKind::Down: return InputSite::DownIn;
+    case LinearKind::Q:
+    case LinearKind::K:
+    case LinearKind::V:
+      return InputSite::AttnIn;
+    case LinearKind::O:
+      return InputSite::OIn;
+    case LinearKind::Gate:
+    case LinearKind::Up:
+      return InputSite::MlpIn;
+    case LinearKind::Down:
+      return InputSite::DownIn;
   }
   return InputSite::AttnIn;
 }
@@ -110,11 +119,11 @@ InputSite input_site(LinearKind k) {
 struct LlamaModel::Impl {
   Checkpoint ckpt;
   ModelConfig cfg;
-  TensorView embed;                // (V, d)
+  TensorView embed;  // (V, d)
   std::vector<LayerWeights> layers;
-  std::vector<float> out_norm;     // (d)
-  DenseWeight head;                // (V, d)
-  std::vector<float> inv_freq;     // (hd/2)
+  std::vector<float> out_norm;  // (d)
+  DenseWeight head;             // (V, d)
+  std::vector<float> inv_freq;  // (hd/2)
 
   // Rotates each head of x (n, n_heads*hd) in place for positions p0..p0+n-1.
   void rope(float* x, int64_t n, int n_heads, int p0) const {
@@ -137,7 +146,8 @@ struct LlamaModel::Impl {
     }
   }
 
-  // att (n, H*hd) = softmax(q kᵀ / sqrt(hd) + causal mask) v, over the n_past + n cached positions of layer l.
+  // att (n, H*hd) = softmax(q kᵀ / sqrt(hd) + causal mask) v, over the n_past + n cached positions of layer
+  // l.
   void attention(const float* q, const KVCache& cache, int l, int64_t n, int p0, float* att) const {
     const int hd = cfg.head_dim, H = cfg.n_head, group = cfg.n_head / cfg.n_kv_head;
     const int kv = cache.kv_dim, qs = H * hd;
@@ -177,8 +187,8 @@ struct LlamaModel::Impl {
         const int64_t rb = std::min(kBlock, n - r0);
         const int64_t T = p0 + r0 + rb;
         // S (rb, T) = scale · Q_h[r0:r0+rb] (rb, hd) · K_g[0:T]ᵀ (hd, T)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rb), int(T), hd, scale, q + r0 * qs + h * hd, qs,
-                    K + g * hd, kv, 0.0f, S.data(), int(T));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rb), int(T), hd, scale, q + r0 * qs + h * hd,
+                    qs, K + g * hd, kv, 0.0f, S.data(), int(T));
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < rb; ++i) {
           float* s = S.data() + i * T;
@@ -211,11 +221,13 @@ LlamaModel::LlamaModel(Checkpoint ckpt) : impl_(std::make_unique<Impl>()) {
     for (LinearKind k : kAllLinears) {
       const std::string name = p + linear_name(k);
       if (!m.ckpt.has(name + ".weight") && has_quantized_linear(m.ckpt, name)) {
-        const int64_t rows = k == LinearKind::Q   ? int64_t(c.n_head) * c.head_dim
+        const int64_t rows = k == LinearKind::Q                         ? int64_t(c.n_head) * c.head_dim
                              : k == LinearKind::K || k == LinearKind::V ? int64_t(c.n_kv_head) * c.head_dim
                              : k == LinearKind::Gate || k == LinearKind::Up ? c.n_ff
-                                                                              : c.n_embd;
-        const int64_t cols = k == LinearKind::O ? int64_t(c.n_head) * c.head_dim : k == LinearKind::Down ? c.n_ff : c.n_embd;
+                                                                            : c.n_embd;
+        const int64_t cols = k == LinearKind::O      ? int64_t(c.n_head) * c.head_dim
+                             : k == LinearKind::Down ? c.n_ff
+                                                     : c.n_embd;
         L.lin[int(k)].quant = quantized_linear_view(m.ckpt, name, rows, cols);
       } else {
         L.lin[int(k)] = dense_linear(m.ckpt.get(name + ".weight"));
@@ -223,14 +235,19 @@ LlamaModel::LlamaModel(Checkpoint ckpt) : impl_(std::make_unique<Impl>()) {
     }
   }
   m.out_norm = widen(m.ckpt.get("model.norm.weight"));
-  m.head = dense(c.tie_word_embeddings && !m.ckpt.has("lm_head.weight") ? m.embed : m.ckpt.get("lm_head.weight"));
+  m.head =
+      dense(c.tie_word_embeddings && !m.ckpt.has("lm_head.weight") ? m.embed : m.ckpt.get("lm_head.weight"));
   m.inv_freq = rope_inv_freq(c);
 }
 
 LlamaModel::~LlamaModel() = default;
 
-const ModelConfig& LlamaModel::config() const { return impl_->cfg; }
-const Checkpoint& LlamaModel::checkpoint() const { return impl_->ckpt; }
+const ModelConfig& LlamaModel::config() const {
+  return impl_->cfg;
+}
+const Checkpoint& LlamaModel::checkpoint() const {
+  return impl_->ckpt;
+}
 
 KVCache LlamaModel::new_cache(int max_seq) const {
   const auto& c = impl_->cfg;
@@ -259,12 +276,13 @@ void LlamaModel::block_forward(int l, float* x, int64_t n, KVCache& cache, Block
   const int p0 = cache.n_past;
   const int d = c.n_embd, hd = c.head_dim, H = c.n_head, kv = c.n_kv_head * hd, f = c.n_ff;
   if (l < 0 || l >= c.n_layer) fail("layer {} out of range", l);
-  if (p0 + n > cache.max_seq) fail("sequence of {} tokens exceeds the KV cache size {}", p0 + n, cache.max_seq);
+  if (p0 + n > cache.max_seq)
+    fail("sequence of {} tokens exceeds the KV cache size {}", p0 + n, cache.max_seq);
   if (cache.kv_dim != kv) fail("KV cache does not belong to this model");
   const size_t nd = size_t(n * d);
-  std::vector<float> xn(nd), tmp(nd);                                // (n, d)
+  std::vector<float> xn(nd), tmp(nd);                                 // (n, d)
   std::vector<float> q(size_t(n * H * hd)), att(size_t(n * H * hd));  // (n, H*hd)
-  std::vector<float> g(size_t(n * f)), u(size_t(n * f));             // (n, f)
+  std::vector<float> g(size_t(n * f)), u(size_t(n * f));              // (n, f)
   const LayerWeights& L = m.layers[size_t(l)];
   auto lin = [&](LinearKind k) -> const Linear& { return L.lin[int(k)]; };
 
@@ -289,7 +307,8 @@ void LlamaModel::block_forward(int l, float* x, int64_t n, KVCache& cache, Block
   linear_forward(lin(LinearKind::Up), xn.data(), n, u.data());
   // SwiGLU (Shazeer 2020): silu(gate) * up
 #pragma omp parallel for schedule(static) if (n > 8)
-  for (int64_t i = 0; i < n * f; ++i) g[size_t(i)] = g[size_t(i)] / (1.0f + std::exp(-g[size_t(i)])) * u[size_t(i)];
+  for (int64_t i = 0; i < n * f; ++i)
+    g[size_t(i)] = g[size_t(i)] / (1.0f + std::exp(-g[size_t(i)])) * u[size_t(i)];
   if (obs) obs->observe(l, InputSite::DownIn, g.data(), n, f);
   linear_forward(lin(LinearKind::Down), g.data(), n, tmp.data());
   for (size_t i = 0; i < nd; ++i) x[i] += tmp[i];
@@ -309,12 +328,14 @@ void LlamaModel::forward(std::span<const int32_t> tokens, KVCache& cache, float*
   if (n == 0) return;
   if (cache.n_past + n > cache.max_seq)
     fail("sequence of {} tokens exceeds the KV cache size {}", cache.n_past + n, cache.max_seq);
-  if (first_logit_row < 0 || first_logit_row > n) fail("first_logit_row {} out of range [0, {}]", first_logit_row, n);
+  if (first_logit_row < 0 || first_logit_row > n)
+    fail("first_logit_row {} out of range [0, {}]", first_logit_row, n);
   std::vector<float> x(size_t(n * c.n_embd));  // (n, d)
   embed(tokens, x.data());
   for (int l = 0; l < c.n_layer; ++l) block_forward(l, x.data(), n, cache);
   cache.n_past += int(n);
-  if (first_logit_row < n && logits) head_forward(x.data() + size_t(first_logit_row) * c.n_embd, n - first_logit_row, logits);
+  if (first_logit_row < n && logits)
+    head_forward(x.data() + size_t(first_logit_row) * c.n_embd, n - first_logit_row, logits);
 }
 
 const Linear& LlamaModel::linear(int layer, LinearKind k) const {
@@ -326,8 +347,8 @@ void LlamaModel::set_linear(int layer, LinearKind k, Linear w) {
   LOWBIT_ASSERT(layer >= 0 && layer < impl_->cfg.n_layer);
   Linear& cur = impl_->layers[size_t(layer)].lin[int(k)];
   if (w.rows() != cur.rows() || w.cols() != cur.cols())
-    fail("set_linear: layer {} {} expects ({}, {}), got ({}, {})", layer, linear_name(k), cur.rows(), cur.cols(),
-         w.rows(), w.cols());
+    fail("set_linear: layer {} {} expects ({}, {}), got ({}, {})", layer, linear_name(k), cur.rows(),
+         cur.cols(), w.rows(), w.cols());
   cur = std::move(w);
 }
 
@@ -335,7 +356,9 @@ const std::vector<float>& LlamaModel::norm_weight(int layer, InputSite site) con
   return const_cast<LlamaModel*>(this)->norm_weight(layer, site);
 }
 
-const std::vector<float>& LlamaModel::final_norm_weight() const { return impl_->out_norm; }
+const std::vector<float>& LlamaModel::final_norm_weight() const {
+  return impl_->out_norm;
+}
 
 std::vector<float>& LlamaModel::norm_weight(int layer, InputSite site) {
   LOWBIT_ASSERT(layer >= 0 && layer < impl_->cfg.n_layer);

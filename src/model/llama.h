@@ -1,6 +1,7 @@
 // LLaMA forward pass in fp32 arithmetic over f32/f16/bf16 (and, later, packed quantized) weights.
 //
-// Shapes: n = tokens in this call, d = n_embd, hd = head_dim, H = n_head, Hkv = n_kv_head, f = n_ff, V = n_vocab.
+// Shapes: n = tokens in this call, d = n_embd, hd = head_dim, H = n_head, Hkv = n_kv_head, f = n_ff, V =
+// n_vocab.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -12,8 +13,8 @@
 
 namespace lowbit {
 
-// Keys and values of every layer for one sequence, post-RoPE. Truncating (n_past = k) drops positions >= k, so
-// a shared context can be computed once and several continuations scored after it.
+// Keys and values of every layer for one sequence, post-RoPE. Truncating (n_past = k) drops positions >= k,
+// so a shared context can be computed once and several continuations scored after it.
 struct KVCache {
   int max_seq = 0;
   int n_past = 0;
@@ -61,8 +62,8 @@ class LlamaModel {
 
   // Pieces of forward() for layer-by-layer calibration:
   void embed(std::span<const int32_t> tokens, float* x) const;  // x (n, d)
-  // x (n, d) <- block `layer` applied to x at positions [cache.n_past, +n); does NOT advance cache.n_past (the
-  // caller does, after the last layer). obs, when given, sees every linear input.
+  // x (n, d) <- block `layer` applied to x at positions [cache.n_past, +n); does NOT advance cache.n_past
+  // (the caller does, after the last layer). obs, when given, sees every linear input.
   void block_forward(int layer, float* x, int64_t n, KVCache& cache, BlockObserver* obs = nullptr) const;
   // logits (n, V) from final hidden states x (n, d).
   void head_forward(const float* x, int64_t n, float* logits) const;
@@ -70,8 +71,8 @@ class LlamaModel {
   // The weights of one linear; replacing them (quantization) affects every later forward.
   const Linear& linear(int layer, LinearKind k) const;
   void set_linear(int layer, LinearKind k, Linear w);
-  // RMSNorm weights (d) preceding a site (AttnIn: input_layernorm, MlpIn: post_attention_layernorm), mutable so
-  // AWQ can fold its scales into them.
+  // RMSNorm weights (d) preceding a site (AttnIn: input_layernorm, MlpIn: post_attention_layernorm), mutable
+  // so AWQ can fold its scales into them.
   std::vector<float>& norm_weight(int layer, InputSite site);
   const std::vector<float>& norm_weight(int layer, InputSite site) const;
   const std::vector<float>& final_norm_weight() const;

@@ -23,7 +23,9 @@ int32_t Sampler::sample(const float* logits, int64_t n) {
     sum += p;
   }
   // Sort descending by probability only as far as needed: the nucleus is usually small.
-  std::sort(buf_.begin(), buf_.end(), [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  std::sort(buf_.begin(), buf_.end(), [](auto& a, auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
   size_t keep = buf_.size();
   if (opt_.top_p < 1) {
     double acc = 0;

@@ -1,7 +1,8 @@
 #include "model/save.h"
 
-#include <filesystem>
 #include <fmt/format.h>
+
+#include <filesystem>
 
 #include "core/error.h"
 #include "core/mmap.h"
@@ -47,11 +48,12 @@ Json config_json(const ModelConfig& c, const Json& qc) {
   if (c.rope_scaling.type.empty()) {
     j["rope_scaling"] = nullptr;
   } else {
-    j["rope_scaling"] = {{"rope_type", c.rope_scaling.type},
-                         {"factor", c.rope_scaling.factor},
-                         {"low_freq_factor", c.rope_scaling.low_freq_factor},
-                         {"high_freq_factor", c.rope_scaling.high_freq_factor},
-                         {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings}};
+    j["rope_scaling"] = {
+        {"rope_type", c.rope_scaling.type},
+        {"factor", c.rope_scaling.factor},
+        {"low_freq_factor", c.rope_scaling.low_freq_factor},
+        {"high_freq_factor", c.rope_scaling.high_freq_factor},
+        {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings}};
   }
   if (!qc.is_null()) j["quantization_config"] = qc;
   return j;
@@ -97,8 +99,8 @@ uint64_t save_model(const LlamaModel& model, const std::string& out_dir, const J
   write_safetensors(st, tensors, {{"format", "pt"}, {"producer", std::string("lowbit ") + LOWBIT_VERSION}});
   write_file_atomic(out_dir + "/config.json", config_json(c, quantization_config).dump(2) + "\n");
   // Tokenizer files travel with the model so the directory is self-contained.
-  for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
-                        "special_tokens_map.json"}) {
+  for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
+                        "generation_config.json", "special_tokens_map.json"}) {
     const std::string from = ck.path + "/" + f;
     if (path_exists(from)) write_file_atomic(out_dir + "/" + f, read_file(from));
   }

@@ -18,7 +18,8 @@ void expect_clean_error(const test::CliResult& r, std::initializer_list<std::str
   EXPECT_EQ(r.exit_code, 1) << r.err;
   ASSERT_FALSE(r.err.empty());
   EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "more than one line: " << r.err;
-  for (const auto& n : needles) EXPECT_NE(r.err.find(n), std::string::npos) << "missing '" << n << "' in: " << r.err;
+  for (const auto& n : needles)
+    EXPECT_NE(r.err.find(n), std::string::npos) << "missing '" << n << "' in: " << r.err;
 }
 
 // A copy of testbed-25m's small files plus symlinks to the shards, which a test may then break.
@@ -34,7 +35,9 @@ std::string testbed_copy(const std::string& tag) {
   return dir;
 }
 
-TEST(Cli, MissingModel) { expect_clean_error(test::run_cli("info /nonexistent/model"), {"/nonexistent/model", "not found"}); }
+TEST(Cli, MissingModel) {
+  expect_clean_error(test::run_cli("info /nonexistent/model"), {"/nonexistent/model", "not found"});
+}
 
 TEST(Cli, MalformedConfigJson) {
   std::string dir = testbed_copy("badcfg");
@@ -105,7 +108,8 @@ TEST(Cli, SynthWritesALoadableCheckpoint) {
   EXPECT_EQ(j["n_embd"], 2048);
   EXPECT_EQ(j["n_kv_head"], 8);
   EXPECT_EQ(j["rope_scaling"], "llama3");
-  EXPECT_EQ(j["parameters"].get<int64_t>(), 128256LL * 2048 + 2048 * 2 + 2048LL * 2048 * 2 + 512LL * 2048 * 2 + 8192LL * 2048 * 3 + 2048);
+  EXPECT_EQ(j["parameters"].get<int64_t>(),
+            128256LL * 2048 + 2048 * 2 + 2048LL * 2048 * 2 + 512LL * 2048 * 2 + 8192LL * 2048 * 3 + 2048);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// Full-precision perplexity of the four evaluation texts vs the PyTorch references (acceptance: within 0.05%).
-// Each text is scored in full (all windows), as the reference was.
+// Full-precision perplexity of the four evaluation texts vs the PyTorch references (acceptance: within
+// 0.05%). Each text is scored in full (all windows), as the reference was.
 #include <gtest/gtest.h>
 
 #include "core/error.h"
@@ -29,7 +29,8 @@ TEST(TestbedPpl, FourTextsMatchPyTorchReference) {
     PplResult r = perplexity(model, ids, opt);
     const double want = ref["perplexity_fp32"][name].get<double>();
     EXPECT_NEAR(r.ppl, want, want * 5e-4) << name;  // the acceptance bound: 0.05%
-    std::printf("%s: ppl %.5f (reference %.4f, rel diff %.2e)\n", name.c_str(), r.ppl, want, (r.ppl - want) / want);
+    std::printf("%s: ppl %.5f (reference %.4f, rel diff %.2e)\n", name.c_str(), r.ppl, want,
+                (r.ppl - want) / want);
   }
 }
 
@@ -49,7 +50,8 @@ TEST(Perplexity, ProtocolOnTinyStream) {
     KVCache c = m.new_cache(2);
     std::vector<float> logits(size_t(2 * V));
     m.forward(std::span(ids).subspan(size_t(2 * w), 2), c, logits.data());
-    sum += -log_softmax_at_scalar(logits.data(), V, ids[size_t(2 * w + 1)]) * 2;  // mean over 1 token, times L=2
+    sum +=
+        -log_softmax_at_scalar(logits.data(), V, ids[size_t(2 * w + 1)]) * 2;  // mean over 1 token, times L=2
   }
   // perplexity() uses the SIMD log-softmax (float exps summed in double): each log-prob is within a few float
   // ulps (~4·2⁻²⁴) of the double oracle, so ppl agrees to ~1e-6 relative.

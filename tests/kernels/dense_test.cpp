@@ -1,15 +1,15 @@
 // SIMD and BLAS dense kernels vs their scalar twins and a double-precision oracle.
 //
 // Tolerance: a float dot product of n terms, in any summation order, differs from the exact value by at most
-// γ_n·Σ|w_i·x_i| with γ_n = n·u/(1 - n·u), u = 2⁻²⁴ (Higham, Accuracy and Stability, §3.1). Widening f16/bf16 to
-// f32 is exact, so the oracle is the double-precision sum over the widened weights.
+// γ_n·Σ|w_i·x_i| with γ_n = n·u/(1 - n·u), u = 2⁻²⁴ (Higham, Accuracy and Stability, §3.1). Widening f16/bf16
+// to f32 is exact, so the oracle is the double-precision sum over the widened weights.
+#include "kernels/dense.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 #include <vector>
-
-#include "kernels/dense.h"
 
 namespace lowbit {
 namespace {
@@ -48,7 +48,8 @@ TEST_P(DenseKernel, DotMatchesOracleAtRaggedLengths) {
     Case w = make_weights(GetParam(), n, rng);
     Case x = make_weights(DType::F32, n, rng);
     double exact = 0, mag = 0;
-    for (size_t i = 0; i < n; ++i) exact += double(w.f[i]) * x.f[i], mag += std::fabs(double(w.f[i]) * x.f[i]);
+    for (size_t i = 0; i < n; ++i)
+      exact += double(w.f[i]) * x.f[i], mag += std::fabs(double(w.f[i]) * x.f[i]);
     const double tol = gamma(n) * mag;
     EXPECT_NEAR(dot_row(w.dtype, w.data(), x.f.data(), n), exact, tol) << "n=" << n;
     EXPECT_NEAR(dot_row_scalar(w.dtype, w.data(), x.f.data(), n), exact, tol) << "n=" << n;
@@ -76,7 +77,8 @@ TEST_P(DenseKernel, MatmulGemvAndGemmPathsMatchScalar) {
     for (int64_t t = 0; t < n; ++t)
       for (int64_t r = 0; r < rows; ++r) {
         double mag = 0;
-        for (int64_t i = 0; i < cols; ++i) mag += std::fabs(double(w.f[size_t(r * cols + i)]) * x.f[size_t(t * cols + i)]);
+        for (int64_t i = 0; i < cols; ++i)
+          mag += std::fabs(double(w.f[size_t(r * cols + i)]) * x.f[size_t(t * cols + i)]);
         // both differ from exact by at most γ·mag, so from each other by at most 2γ·mag
         ASSERT_NEAR(y[size_t(t * rows + r)], ys[size_t(t * rows + r)], 2 * gamma(size_t(cols)) * mag)
             << "n=" << n << " t=" << t << " r=" << r;
@@ -87,7 +89,9 @@ TEST_P(DenseKernel, MatmulGemvAndGemmPathsMatchScalar) {
 INSTANTIATE_TEST_SUITE_P(AllDtypes, DenseKernel, ::testing::Values(DType::F32, DType::F16, DType::BF16),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
-TEST(DenseKernel, ReportsTarget) { EXPECT_STRNE(simd_target_name(), ""); }
+TEST(DenseKernel, ReportsTarget) {
+  EXPECT_STRNE(simd_target_name(), "");
+}
 
 }  // namespace
 }  // namespace lowbit

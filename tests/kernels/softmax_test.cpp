@@ -1,12 +1,12 @@
 // SIMD softmax vs its scalar twin. hn::Exp and std::exp are each within a few ulp of exp, and the sums differ
 // by at most γ_n relative (Higham §3.1), so each probability agrees to (8 + 2n)·2⁻²⁴ relative.
+#include "kernels/softmax.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 #include <vector>
-
-#include "kernels/softmax.h"
 
 namespace lowbit {
 

@@ -1,4 +1,6 @@
 // The FP forward against PyTorch references (../shared/refs/testbed-25m.json) and against itself (KV cache).
+#include "model/llama.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -6,7 +8,6 @@
 #include "core/error.h"
 #include "eval/perplexity.h"
 #include "io/tokenizer.h"
-#include "model/llama.h"
 #include "model/sampler.h"
 #include "test_util.h"
 
@@ -18,7 +19,9 @@ const LlamaModel& testbed() {
   return m;
 }
 
-std::vector<int32_t> json_ids(const Json& a) { return a.get<std::vector<int32_t>>(); }
+std::vector<int32_t> json_ids(const Json& a) {
+  return a.get<std::vector<int32_t>>();
+}
 
 // Golden block: float32 PyTorch vs our float32 forward differ only in summation order; over 8 layers the
 // logits agree to ~1e-5 relative, far inside the 1e-3 log-prob tolerance the issue sets.
@@ -33,7 +36,8 @@ TEST(LlamaTestbed, GoldenLogprobsArgmaxAndLogits) {
   const auto lp = gold["next_logprob"].get<std::vector<double>>();
   ASSERT_EQ(lp.size(), size_t(n - 1));
   for (int64_t i = 0; i + 1 < n; ++i)
-    EXPECT_NEAR(log_softmax_at_scalar(logits.data() + i * V, V, ids[size_t(i) + 1]), lp[size_t(i)], 1e-3) << "pos " << i;
+    EXPECT_NEAR(log_softmax_at_scalar(logits.data() + i * V, V, ids[size_t(i) + 1]), lp[size_t(i)], 1e-3)
+        << "pos " << i;
   const auto am = json_ids(gold["argmax"]);
   for (int64_t i = 0; i < n; ++i) EXPECT_EQ(argmax(logits.data() + i * V, V), am[size_t(i)]) << "pos " << i;
   const auto last = gold["last_logits_first_256"].get<std::vector<double>>();

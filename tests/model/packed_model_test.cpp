@@ -1,5 +1,6 @@
 // A model whose linears are packed QuantizedWeights computes the same logits as the same model with the
-// dequantized weights stored densely (the fake-quant path), on both the GEMV (decode) and sgemm (prefill) paths.
+// dequantized weights stored densely (the fake-quant path), on both the GEMV (decode) and sgemm (prefill)
+// paths.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,8 +13,8 @@
 namespace lowbit {
 namespace {
 
-// Min/max asymmetric RTN of one weight into the packed format, written directly from formats/quantized.h so the
-// test does not depend on the quant layer.
+// Min/max asymmetric RTN of one weight into the packed format, written directly from formats/quantized.h so
+// the test does not depend on the quant layer.
 Linear pack_rtn(const std::vector<float>& w, int64_t rows, int64_t cols, int bits, int64_t group) {
   struct Buf {
     std::vector<uint8_t> codes, zeros;
@@ -29,7 +30,8 @@ Linear pack_rtn(const std::vector<float>& w, int64_t rows, int64_t cols, int bit
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t g = 0; g < q->n_groups(); ++g) {
       float lo = 0, hi = 0;
-      for (int64_t c = g * group; c < (g + 1) * group; ++c) lo = std::min(lo, w[size_t(r * cols + c)]), hi = std::max(hi, w[size_t(r * cols + c)]);
+      for (int64_t c = g * group; c < (g + 1) * group; ++c)
+        lo = std::min(lo, w[size_t(r * cols + c)]), hi = std::max(hi, w[size_t(r * cols + c)]);
       uint16_t s16 = f32_to_f16((hi - lo) / float(maxq));
       float s = f16_to_f32(s16);
       int z = int(std::nearbyint(-lo / s));
@@ -69,7 +71,8 @@ TEST(PackedModel, PackedAndFakeQuantLogitsAgree) {
     fake.forward(std::span(ids).subspan(0, size_t(len)), cb, b.data());
     float max_diff = 0;
     for (size_t j = 0; j < a.size(); ++j) max_diff = std::max(max_diff, std::fabs(a[j] - b[j]));
-    // Same dequantized values; only the summation order differs (sgemm vs fused dot): ~1e-5 relative on logits.
+    // Same dequantized values; only the summation order differs (sgemm vs fused dot): ~1e-5 relative on
+    // logits.
     EXPECT_LT(max_diff, 2e-3f) << "len " << len;
   }
 }

@@ -12,7 +12,9 @@
 namespace lowbit {
 namespace {
 
-std::string stories(const std::string& f) { return test::model_path("stories260K/" + f); }
+std::string stories(const std::string& f) {
+  return test::model_path("stories260K/" + f);
+}
 
 std::vector<int32_t> greedy(const LlamaModel& m, std::vector<int32_t> ids, int n) {
   KVCache c = m.new_cache(int(ids.size()) + n);
@@ -40,7 +42,8 @@ TEST(Stories260K, Llama2cAndGgufGiveIdenticalLogits) {
 }
 
 TEST(Stories260K, GreedyStoryFromBos) {
-  const std::string want = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park.";
+  const std::string want =
+      "Once upon a time, there was a little girl named Lily. She loved to play outside in the park.";
   for (const char* file : {"stories260K.bin", "tinyllamas-stories-260k-f32.gguf"}) {
     LlamaModel m(load_checkpoint(stories(file)));
     auto tok = load_tokenizer_for_model(stories(file));

@@ -1,8 +1,10 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/softmax_hwy.cpp"
-#include <hwy/contrib/math/math-inl.h>
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
+// foreach_target re-includes this file once per target; everything below is compiled for each.
 #include <hwy/highway.h>
+// (kept apart from the lines above so include sorting cannot move it before foreach_target.h)
+#include <hwy/contrib/math/math-inl.h>
 
 #include <algorithm>
 #include <cmath>

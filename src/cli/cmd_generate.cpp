@@ -63,6 +63,7 @@ void add_generate(CLI::App& app, Global& g, Commands& out) {
       for (size_t i = 0; i < ids.size(); ++i) fmt::print("{}{}", i ? " " : "", ids[i]);
       fmt::print("\n");
     }
+    std::fflush(stdout);
     fmt::print(
         stderr, "prompt {} tok in {:.3f}s ({:.1f} tok/s), generated {} tok in {:.3f}s ({:.1f} tok/s)\n",
         n_prompt, prefill_s, double(n_prompt) / prefill_s, generated, decode_s, double(generated) / decode_s);

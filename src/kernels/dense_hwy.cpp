@@ -164,7 +164,8 @@ void dense_matmul(const DenseWeight& w, const float* x, int64_t n, float* y) {
     for (int64_t t = 0; t < n; ++t) {
       const float* xt = x + t * w.cols;
       float* yt = y + t * w.rows;
-#pragma omp parallel for schedule(static)
+// Forking threads costs more than a small matrix-vector product (e.g. stories260K's 64x64).
+#pragma omp parallel for schedule(static) if (w.rows * w.cols >= (int64_t(1) << 16))
       for (int64_t r = 0; r < w.rows; ++r)
         yt[r] = HWY_DYNAMIC_DISPATCH(DotRow)(w.dtype, base + size_t(r * w.cols) * es, xt, size_t(w.cols));
     }

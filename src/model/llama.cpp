@@ -157,7 +157,7 @@ struct LlamaModel::Impl {
     if (n <= 4) {  // decode: one query row per head, plain loops parallel over heads
       const int T = p0 + int(n);
       std::vector<float> scores(size_t(H) * T);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (int64_t(H) * (p0 + n) * hd >= (int64_t(1) << 14))
       for (int h = 0; h < H; ++h) {
         const int g = h / group;
         float* s = scores.data() + size_t(h) * T;

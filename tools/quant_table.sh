@@ -14,7 +14,10 @@ configs=(
   "gptq 8 -1" "gptq 4 -1" "gptq 4 128" "gptq 3 128" "gptq 3 -1" "gptq 2 128" "gptq 4 128 --act-order"
   "awq 4 128" "awq 3 128"
 )
-[ -f "$OUT/fp.json" ] || "$LOWBIT" ppl "$MODEL" -d wikitext2,ptb,c4-sample --json > "$OUT/fp.json.tmp" && mv "$OUT/fp.json.tmp" "$OUT/fp.json"
+if [ ! -f "$OUT/fp.json" ]; then
+  "$LOWBIT" ppl "$MODEL" -d wikitext2,ptb,c4-sample --json > "$OUT/fp.json.tmp"
+  mv "$OUT/fp.json.tmp" "$OUT/fp.json"
+fi
 for c in "${configs[@]}"; do
   read -r method bits group extra <<<"$c"
   name="${method}-w${bits}g${group}${extra:+-actorder}"

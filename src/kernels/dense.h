@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "core/dtype.h"
 
@@ -19,6 +20,12 @@ struct DenseWeight {
 
 // y (n, rows) = x (n, cols) · Wᵀ. Multithreaded; y must not alias x.
 void dense_matmul(const DenseWeight& w, const float* x, int64_t n, float* y);
+
+// The prefill path shared by every weight format: y (n, rows) = x (n, cols) · Wᵀ where fill(r0, nr, out)
+// writes rows [r0, r0 + nr) of W as f32 into out (nr, cols). Panels of at most ~4M weights (16 MiB of f32)
+// keep the scratch small for 100k-row heads; each panel goes to OpenBLAS sgemm.
+void gemm_by_panels(int64_t rows, int64_t cols, const float* x, int64_t n, float* y,
+                    const std::function<void(int64_t r0, int64_t nr, float* out)>& fill);
 
 // SIMD kernels (Highway, runtime dispatch to the best target of this CPU).
 float dot_f32(const float* a, const float* b, size_t n);

@@ -153,6 +153,19 @@ void dense_matmul_scalar(const DenseWeight& w, const float* x, int64_t n, float*
                          x + t * w.cols, size_t(w.cols));
 }
 
+void gemm_by_panels(int64_t rows, int64_t cols, const float* x, int64_t n, float* y,
+                    const std::function<void(int64_t r0, int64_t nr, float* out)>& fill) {
+  const int64_t panel = std::max<int64_t>(64, std::min<int64_t>(rows, (int64_t(1) << 22) / cols));
+  std::vector<float> buf(size_t(std::min(panel, rows) * cols));
+  for (int64_t r0 = 0; r0 < rows; r0 += panel) {
+    const int64_t pr = std::min(panel, rows - r0);
+    fill(r0, pr, buf.data());
+    // y[:, r0:r0+pr] (n, pr) = x (n, cols) · panelᵀ (cols, pr)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(pr), int(cols), 1.0f, x, int(cols),
+                buf.data(), int(cols), 0.0f, y + r0, int(rows));
+  }
+}
+
 // Below this many tokens the GEMV path wins: it streams the weights once per token without widening them.
 static constexpr int64_t kGemvMaxTokens = 4;
 
@@ -176,20 +189,12 @@ void dense_matmul(const DenseWeight& w, const float* x, int64_t n, float* y) {
                 int(w.cols), static_cast<const float*>(w.data), int(w.cols), 0.0f, y, int(w.rows));
     return;
   }
-  // Widen panels of at most ~4M weights (16 MiB of f32) so scratch stays small for 100k-row heads.
-  const int64_t panel = std::max<int64_t>(64, std::min<int64_t>(w.rows, (int64_t(1) << 22) / w.cols));
-  std::vector<float> buf(size_t(panel * w.cols));
-  for (int64_t r0 = 0; r0 < w.rows; r0 += panel) {
-    const int64_t pr = std::min(panel, w.rows - r0);
-    const auto widen = HWY_DYNAMIC_DISPATCH(Widen);
+  const auto widen = HWY_DYNAMIC_DISPATCH(Widen);
+  gemm_by_panels(w.rows, w.cols, x, n, y, [&](int64_t r0, int64_t nr, float* out) {
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < pr; ++r) {
-      widen(w.dtype, base + size_t((r0 + r) * w.cols) * es, buf.data() + r * w.cols, size_t(w.cols));
-    }
-    // y[:, r0:r0+pr] (n, pr) = x (n, cols) · panelᵀ (cols, pr)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(pr), int(w.cols), 1.0f, x, int(w.cols),
-                buf.data(), int(w.cols), 0.0f, y + r0, int(w.rows));
-  }
+    for (int64_t r = 0; r < nr; ++r)
+      widen(w.dtype, base + size_t((r0 + r) * w.cols) * es, out + r * w.cols, size_t(w.cols));
+  });
 }
 
 }  // namespace lowbit

@@ -1,11 +1,10 @@
 #include "kernels/quantized.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernels/dense.h"
 
 namespace lowbit {
 
@@ -39,16 +38,8 @@ void quantized_matmul(const QuantizedWeight& w, const float* x, int64_t n, float
   if (n <= 0) return;
   if (n <= 4) return quantized_gemv(w, x, n, y);
   check_quantized_weight(w, "quantized_matmul");
-  // Panels of at most ~4M weights (16 MiB of f32) keep the scratch small for 100k-row heads.
-  const int64_t panel = std::max<int64_t>(64, std::min<int64_t>(w.rows, (int64_t(1) << 22) / w.cols));
-  std::vector<float> buf(size_t(std::min(panel, w.rows) * w.cols));
-  for (int64_t r0 = 0; r0 < w.rows; r0 += panel) {
-    const int64_t pr = std::min(panel, w.rows - r0);
-    dequantize_rows(w, r0, pr, buf.data());
-    // y[:, r0:r0+pr] (n, pr) = x (n, cols) · panelᵀ (cols, pr)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(pr), int(w.cols), 1.0f, x, int(w.cols),
-                buf.data(), int(w.cols), 0.0f, y + r0, int(w.rows));
-  }
+  gemm_by_panels(w.rows, w.cols, x, n, y,
+                 [&](int64_t r0, int64_t nr, float* out) { dequantize_rows(w, r0, nr, out); });
 }
 
 }  // namespace lowbit

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake pkg-config git clang clang-format libclang-rt-14-dev
       libgtest-dev libgmock-dev libbenchmark-dev
       libopenblas-openmp-dev libhwy-dev nlohmann-json3-dev libpcre2-dev
-      libsentencepiece-dev libcli11-dev libfmt-dev libtomlplusplus-dev libsqlite3-dev)
+      libsentencepiece-dev libcli11-dev libfmt-dev libtomlplusplus-dev libsqlite3-dev
+      libpng-dev chromium fonts-dejavu-core)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -53,19 +53,7 @@ void add_ppl(CLI::App& app, Global& g, Commands& out) {
       po.max_windows = o->max_windows;
       po.label = et.name;
       KldAccumulator kld;
-      std::vector<float> base_logits;
-      KVCache base_cache;
-      if (base) {
-        const int64_t V = base->config().n_vocab;
-        base_logits.resize(size_t(o->seqlen) * size_t(V));
-        base_cache = base->new_cache(o->seqlen);
-        // Same positions as the NLL: rows 0..L-2 predict tokens 1..L-1.
-        po.on_window = [&](int, const float* logits, std::span<const int32_t> win) {
-          base_cache.truncate(0);
-          base->forward(win, base_cache, base_logits.data());
-          kld.add(base_logits.data(), logits, int64_t(win.size()) - 1, V);
-        };
-      }
+      if (base) po.on_window = kld_window_hook(*base, o->seqlen, kld);
       PplResult r = perplexity(*lm.model, ids, po);
       const double tps = double(r.windows) * r.seqlen / r.seconds;
       Json files = Json::object();

@@ -43,25 +43,7 @@ void add_quantize(CLI::App& app, Global& g, Commands& out) {
     if (q.group == 0) q.group = -1;
     if (!q.calib_file.empty()) q.calib_file = resolve_data_path(q.calib_file, g.paths());
     QuantReport rep = quantize_model(*lm.model, *lm.tokenizer, q);
-    Json qc = {{"quant_method", q.method},
-               {"bits", q.wbits},
-               {"group_size", q.group},
-               {"sym", q.sym},
-               {"desc_act", q.act_order},
-               {"static_groups", q.static_groups},
-               {"true_sequential", q.true_sequential},
-               {"mse", q.mse},
-               {"damp_percent", q.damp},
-               {"format", "lowbit-packed-v1"},
-               {"bits_per_weight", rep.bits_per_weight},
-               {"source_model", lm.path},
-               {"lowbit_version", LOWBIT_VERSION}};
-    if (q.method != "rtn")
-      qc["calibration"] = {{"file", q.calib_file},
-                           {"sha256", rep.calib_sha256},
-                           {"nsamples", q.nsamples},
-                           {"seqlen", q.seqlen},
-                           {"seed", q.seed}};
+    const Json qc = quantization_config_json(q, rep, lm.path);
     const uint64_t bytes = save_model(*lm.model, o->out, qc);
     Json summary = {{"out", o->out},
                     {"seconds", rep.seconds},

@@ -42,16 +42,20 @@ SearchPaths find_search_paths(const std::string& explicit_models, const std::str
   p.models_dir = !explicit_models.empty() ? explicit_models : env_or("LOWBIT_MODELS");
   p.data_dir = !explicit_data.empty() ? explicit_data : env_or("LOWBIT_DATA");
   p.refs_dir = env_or("LOWBIT_REFS");
-  if (p.models_dir.empty() || p.data_dir.empty() || p.refs_dir.empty()) {
+  p.paper_dir = env_or("LOWBIT_PAPER");
+  if (p.models_dir.empty() || p.data_dir.empty() || p.refs_dir.empty() || p.paper_dir.empty()) {
     std::string shared = find_shared_dir();
     if (!shared.empty()) {
       if (p.models_dir.empty() && is_directory(shared + "/models")) p.models_dir = shared + "/models";
       if (p.data_dir.empty() && is_directory(shared + "/data")) p.data_dir = shared + "/data";
       if (p.refs_dir.empty() && is_directory(shared + "/refs")) p.refs_dir = shared + "/refs";
+      if (p.paper_dir.empty() && is_directory(shared + "/paper")) p.paper_dir = shared + "/paper";
     }
   }
   if (p.refs_dir.empty() && !p.data_dir.empty() && is_directory(p.data_dir + "/../refs"))
     p.refs_dir = p.data_dir + "/../refs";
+  if (p.paper_dir.empty() && !p.data_dir.empty() && is_directory(p.data_dir + "/../paper"))
+    p.paper_dir = p.data_dir + "/../paper";
   return p;
 }
 

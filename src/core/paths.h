@@ -1,4 +1,5 @@
-// Where models and data live. Order: explicit option > environment (LOWBIT_MODELS, LOWBIT_DATA, LOWBIT_REFS)
+// Where models and data live. Order: explicit option > environment (LOWBIT_MODELS, LOWBIT_DATA, LOWBIT_REFS,
+// LOWBIT_PAPER)
 // > a `shared/` folder next to the current directory or any of its ancestors (the repository sits beside it).
 #pragma once
 #include <optional>
@@ -10,6 +11,7 @@ struct SearchPaths {
   std::string models_dir;  // empty when none was found
   std::string data_dir;
   std::string refs_dir;
+  std::string paper_dir;  // the study's published tables (LOWBIT_PAPER, or shared/paper); may be empty
 };
 
 // explicit_* override; empty means "not given".

@@ -171,7 +171,9 @@ std::vector<std::vector<ChoiceScore>> score_examples(const std::vector<Example>&
     {
       try {
         PrefixScorer scorer(src.new_session(), src.n_vocab());
-#pragma omp for schedule(dynamic, 1)
+        // Round-robin, not dynamic: which examples a worker runs (and so which prefixes its cache reuses,
+        // and the chunking of each forward) is fixed for a given thread count, so results are reproducible.
+#pragma omp for schedule(static, 1)
         for (size_t k = 0; k < order.size(); ++k) {
           if (failed.load()) continue;
           try {

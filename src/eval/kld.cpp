@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "model/llama.h"
+
 namespace lowbit {
 
 namespace {
@@ -60,6 +62,23 @@ KldAccumulator::Summary KldAccumulator::summary() const {
   s.max = v.back();
   s.top1_agreement = double(agree_) / double(s.n);
   return s;
+}
+
+std::function<void(int, const float*, std::span<const int32_t>)> kld_window_hook(const LlamaModel& base,
+                                                                                 int seqlen, KldAccumulator& acc) {
+  struct State {
+    std::vector<float> logits;  // (seqlen, n_vocab)
+    KVCache cache;
+  };
+  const int64_t V = base.config().n_vocab;
+  auto st = std::make_shared<State>();
+  st->logits.resize(size_t(seqlen) * size_t(V));
+  st->cache = base.new_cache(seqlen);
+  return [&base, &acc, st, V](int, const float* logits, std::span<const int32_t> win) {
+    st->cache.truncate(0);
+    base.forward(win, st->cache, st->logits.data());
+    acc.add(st->logits.data(), logits, int64_t(win.size()) - 1, V);
+  };
 }
 
 }  // namespace lowbit

@@ -2,6 +2,9 @@
 // perplexity: per position KL(P_base ‖ P_model) = Σ_v p_base(v) · (log p_base(v) − log p_model(v)).
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
 #include <vector>
 
 namespace lowbit {
@@ -24,5 +27,13 @@ class KldAccumulator {
 
 // KL(P ‖ Q) for one row of logits each, computed in double with max-shifted log-sum-exp.
 double kl_divergence_row(const float* p_logits, const float* q_logits, int64_t V);
+
+class LlamaModel;
+
+// A PplOptions::on_window hook that runs each window through `base` too (a fresh cache of seqlen positions)
+// and adds the rows that predict tokens 1..L-1 — the positions perplexity scores — to `acc`. base and acc
+// must outlive the hook.
+std::function<void(int, const float*, std::span<const int32_t>)> kld_window_hook(const LlamaModel& base,
+                                                                                 int seqlen, KldAccumulator& acc);
 
 }  // namespace lowbit

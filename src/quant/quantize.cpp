@@ -1,7 +1,10 @@
 #include "quant/quantize.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
+
+#include <fmt/ranges.h>
 
 #include "core/error.h"
 #include "core/progress.h"
@@ -113,9 +116,17 @@ void quantize_layer_gptq(LlamaModel& model, int layer, Activations& acts, const 
 
 }  // namespace
 
-void validate_quant_config(const LlamaModel& model, const QuantConfig& c) {
+const std::vector<std::string>& quant_methods() {
+  static const std::vector<std::string> m{"rtn", "gptq", "awq"};
+  return m;
+}
+
+bool method_needs_calibration(const std::string& method) { return method == "gptq" || method == "awq"; }
+
+void validate_quant_settings(const ModelConfig& mc, const QuantConfig& c) {
   const bool gptq = c.method == "gptq", awq = c.method == "awq";
-  if (!gptq && !awq && c.method != "rtn") fail("--method '{}' is not one of rtn, gptq, awq", c.method);
+  if (std::find(quant_methods().begin(), quant_methods().end(), c.method) == quant_methods().end())
+    fail("--method '{}' is not one of {}", c.method, fmt::join(quant_methods(), ", "));
   if (c.wbits < 2 || c.wbits > 8)
     fail("--wbits {} is not supported by {} (supported: 2..8 bits)", c.wbits, c.method);
   if (c.group < -1) fail("--group {} is invalid (a positive group size, or -1 for per-channel)", c.group);
@@ -125,12 +136,21 @@ void validate_quant_config(const LlamaModel& model, const QuantConfig& c) {
     if (c.true_sequential) fail("--true-sequential applies to gptq only, not {}", c.method);
   }
   if (gptq && !(c.damp > 0 && std::isfinite(c.damp))) fail("--damp {} must be a positive number", c.damp);
-  if (gptq || awq) {
+  if (method_needs_calibration(c.method)) {
     if (c.calib_file.empty()) fail("--method {} needs a calibration text (--calib FILE)", c.method);
     if (c.nsamples < 1) fail("--nsamples {} must be at least 1", c.nsamples);
     if (c.seqlen < 1) fail("--seqlen {} must be at least 1", c.seqlen);
     if (awq && c.awq_seqlen < 0) fail("awq_seqlen {} must be >= 0", c.awq_seqlen);
   }
+  // in_features of the block linears: q/k/v/gate/up read n_embd, o reads n_head·head_dim, down reads n_ff.
+  if (c.group > 0)
+    for (auto [width, what] : {std::pair{mc.n_embd, "q/k/v/gate/up_proj"},
+                               std::pair{mc.n_head * mc.head_dim, "o_proj"}, std::pair{mc.n_ff, "down_proj"}})
+      if (width % c.group != 0) fail("--group {} does not divide in_features {} of {}", c.group, width, what);
+}
+
+void validate_quant_config(const LlamaModel& model, const QuantConfig& c) {
+  validate_quant_settings(model.config(), c);
   const ModelConfig& mc = model.config();
   for (int l = 0; l < mc.n_layer; ++l)
     for (LinearKind k : kAllLinears) {
@@ -198,6 +218,29 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
   rep.seconds = timer.seconds();
   rep.peak_rss = peak_rss_bytes();
   return rep;
+}
+
+Json quantization_config_json(const QuantConfig& q, const QuantReport& rep, const std::string& source_model) {
+  Json qc = {{"quant_method", q.method},
+             {"bits", q.wbits},
+             {"group_size", q.group},
+             {"sym", q.sym},
+             {"desc_act", q.act_order},
+             {"static_groups", q.static_groups},
+             {"true_sequential", q.true_sequential},
+             {"mse", q.mse},
+             {"damp_percent", q.damp},
+             {"format", "lowbit-packed-v1"},
+             {"bits_per_weight", rep.bits_per_weight},
+             {"source_model", source_model},
+             {"lowbit_version", LOWBIT_VERSION}};
+  if (method_needs_calibration(q.method))
+    qc["calibration"] = {{"file", q.calib_file},
+                         {"sha256", rep.calib_sha256},
+                         {"nsamples", q.nsamples},
+                         {"seqlen", q.seqlen},
+                         {"seed", q.seed}};
+  return qc;
 }
 
 }  // namespace lowbit

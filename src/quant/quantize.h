@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/json.h"
 #include "io/tokenizer.h"
 #include "model/llama.h"
 
@@ -61,11 +62,24 @@ struct QuantReport {
   int64_t calib_stream_tokens = 0;
 };
 
-// Throws a one-line Error for: unknown method, bits outside 2..8, a group that does not divide a linear's
+// The methods quantize_model knows (a new method file adds its name here), and which need a calibration text.
+const std::vector<std::string>& quant_methods();
+bool method_needs_calibration(const std::string& method);
+
+// The checks that need only the model's shape: method, bits, group (dividing every linear's width), options
+// that the method does not take, calibration settings. Throws a one-line Error.
+void validate_quant_settings(const ModelConfig& mc, const QuantConfig& cfg);
+
+// validate_quant_settings, then the weights: throws a one-line Error for: unknown method, bits outside 2..8, a group that does not divide a linear's
 // width, GPTQ-only options with another method, missing calibration file, non-finite weights (naming the
 // tensor), already-quantized linears, bad nsamples/seqlen/damp.
 void validate_quant_config(const LlamaModel& model, const QuantConfig& cfg);
 
 QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantConfig& cfg);
+
+// The `quantization_config` a quantized checkpoint's config.json records: method, bits, group, options,
+// format, bits per weight, source model, lowbit version, and the calibration (file, sha256, nsamples, seqlen,
+// seed) for calibrated methods.
+Json quantization_config_json(const QuantConfig& q, const QuantReport& rep, const std::string& source_model);
 
 }  // namespace lowbit

@@ -4,15 +4,17 @@
 //   row    = one quantization setting, e.g. {"method":"gptq","wbits":4,"abits":16,"group":128,"act_order":true}
 //            (the unquantized baseline is {"method":"fp16","wbits":16,"abits":16,"group":-1}); keys sorted.
 //   column = what was measured on that row's model, named by `column`:
-//     "quant"            bits_per_weight, seconds, peak_rss_bytes, output_bytes, n_weights   (quantized rows)
-//     "ppl:<dataset>"    ppl, nll_mean, windows, seqlen, n_tokens, tokens_per_second; when the study measures
-//                        KL divergence against the baseline (wikitext2 only): kld_mean, kld_median, kld_p99,
-//                        kld_max, top1_agreement
+//     "quant"            bits_per_weight, output_bytes, n_weights   (quantized rows; seconds = quantization)
+//     "ppl:<dataset>"    ppl, nll_mean, windows, seqlen, n_tokens; when the study measures KL divergence from
+//                        the baseline (its first dataset): kld_mean, kld_median, kld_p99, kld_max,
+//                        top1_agreement, kld_positions
 //     "task:<name>"      acc, acc_stderr, [acc_norm, acc_norm_stderr], n  (piqa, arc_easy, arc_challenge,
 //                        hellaswag, winogrande, lambada)
 //     "mmlu"             acc (over questions), acc_stderr, acc_subjects (mean over subjects), humanities, stem,
 //                        social_sciences, other (each the mean over its subjects), n
-//   Accuracies are fractions in [0, 1]; reports print percent.
+//   Accuracies are fractions in [0, 1]; reports print percent. Metrics hold only what the computation
+//   determines (no timings), so an interrupted-and-resumed study stores exactly the numbers of an
+//   uninterrupted one; timings are in `seconds`, `peak_rss` and provenance.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -35,7 +37,7 @@ struct CellRecord {
   uint64_t peak_rss = 0;   // process peak RSS after the cell, bytes
   std::string lowbit_version;
   std::string created_at;  // ISO 8601 UTC
-  int64_t seq = 0;         // insertion order in the store (1, 2, ...); reports order rows by first appearance
+  int64_t seq = 0;  // position in the study's plan (unit · 100 + column); reports order rows by the smallest
 };
 
 }  // namespace lowbit

@@ -1,0 +1,122 @@
+// The built-in studies. `lowbit study --print-preset NAME` prints one, to copy and edit.
+#include <map>
+
+#include "core/error.h"
+#include "study/spec.h"
+
+namespace lowbit {
+
+namespace {
+
+// Minutes on 2 cores for testbed-25m: a few rows, perplexity on the first windows only, tasks on their first
+// examples. The numbers are for smoke-testing a set-up and seeing the report, not for conclusions.
+const char* kQuick = R"(# lowbit study preset "quick": a handful of rows on short evaluations (minutes on 2 cores).
+name = "quick"
+models = ["testbed-25m"]
+
+[calibration]
+file = "calib/testbed-calib.txt"
+nsamples = 16
+seqlen = 2048
+seed = 0
+
+[perplexity]
+datasets = ["wikitext2", "c4-sample", "ptb"]
+seqlen = 2048
+max_windows = 4      # the first 4 windows of each text
+kld = true           # KL divergence from the fp16 row on wikitext2
+
+[tasks]
+names = ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "mmlu"]
+limit = 20           # the first 20 examples of each task (MMLU: 1 question per subject, below)
+mmlu_limit = 1
+
+[[rows]]
+method = "fp16"
+
+[[rows]]
+method = "rtn"
+wbits = [4, 3, 2]
+group = 128
+
+[[rows]]
+method = ["gptq", "awq"]
+wbits = [4, 3]
+group = 128
+)";
+
+// The LLaMA3 low-bit study's post-training rows that lowbit implements (Huang et al. 2024, Table 1: RTN, GPTQ
+// and AWQ at 4/3/2 bits with group 128 and 8/4/3/2 bits per channel), full evaluations.
+const char* kPaper = R"(# lowbit study preset "paper": the study's RTN/GPTQ/AWQ rows, full evaluations.
+name = "paper"
+models = ["testbed-25m"]
+
+[calibration]
+file = "calib/testbed-calib.txt"
+nsamples = 128
+seqlen = 2048
+seed = 0
+
+[perplexity]
+datasets = ["wikitext2", "c4-sample", "ptb"]
+seqlen = 2048
+max_windows = 0
+kld = true
+
+[tasks]
+names = ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande"]
+limit = 0
+
+[[rows]]
+method = "fp16"
+
+[[rows]]
+method = "rtn"
+wbits = [4, 3, 2]
+group = 128
+
+[[rows]]
+method = "rtn"
+wbits = [8, 4, 3, 2]
+group = -1
+
+[[rows]]
+method = "gptq"
+wbits = [4, 3, 2]
+group = 128
+
+[[rows]]
+method = "gptq"
+wbits = [8, 4, 3, 2]
+group = -1
+
+[[rows]]
+method = "awq"
+wbits = [4, 3, 2]
+group = 128
+
+[[rows]]
+method = "awq"
+wbits = [8, 4, 3, 2]
+group = -1
+)";
+
+const std::map<std::string, std::string>& presets() {
+  static const std::map<std::string, std::string> p{{"quick", kQuick}, {"paper", kPaper}};
+  return p;
+}
+
+}  // namespace
+
+const std::vector<std::string>& study_presets() {
+  static const std::vector<std::string> names{"quick", "paper"};
+  return names;
+}
+
+const std::string& preset_text(const std::string& name) {
+  auto it = presets().find(name);
+  if (it == presets().end()) fail("unknown study preset '{}' (presets: quick, paper)", name);
+  return it->second;
+}
+
+}  // namespace lowbit

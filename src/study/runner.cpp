@@ -1,0 +1,427 @@
+#include "study/runner.h"
+
+#include <fmt/format.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <map>
+
+#include "core/error.h"
+#include "core/mmap.h"
+#include "core/progress.h"
+#include "core/sha256.h"
+#include "core/sys.h"
+#include "eval/harness.h"
+#include "eval/kld.h"
+#include "eval/perplexity.h"
+#include "eval/ppl_texts.h"
+#include "io/checkpoint.h"
+#include "model/save.h"
+#include "study/provenance.h"
+#include "study/store.h"
+
+namespace fs = std::filesystem;
+
+namespace lowbit {
+
+namespace {
+
+struct Column {
+  std::string name;  // "quant", "ppl:wikitext2", "task:piqa", "mmlu"
+  Json params;
+};
+
+struct PlannedModel {
+  std::string name, path, hash;
+  Json info;
+};
+
+struct Unit {
+  int64_t index = 0;
+  size_t model = 0, row = 0;
+  Json row_id;  // settings + calibration identity
+  std::vector<Column> columns;
+  std::vector<std::string> keys;  // per column
+};
+
+struct Plan {
+  std::vector<PlannedModel> models;
+  std::vector<Unit> units;
+  Json calibration;  // {"file", "sha256", "nsamples", "seqlen", "seed"} (null when no row calibrates)
+};
+
+Json model_info(const ModelConfig& c) {
+  const int64_t d = c.n_embd, f = c.n_ff, q = int64_t(c.n_head) * c.head_dim,
+                kv = int64_t(c.n_kv_head) * c.head_dim;
+  const int64_t per_layer = d * q * 2 + d * kv * 2 + 3 * d * f + 2 * d;
+  const int64_t params = c.n_layer * per_layer + c.n_vocab * d * (c.tie_word_embeddings ? 1 : 2) + d;
+  return {{"n_layer", c.n_layer}, {"n_embd", c.n_embd},       {"n_vocab", c.n_vocab},
+          {"n_head", c.n_head},   {"n_kv_head", c.n_kv_head}, {"n_ff", c.n_ff},
+          {"n_params", params}};
+}
+
+// sha256 over the files that define a checkpoint: "name sha256\n" per file, sorted by name.
+std::string model_files_hash(ResultStore& store, const std::string& path) {
+  if (!is_directory(path)) return store.file_sha256(path);
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(path)) {
+    const std::string n = e.path().filename().string();
+    if (e.is_regular_file() && (n == "config.json" || n.ends_with(".safetensors") || n.starts_with("tokenizer")))
+      names.push_back(n);
+  }
+  std::sort(names.begin(), names.end());
+  std::string lines;
+  for (const auto& n : names) lines += n + " " + store.file_sha256(path + "/" + n) + "\n";
+  return sha256_hex(lines.data(), lines.size());
+}
+
+std::vector<Column> columns_for(const StudySpec& spec, const StudyRow& row) {
+  std::vector<Column> cols;
+  if (!row.baseline()) cols.push_back({"quant", Json::object()});
+  for (size_t i = 0; i < spec.ppl_datasets.size(); ++i)
+    cols.push_back({"ppl:" + spec.ppl_datasets[i],
+                    {{"seqlen", spec.ppl_seqlen},
+                     {"max_windows", spec.ppl_max_windows},
+                     {"kld", i == 0 && spec.kld && !row.baseline()}}});
+  for (const std::string& t : spec.tasks) {
+    if (t == "mmlu")
+      cols.push_back({"mmlu",
+                      {{"limit", spec.mmlu_limit >= 0 ? spec.mmlu_limit : spec.task_limit},
+                       {"num_fewshot", spec.num_fewshot}}});
+    else
+      cols.push_back({"task:" + t, {{"limit", spec.task_limit}}});
+  }
+  return cols;
+}
+
+Plan make_plan(const StudySpec& spec, ResultStore& store, const SearchPaths& paths) {
+  Plan plan;
+  for (const StudyRow& r : spec.rows)
+    if (method_needs_calibration(r.quant.method)) {
+      const std::string f = resolve_data_path(spec.calib_file, paths);
+      plan.calibration = {{"file", spec.calib_file},
+                          {"sha256", store.file_sha256(f)},
+                          {"nsamples", spec.calib_nsamples},
+                          {"seqlen", spec.calib_seqlen},
+                          {"seed", spec.calib_seed}};
+      break;
+    }
+  for (const std::string& m : spec.models) {
+    PlannedModel pm;
+    pm.name = m;
+    pm.path = resolve_model_path(m, paths);
+    pm.hash = model_files_hash(store, pm.path);
+    pm.info = model_info(load_checkpoint(pm.path).config);
+    plan.models.push_back(std::move(pm));
+  }
+  for (size_t mi = 0; mi < plan.models.size(); ++mi)
+    for (size_t ri = 0; ri < spec.rows.size(); ++ri) {
+      const StudyRow& row = spec.rows[ri];
+      Unit u;
+      u.index = int64_t(plan.units.size());
+      u.model = mi;
+      u.row = ri;
+      u.row_id = row.settings;
+      // The calibration's content, not its path, identifies the row: shards on other machines agree.
+      if (method_needs_calibration(row.quant.method)) {
+        Json c = plan.calibration;
+        c.erase("file");
+        u.row_id["calibration"] = c;
+      }
+      u.columns = columns_for(spec, row);
+      for (const Column& c : u.columns) {
+        const Json id = {{"model", plan.models[mi].hash},
+                         {"row", u.row_id},
+                         {"column", c.name},
+                         {"params", c.params},
+                         {"lowbit_version", LOWBIT_VERSION}};
+        const std::string s = id.dump();
+        u.keys.push_back(sha256_hex(s.data(), s.size()));
+      }
+      plan.units.push_back(std::move(u));
+    }
+  return plan;
+}
+
+std::string fmt_duration(double s) {
+  if (!(s >= 0) || s > 1e7) return "?";
+  const int64_t t = int64_t(s + 0.5);
+  return t >= 3600 ? fmt::format("{}h{:02}m", t / 3600, t / 60 % 60) : fmt::format("{}m{:02}s", t / 60, t % 60);
+}
+
+// Removes temporary directories that killed runs left for this cache entry (their process is gone).
+void remove_stale_tmp(const std::string& final_dir) {
+  const fs::path p(final_dir);
+  std::error_code ec;
+  if (!fs::is_directory(p.parent_path(), ec)) return;
+  const std::string prefix = p.filename().string() + ".tmp-";
+  for (const auto& e : fs::directory_iterator(p.parent_path(), ec)) {
+    const std::string n = e.path().filename().string();
+    if (!n.starts_with(prefix)) continue;
+    const long pid = std::strtol(n.c_str() + prefix.size(), nullptr, 10);
+    if (pid > 0 && kill(pid_t(pid), 0) == 0) continue;  // still being written by a live process
+    fs::remove_all(e.path(), ec);
+  }
+}
+
+class Runner {
+ public:
+  Runner(const StudySpec& spec, ResultStore& store, const StudyOptions& opt, Plan plan)
+      : spec_(spec), store_(store), opt_(opt), plan_(std::move(plan)) {
+    cache_dir_ = opt.cache_dir.empty() ? store.path() + ".cache" : opt.cache_dir;
+  }
+
+  StudySummary run() {
+    StudySummary sum;
+    Timer timer;
+    const std::set<std::string> have = store_.keys();
+    std::vector<const Unit*> mine;
+    for (const Unit& u : plan_.units) {
+      for (const auto& k : u.keys) sum.plan_keys.insert(k);
+      if (u.index % opt_.shard_count != opt_.shard_index - 1) continue;
+      mine.push_back(&u);
+      for (const auto& k : u.keys) {
+        ++sum.cells;
+        sum.already_stored += have.count(k);
+      }
+    }
+    total_ = sum.cells;
+    done_ = sum.already_stored;
+    if (!opt_.quiet)
+      fmt::print(stderr, "study {}: {} cells{}, {} already in {}, {} to compute\n", spec_.name, sum.cells,
+                 opt_.shard_count > 1 ? fmt::format(" in shard {}/{}", opt_.shard_index, opt_.shard_count) : "",
+                 sum.already_stored, store_.path(), sum.cells - sum.already_stored);
+    for (const Unit* u : mine) {
+      std::vector<size_t> pending;
+      for (size_t c = 0; c < u->columns.size(); ++c)
+        if (!have.count(u->keys[c])) pending.push_back(c);
+      if (!pending.empty()) run_unit(*u, pending);
+    }
+    sum.computed = computed_;
+    sum.seconds = timer.seconds();
+    return sum;
+  }
+
+ private:
+  struct LoadedBase {
+    std::unique_ptr<LlamaModel> model;
+    std::unique_ptr<Tokenizer> tok;
+    std::map<std::string, std::pair<std::vector<int32_t>, Json>> texts;  // dataset -> (ids, data files)
+  };
+
+  LoadedBase& base(size_t mi) {
+    if (base_index_ != mi || !base_.model) {
+      base_ = LoadedBase{};
+      base_.model = std::make_unique<LlamaModel>(load_checkpoint(plan_.models[mi].path));
+      base_.tok = load_tokenizer_for_model(plan_.models[mi].path);
+      base_index_ = mi;
+    }
+    return base_;
+  }
+
+  // The quantized checkpoint of a unit, from the cache or made now (then saved and reloaded, so that every
+  // cell is computed from the same bytes whether or not the run was interrupted).
+  std::string quantized_dir(const Unit& u, const std::string& row_key) {
+    const PlannedModel& pm = plan_.models[u.model];
+    const std::string dir = fmt::format("{}/{}-{}", cache_dir_, pm.hash.substr(0, 16), row_key.substr(0, 16));
+    if (is_directory(dir)) return dir;
+    remove_stale_tmp(dir);
+    const StudyRow& row = spec_.rows[u.row];
+    QuantConfig q = row.quant;
+    q.calib_file = resolve_data_path(spec_.calib_file, opt_.paths);
+    q.quiet = opt_.quiet;
+    announce(pm, row, "quantize");
+    LlamaModel m(load_checkpoint(pm.path));
+    LoadedBase& b = base(u.model);
+    QuantReport rep = quantize_model(m, *b.tok, q);
+    Json qc = quantization_config_json(q, rep, pm.name);
+    const std::string tmp = fmt::format("{}.tmp-{}", dir, getpid());
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    const uint64_t bytes = save_model(m, tmp, qc);
+    const Json report = {{"bits_per_weight", rep.bits_per_weight},
+                         {"output_bytes", bytes},
+                         {"n_weights", rep.n_weights},
+                         {"seconds", rep.seconds},
+                         {"peak_rss_bytes", peak_rss_bytes()}};
+    write_file_atomic(tmp + "/lowbit_quant_report.json", report.dump(2) + "\n");
+    fs::rename(tmp, dir, ec);
+    if (ec) fail("{}: cannot move the quantized checkpoint into the cache: {}", dir, ec.message());
+    return dir;
+  }
+
+  void run_unit(const Unit& u, const std::vector<size_t>& pending) {
+    const StudyRow& row = spec_.rows[u.row];
+    const PlannedModel& pm = plan_.models[u.model];
+    LoadedBase& b = base(u.model);
+    std::unique_ptr<LlamaModel> qmodel;
+    std::string qdir;
+    const LlamaModel* model = b.model.get();
+    if (!row.baseline()) {
+      const std::string id = u.row_id.dump();
+      qdir = quantized_dir(u, sha256_hex(id.data(), id.size()));
+      qmodel = std::make_unique<LlamaModel>(load_checkpoint(qdir));
+      model = qmodel.get();
+    }
+    for (size_t c : pending) {
+      const Column& col = u.columns[c];
+      announce(pm, row, col.name);
+      CellRecord rec;
+      rec.key = u.keys[c];
+      rec.seq = u.index * 100 + int64_t(c);
+      rec.model = pm.name;
+      rec.model_hash = pm.hash;
+      rec.model_info = pm.info;
+      rec.row = u.row_id;
+      rec.column = col.name;
+      rec.params = col.params;
+      rec.provenance = {{"git_revision", git_revision()},
+                        {"threads", num_threads()},
+                        {"model_path", pm.path},
+                        {"study", spec_.name}};
+      if (!plan_.calibration.is_null() && method_needs_calibration(row.quant.method))
+        rec.provenance["calibration"] = plan_.calibration;
+      Timer t;
+      if (col.name == "quant") {
+        const Json rep = Json::parse(read_file(qdir + "/lowbit_quant_report.json"));
+        rec.metrics = {{"bits_per_weight", rep.at("bits_per_weight")},
+                       {"output_bytes", rep.at("output_bytes")},
+                       {"n_weights", rep.at("n_weights")}};
+        rec.seconds = rep.at("seconds").get<double>();
+        rec.peak_rss = rep.at("peak_rss_bytes").get<uint64_t>();
+        rec.provenance["checkpoint"] = qdir;
+      } else if (col.name.starts_with("ppl:")) {
+        run_ppl(b, *model, col, rec);
+      } else {
+        run_task(b, *model, col, rec);
+      }
+      if (col.name != "quant") {
+        rec.seconds = t.seconds();
+        rec.peak_rss = peak_rss_bytes();
+      }
+      rec.lowbit_version = LOWBIT_VERSION;
+      rec.created_at = utc_now_iso();
+      store_.put(rec);
+      ++done_;
+      ++computed_;
+      compute_seconds_ += rec.seconds;
+    }
+  }
+
+  void run_ppl(LoadedBase& b, const LlamaModel& model, const Column& col, CellRecord& rec) {
+    const std::string ds = col.name.substr(4);
+    auto it = b.texts.find(ds);
+    if (it == b.texts.end()) {
+      EvalText et = build_eval_text(ds, opt_.paths);
+      if (!et.note.empty() && !opt_.quiet) fmt::print(stderr, "note: {}\n", et.note);
+      Json files = Json::object();
+      for (const auto& f : et.files) files[f] = store_.file_sha256(f);
+      if (!et.note.empty()) files["note"] = et.note;
+      it = b.texts.emplace(ds, std::pair{b.tok->encode_with_bos(et.text), files}).first;
+    }
+    PplOptions po;
+    po.seqlen = col.params.at("seqlen").get<int>();
+    po.max_windows = col.params.at("max_windows").get<int>();
+    po.quiet = opt_.quiet;
+    po.label = ds;
+    KldAccumulator kld;
+    const bool with_kld = col.params.at("kld").get<bool>();
+    if (with_kld) po.on_window = kld_window_hook(*b.model, po.seqlen, kld);
+    const PplResult r = perplexity(model, it->second.first, po);
+    rec.metrics = {{"ppl", r.ppl},
+                   {"nll_mean", r.nll_sum / (double(r.windows) * r.seqlen)},
+                   {"windows", r.windows},
+                   {"seqlen", r.seqlen},
+                   {"n_tokens", r.n_tokens}};
+    if (with_kld) {
+      const auto k = kld.summary();
+      rec.metrics["kld_mean"] = k.mean;
+      rec.metrics["kld_median"] = k.median;
+      rec.metrics["kld_p99"] = k.p99;
+      rec.metrics["kld_max"] = k.max;
+      rec.metrics["top1_agreement"] = k.top1_agreement;
+      rec.metrics["kld_positions"] = k.n;
+    }
+    rec.provenance["data_files"] = it->second.second;
+  }
+
+  void run_task(LoadedBase& b, const LlamaModel& model, const Column& col, CellRecord& rec) {
+    const std::string task = col.name == "mmlu" ? "mmlu" : col.name.substr(5);
+    EvalOptions e;
+    e.tasks = {task};
+    e.data_dir = opt_.paths.data_dir;
+    e.limit = col.params.at("limit").get<int>();
+    if (task == "mmlu") e.num_fewshot = col.params.at("num_fewshot").get<int>();
+    e.model_name = plan_.models[base_index_].name;
+    e.quiet = opt_.quiet;
+    const Json r = run_eval(model, *b.tok, e);
+    const Json& res = r.at("results").at(task);
+    rec.metrics = Json::object();
+    for (auto& [k, v] : res.items())
+      if (v.is_number()) rec.metrics[k] = v;  // null (NaN stderr of n < 2) stays absent
+    if (task == "mmlu")
+      for (const char* cat : {"humanities", "stem", "social_sciences", "other"}) {
+        const Json& c = r.at("results").at(std::string("mmlu_") + cat).at("acc");
+        if (c.is_number()) rec.metrics[cat] = c;
+      }
+    rec.provenance["data_files"] = r.at("data_files").at(task);
+    rec.provenance["task_version"] = r.at("versions").at(task);
+    rec.provenance["timing"] = r.at("timing").at(task);
+  }
+
+  void announce(const PlannedModel& pm, const StudyRow& row, const std::string& what) {
+    if (opt_.quiet) return;
+    const double elapsed = run_timer_.seconds();
+    const int64_t left = total_ - done_;
+    std::string eta = computed_ > 0 ? "ETA ~" + fmt_duration(compute_seconds_ / double(computed_) * double(left))
+                                    : "ETA after the first cell";
+    fmt::print(stderr, "[study {} {}/{} cells, {:.0f}%, elapsed {}, {}] {} · {} · {}\n", spec_.name, done_,
+               total_, total_ ? 100.0 * double(done_) / double(total_) : 100.0, fmt_duration(elapsed), eta,
+               pm.name, row.label(), what);
+  }
+
+  const StudySpec& spec_;
+  ResultStore& store_;
+  const StudyOptions& opt_;
+  Plan plan_;
+  std::string cache_dir_;
+  LoadedBase base_;
+  size_t base_index_ = SIZE_MAX;
+  int64_t total_ = 0, done_ = 0, computed_ = 0;
+  double compute_seconds_ = 0;
+  Timer run_timer_;
+};
+
+}  // namespace
+
+StudySummary run_study(const StudySpec& spec, ResultStore& store, const StudyOptions& opt) {
+  if (opt.shard_count < 1 || opt.shard_index < 1 || opt.shard_index > opt.shard_count)
+    fail("--shard {}/{}: expected i/n with 1 <= i <= n", opt.shard_index, opt.shard_count);
+  if (!opt.inputs_checked) check_study_inputs(spec, opt.paths);
+  Runner r(spec, store, opt, make_plan(spec, store, opt.paths));
+  return r.run();
+}
+
+std::set<std::string> study_keys(const StudySpec& spec, ResultStore& store, const SearchPaths& paths) {
+  std::set<std::string> keys;
+  for (const Unit& u : make_plan(spec, store, paths).units) keys.insert(u.keys.begin(), u.keys.end());
+  return keys;
+}
+
+int64_t merge_stores(ResultStore& into, const ResultStore& from, int64_t* conflicts) {
+  std::map<std::string, Json> have;
+  for (const CellRecord& c : into.cells()) have[c.key] = c.metrics;
+  int64_t copied = 0, conf = 0;
+  for (const CellRecord& c : from.cells()) {
+    auto it = have.find(c.key);
+    if (it != have.end()) {
+      conf += it->second != c.metrics;
+      continue;
+    }
+    copied += into.put(c);
+  }
+  if (conflicts) *conflicts = conf;
+  return copied;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,67 @@
+// A study definition (TOML): which models, which quantization rows, which columns (perplexity datasets,
+// tasks), and the calibration and evaluation settings. Parsed and fully validated before any work starts, so
+// a typo fails in a second, not after an hour of quantization.
+//
+//   name = "quick"
+//   models = ["testbed-25m"]
+//   [calibration]   file = "calib/testbed-calib.txt", nsamples = 128, seqlen = 2048, seed = 0
+//   [perplexity]    datasets = ["wikitext2", "c4-sample", "ptb"], seqlen = 2048, max_windows = 0, kld = true
+//   [tasks]         names = ["piqa", ..., "mmlu"], limit = 0, mmlu_limit = -1 (= limit), num_fewshot = -1
+//   [[rows]]        method = "fp16"
+//   [[rows]]        method = ["rtn", "gptq"], wbits = [4, 3], group = [128, -1], abits = 16
+//   [[rows]]        method = "gptq", wbits = 4, group = 128, act_order = true
+//
+// Each [[rows]] table expands to the Cartesian product of its list-valued keys (method × wbits × abits ×
+// group), in that nesting order; other keys are method options (sym, act_order, static_groups,
+// true_sequential, mse, damp, awq_seqlen). The unquantized baseline is method "fp16" (the checkpoint's own
+// weights, whatever their storage dtype). kld = true measures KL divergence of each quantized row from the
+// baseline on the first perplexity dataset.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/json.h"
+#include "core/paths.h"
+#include "quant/quantize.h"
+
+namespace lowbit {
+
+struct StudyRow {
+  Json settings;      // canonical, sorted keys: method, wbits, abits, group, and the options given
+  QuantConfig quant;  // for quantized rows; the calibration comes from the study
+  std::string where;  // "rows[2]" for messages
+  bool baseline() const { return quant.method == "fp16"; }
+  std::string label() const;  // "gptq w4 a16 g128 act_order"
+};
+
+struct StudySpec {
+  std::string name;
+  std::string source;  // the file, or "preset <name>"
+  std::vector<std::string> models;
+  std::string calib_file = "calib/testbed-calib.txt";
+  int calib_nsamples = 128, calib_seqlen = 2048;
+  uint64_t calib_seed = 0;
+  std::vector<std::string> ppl_datasets;
+  int ppl_seqlen = 2048, ppl_max_windows = 0;
+  bool kld = true;
+  std::vector<std::string> tasks;
+  int task_limit = 0, num_fewshot = -1;
+  int mmlu_limit = -1;  // questions per MMLU subject; -1 = task_limit
+  std::vector<StudyRow> rows;
+};
+
+// Parses and checks the study's own consistency: every key known (an unknown one is named, with the closest
+// known key), types, methods, bits, datasets and task names. Throws a one-line Error "<source>: <key>: ...".
+StudySpec parse_study(const std::string& toml_text, const std::string& source);
+
+// A preset name (study_presets()) or a TOML file path.
+StudySpec load_study(const std::string& name_or_path);
+const std::vector<std::string>& study_presets();  // "quick", "paper"
+const std::string& preset_text(const std::string& name);
+
+// The checks that need the files: each model loads and each row's group divides its widths, calibration and
+// dataset files exist. Throws a one-line Error naming the key.
+void check_study_inputs(const StudySpec& spec, const SearchPaths& paths);
+
+}  // namespace lowbit

@@ -1,0 +1,187 @@
+// `lowbit study` end to end on a tiny study: killed with SIGKILL at random points and restarted, it ends with
+// the same store and table as an uninterrupted run; two shards merged equal one unsharded run; a bad study
+// file fails before any work (no store is created).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "core/mmap.h"
+#include "study/store.h"
+#include "test_util.h"
+
+extern char** environ;
+
+namespace lowbit {
+namespace {
+
+const char* kTiny = R"(name = "tiny"
+models = ["testbed-25m"]
+[calibration]
+file = "calib/testbed-calib.txt"
+nsamples = 2
+seqlen = 256
+[perplexity]
+datasets = ["wikitext2", "ptb"]
+seqlen = 256
+max_windows = 2
+kld = true
+[tasks]
+names = ["piqa", "winogrande"]
+limit = 3
+[[rows]]
+method = "fp16"
+[[rows]]
+method = "rtn"
+wbits = [4, 2]
+group = 128
+[[rows]]
+method = ["gptq", "awq"]
+wbits = 3
+group = 128
+)";
+constexpr size_t kTinyCells = 4 + 4 * 5;  // fp16: 2 ppl + 2 tasks; each quantized row adds "quant"
+
+struct Proc {
+  pid_t pid = -1;
+};
+
+// Starts `lowbit -t 2 <args>` with stdout/stderr appended to log.
+Proc start(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<std::string> argv_s = {LOWBIT_CLI_PATH, "--models-dir", test::paths().models_dir, "--data-dir",
+                                     test::paths().data_dir, "-t", "2"};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& s : argv_s) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  Proc p;
+  EXPECT_EQ(posix_spawn(&p.pid, argv[0], &fa, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  return p;
+}
+
+// Waits up to `seconds`; returns the exit status, or -1 if it is still running.
+int wait_for(const Proc& p, double seconds) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  for (;;) {
+    int st = 0;
+    if (waitpid(p.pid, &st, WNOHANG) == p.pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (std::chrono::steady_clock::now() > end) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+int run_to_end(const std::vector<std::string>& args, const std::string& log) {
+  return wait_for(start(args, log), 900);
+}
+
+std::map<std::string, std::string> metrics_by_key(const std::string& store) {
+  std::map<std::string, std::string> m;
+  for (const CellRecord& c : ResultStore(store).cells()) {
+    EXPECT_EQ(m.count(c.key), 0u) << "duplicate cell " << c.key;
+    m[c.key] = c.column + " " + c.row.dump() + " " + c.metrics.dump();
+  }
+  return m;
+}
+
+std::vector<std::string> study_args(const std::string& dir, const std::string& name) {
+  return {"study", dir + "/tiny.toml", "--store", dir + "/" + name + ".sqlite", "--cache-dir",
+          dir + "/" + name + ".cache", "--report-dir", dir + "/" + name + "-report"};
+}
+
+class StudyRun : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = test::temp_dir("study");
+    test::write_bytes(dir_ + "/tiny.toml", kTiny);
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_EQ(run_to_end(study_args(dir_, "ref"), dir_ + "/ref.log"), 0) << read_file(dir_ + "/ref.log");
+    ref_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ref_ = metrics_by_key(dir_ + "/ref.sqlite");
+  }
+  static std::string dir_;
+  static double ref_seconds_;
+  static std::map<std::string, std::string> ref_;
+};
+std::string StudyRun::dir_;
+double StudyRun::ref_seconds_ = 0;
+std::map<std::string, std::string> StudyRun::ref_;
+
+TEST_F(StudyRun, UninterruptedRunStoresEveryCellAndReports) {
+  EXPECT_EQ(ref_.size(), kTinyCells);
+  const std::string md = read_file(dir_ + "/ref-report/report.md");
+  for (const char* s : {"FP16", "RTN", "GPTQ", "AWQ", "PIQA", "Wino"}) EXPECT_NE(md.find(s), std::string::npos) << s;
+  // A second run finds everything stored and computes nothing.
+  ASSERT_EQ(run_to_end(study_args(dir_, "ref"), dir_ + "/ref2.log"), 0);
+  const std::string log = read_file(dir_ + "/ref2.log");
+  EXPECT_NE(log.find("computed 0 cells"), std::string::npos) << log;
+  EXPECT_EQ(metrics_by_key(dir_ + "/ref.sqlite"), ref_);
+}
+
+TEST_F(StudyRun, KilledAtRandomPointsAndRestartedEqualsUninterrupted) {
+  std::mt19937 rng(20261125);
+  std::uniform_real_distribution<double> frac(0.05, 0.6);
+  const auto args = study_args(dir_, "killed");
+  int kills = 0;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    const Proc p = start(args, dir_ + "/killed.log");
+    const double at = frac(rng) * ref_seconds_;
+    const int rc = wait_for(p, at);
+    if (rc == -1) {
+      kill(p.pid, SIGKILL);
+      waitpid(p.pid, nullptr, 0);
+      ++kills;
+    } else {
+      ASSERT_EQ(rc, 0) << read_file(dir_ + "/killed.log");
+      break;
+    }
+  }
+  EXPECT_GE(kills, 2) << "the study finished before it could be killed; the test proves nothing";
+  ASSERT_EQ(run_to_end(args, dir_ + "/killed.log"), 0) << read_file(dir_ + "/killed.log");
+  EXPECT_EQ(metrics_by_key(dir_ + "/killed.sqlite"), ref_);
+  EXPECT_EQ(read_file(dir_ + "/killed-report/report.md"), read_file(dir_ + "/ref-report/report.md"));
+}
+
+TEST_F(StudyRun, ShardsMergedEqualOneRun) {
+  for (const char* shard : {"1/2", "2/2"}) {
+    auto args = study_args(dir_, std::string("shard") + shard[0]);
+    args.insert(args.end(), {"--shard", shard});
+    ASSERT_EQ(run_to_end(args, dir_ + "/shard.log"), 0) << read_file(dir_ + "/shard.log");
+  }
+  EXPECT_LT(metrics_by_key(dir_ + "/shard1.sqlite").size(), kTinyCells);
+  ASSERT_EQ(run_to_end({"study", "merge", "--store", dir_ + "/merged.sqlite", dir_ + "/shard1.sqlite",
+                        dir_ + "/shard2.sqlite"},
+                       dir_ + "/merge.log"),
+            0)
+      << read_file(dir_ + "/merge.log");
+  EXPECT_EQ(metrics_by_key(dir_ + "/merged.sqlite"), ref_);
+  ASSERT_EQ(run_to_end({"report", dir_ + "/merged.sqlite", "--study", dir_ + "/tiny.toml", "-o",
+                        dir_ + "/merged-report"},
+                       dir_ + "/report.log"),
+            0)
+      << read_file(dir_ + "/report.log");
+  EXPECT_EQ(read_file(dir_ + "/merged-report/report.md"), read_file(dir_ + "/ref-report/report.md"));
+}
+
+TEST(StudyCli, BadStudyFailsBeforeAnyWork) {
+  const std::string dir = test::temp_dir("badstudy");
+  test::write_bytes(dir + "/bad.toml", std::string(kTiny) + "[[rows]]\nmethod = \"gptq\"\nwbits = 3\ngroup = 100\n");
+  const auto r = test::run_cli("study " + dir + "/bad.toml --store " + dir + "/s.sqlite");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("bad.toml: rows[3]: testbed-25m: --group 100 does not divide"), std::string::npos) << r.err;
+  EXPECT_FALSE(path_exists(dir + "/s.sqlite"));
+}
+
+}  // namespace
+}  // namespace lowbit

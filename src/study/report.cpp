@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <set>
@@ -22,10 +23,14 @@ namespace {
 std::string format_value(Kind k, const double* v) {
   if (!v) return "-";
   switch (k) {
-    case Kind::kPpl: return format_ppl(*v);
-    case Kind::kAcc: return format_pct(*v);
-    case Kind::kKld: return format_kld(*v);
-    case Kind::kBits: return format_bits(*v);
+    case Kind::kPpl:
+      return format_ppl(*v);
+    case Kind::kAcc:
+      return format_pct(*v);
+    case Kind::kKld:
+      return format_kld(*v);
+    case Kind::kBits:
+      return format_bits(*v);
   }
   return "-";
 }
@@ -52,10 +57,13 @@ std::vector<DisplayTable> section_tables(const ModelSection& s) {
     for (const auto& c : s.columns) line.push_back(format_value(c.kind, r.find(c.id)));
     t.rows.push_back(std::move(line));
   }
-  if (s.c4_sample_note) t.notes.push_back("C4 = the 300-document c4-sample, not the official validation shard.");
+  if (s.c4_sample_note)
+    t.notes.push_back("C4 = the 300-document c4-sample, not the official validation shard.");
   t.notes.push_back(
-      "Perplexity: lower is better. Accuracy: lm-eval `acc`, percent; Avg = mean of the five zero-shot tasks, "
-      "only when all five were measured. KLD = mean KL divergence of the next-token distribution from FP16 on "
+      "Perplexity: lower is better. Accuracy: lm-eval `acc`, percent; Avg = mean of the five zero-shot "
+      "tasks, "
+      "only when all five were measured. KLD = mean KL divergence of the next-token distribution from FP16 "
+      "on "
       "WikiText2. #G: group size, - = per channel.");
   out.push_back(std::move(t));
 
@@ -74,7 +82,8 @@ std::vector<DisplayTable> section_tables(const ModelSection& s) {
       for (const char* id : ids) line.push_back(format_value(Kind::kAcc, r.find(id)));
       m.rows.push_back(std::move(line));
     }
-    m.notes.push_back("Percent. Each category is the mean over its subjects; Avg = accuracy over all questions.");
+    m.notes.push_back(
+        "Percent. Each category is the mean over its subjects; Avg = accuracy over all questions.");
     out.push_back(std::move(m));
   }
   return out;
@@ -119,7 +128,8 @@ std::string markdown_table(const DisplayTable& t) {
   };
   std::string s = line(all[0]);
   s += "|";
-  for (size_t i = 0; i < nc; ++i) s += " " + (t.numeric[i] ? std::string(w[i] - 1, '-') + ":" : std::string(w[i], '-')) + " |";
+  for (size_t i = 0; i < nc; ++i)
+    s += " " + (t.numeric[i] ? std::string(w[i] - 1, '-') + ":" : std::string(w[i], '-')) + " |";
   s += "\n";
   for (size_t i = 1; i < all.size(); ++i) s += line(all[i]);
   return s;
@@ -140,18 +150,18 @@ std::string render_markdown(const std::string& title, const std::vector<DisplayS
       for (const auto& n : t.notes) md += n + "\n";
     }
   }
-  md += "\n## Plots\n\n![Perplexity vs bits](ppl_vs_bits.svg)\n![Accuracy vs bits](acc_vs_bits.svg)\n"
-        "![KL divergence vs bits](kld_vs_bits.svg)\n";
+  md +=
+      "\n## Plots\n\n![Perplexity vs bits](ppl_vs_bits.svg)\n![Accuracy vs bits](acc_vs_bits.svg)\n"
+      "![KL divergence vs bits](kld_vs_bits.svg)\n";
   return md;
 }
 
 namespace {
 
-const char* const kCsvFixed[] = {"wikitext2",     "c4-sample",   "c4",           "ptb",
-                                 "piqa",          "arc_easy",    "arc_challenge", "hellaswag",
-                                 "winogrande",    "avg",         "kld",          "bits_per_weight",
-                                 "mmlu_humanities", "mmlu_stem", "mmlu_social",  "mmlu_other",
-                                 "mmlu_avg"};
+const char* const kCsvFixed[] = {
+    "wikitext2",       "c4-sample", "c4",          "ptb",        "piqa",    "arc_easy",
+    "arc_challenge",   "hellaswag", "winogrande",  "avg",        "kld",     "bits_per_weight",
+    "mmlu_humanities", "mmlu_stem", "mmlu_social", "mmlu_other", "mmlu_avg"};
 
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
@@ -226,9 +236,17 @@ namespace {
 std::vector<std::string> info_lines(const ModelSection& s) {
   std::vector<std::string> info = {"model hash `" + s.model_hash + "`"};
   if (s.model_info.is_object() && !s.model_info.empty()) {
+    // The usual order of a model card first, anything else after.
+    const std::vector<std::string> known = {"n_params",  "n_layer", "n_embd", "n_head",
+                                            "n_kv_head", "n_ff",    "n_vocab"};
     std::string shape;
+    auto add = [&](const std::string& k, const Json& v) {
+      shape += (shape.empty() ? "" : ", ") + k + " " + json_scalar(v);
+    };
+    for (const auto& k : known)
+      if (s.model_info.contains(k)) add(k, s.model_info[k]);
     for (auto it = s.model_info.begin(); it != s.model_info.end(); ++it)
-      shape += (shape.empty() ? "" : ", ") + it.key() + " " + json_scalar(*it);
+      if (std::find(known.begin(), known.end(), it.key()) == known.end()) add(it.key(), *it);
     info.push_back(shape);
   }
   return info;
@@ -262,7 +280,8 @@ ReportFiles render_report(const std::vector<CellRecord>& cells, const ReportOpti
 void write_report(const ReportFiles& f, const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec || !std::filesystem::is_directory(dir)) fail("{}: cannot create report directory: {}", dir, ec.message());
+  if (ec || !std::filesystem::is_directory(dir))
+    fail("{}: cannot create report directory: {}", dir, ec.message());
   write_file_atomic(dir + "/report.md", f.markdown);
   write_file_atomic(dir + "/report.csv", f.csv);
   write_file_atomic(dir + "/report.json", f.json.dump(2) + "\n");

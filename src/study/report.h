@@ -1,6 +1,6 @@
-// `lowbit report`: a study's cells rendered in the layout of Huang et al. 2024 ("How Good Are Low-bit Quantized
-// LLaMA3 Models? An Empirical Study", arXiv 2404.14047, Table 1): Markdown and HTML tables, CSV and JSON for
-// machines, SVG plots, and one self-contained HTML page.
+// `lowbit report`: a study's cells rendered in the layout of Huang et al. 2024 ("How Good Are Low-bit
+// Quantized LLaMA3 Models? An Empirical Study", arXiv 2404.14047, Table 1): Markdown and HTML tables, CSV and
+// JSON for machines, SVG plots, and one self-contained HTML page.
 //
 // Rows are grouped by (model, row settings) and ordered by first appearance (smallest CellRecord::seq); one
 // section per model. When the same (model, row, column) was measured twice, the latest record (largest seq)

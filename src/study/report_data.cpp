@@ -104,11 +104,21 @@ std::string xml_escape(std::string_view s) {
   out.reserve(s.size());
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
       default:
         // XML 1.0 forbids most control characters, even escaped.
         if (static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t') {
@@ -219,7 +229,8 @@ std::vector<ModelSection> group_cells(const std::vector<CellRecord>& cells) {
     }
     size_t si = sit->second;
     ModelSection& s = sections[si];
-    if (s.model_info.is_null() || (s.model_info.is_object() && s.model_info.empty())) s.model_info = c->model_info;
+    if (s.model_info.is_null() || (s.model_info.is_object() && s.model_info.empty()))
+      s.model_info = c->model_info;
     if (std::find(s.lowbit_versions.begin(), s.lowbit_versions.end(), c->lowbit_version) ==
         s.lowbit_versions.end())
       s.lowbit_versions.push_back(c->lowbit_version);

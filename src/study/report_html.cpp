@@ -27,6 +27,12 @@ footer table { font-size: 11px; }
 code { font-size: 11px; }
 )";
 
+// Notes and info lines are written for Markdown (`code`); the page shows them plain.
+std::string strip_backticks(std::string s) {
+  std::erase(s, '`');
+  return s;
+}
+
 std::string table_html(const DisplayTable& t) {
   std::string h;
   if (!t.title.empty()) h += "<h3>" + xml_escape(t.title) + "</h3>\n";
@@ -37,12 +43,13 @@ std::string table_html(const DisplayTable& t) {
     for (const auto& r : t.rows) {
       h += "<tr>";
       for (size_t i = 0; i < r.size(); ++i)
-        h += (i < t.numeric.size() && t.numeric[i] ? "<td class=\"n\">" : "<td>") + xml_escape(r[i]) + "</td>";
+        h +=
+            (i < t.numeric.size() && t.numeric[i] ? "<td class=\"n\">" : "<td>") + xml_escape(r[i]) + "</td>";
       h += "</tr>\n";
     }
     h += "</table>\n";
   }
-  for (const auto& n : t.notes) h += "<p class=\"note\">" + xml_escape(n) + "</p>\n";
+  for (const auto& n : t.notes) h += "<p class=\"note\">" + xml_escape(strip_backticks(n)) + "</p>\n";
   return h;
 }
 
@@ -59,7 +66,8 @@ std::string inline_svg(std::string svg) {
 // dotted keys, each with the distinct values seen across all cells.
 void flatten(const Json& j, const std::string& key, std::map<std::string, std::set<std::string>>& out) {
   if (j.is_object()) {
-    for (auto it = j.begin(); it != j.end(); ++it) flatten(*it, key.empty() ? it.key() : key + "." + it.key(), out);
+    for (auto it = j.begin(); it != j.end(); ++it)
+      flatten(*it, key.empty() ? it.key() : key + "." + it.key(), out);
   } else if (j.is_array()) {
     bool scalars = true;
     for (const auto& e : j) scalars = scalars && !e.is_structured();
@@ -76,7 +84,8 @@ void flatten(const Json& j, const std::string& key, std::map<std::string, std::s
         // An array of {file, sha256} objects: one value per element, its fields kept together.
         std::string v;
         for (auto it = e.begin(); it != e.end(); ++it)
-          v += (v.empty() ? "" : ", ") + it.key() + " " + (it->is_structured() ? it->dump() : json_scalar(*it));
+          v += (v.empty() ? "" : ", ") + it.key() + " " +
+               (it->is_structured() ? it->dump() : json_scalar(*it));
         out[key].insert(v);
       }
     }
@@ -94,13 +103,16 @@ std::string footer_html(const std::vector<CellRecord>& cells) {
     hashes[c.model].insert(c.model_hash);
     flatten(c.provenance, "", prov);
   }
-  std::string h = "<footer>\n<p>Rendered by lowbit " + xml_escape(LOWBIT_VERSION) + "; results computed by lowbit ";
+  std::string h =
+      "<footer>\n<p>Rendered by lowbit " + xml_escape(LOWBIT_VERSION) + "; results computed by lowbit ";
   std::string vs;
   for (const auto& v : versions) vs += (vs.empty() ? "" : ", ") + v;
-  h += xml_escape(vs.empty() ? "(unknown)" : vs) + ".</p>\n<table>\n<tr><th>provenance</th><th>value</th></tr>\n";
+  h += xml_escape(vs.empty() ? "(unknown)" : vs) +
+       ".</p>\n<table>\n<tr><th>provenance</th><th>value</th></tr>\n";
   for (const auto& [model, hs] : hashes)
     for (const auto& hash : hs)
-      h += "<tr><td>model " + xml_escape(model) + "</td><td><code>" + xml_escape(hash) + "</code></td></tr>\n";
+      h +=
+          "<tr><td>model " + xml_escape(model) + "</td><td><code>" + xml_escape(hash) + "</code></td></tr>\n";
   constexpr size_t kMaxValues = 24;
   for (const auto& [key, values] : prov) {
     h += "<tr><td>" + xml_escape(key) + "</td><td><code>";
@@ -117,18 +129,13 @@ std::string footer_html(const std::vector<CellRecord>& cells) {
   return h + "</table>\n</footer>\n";
 }
 
-// Info lines are written for Markdown (`code`); the page shows them plain.
-std::string strip_backticks(std::string s) {
-  std::erase(s, '`');
-  return s;
-}
-
 }  // namespace
 
 std::string render_html(const std::string& title, const std::vector<DisplaySection>& sections,
                         const Plots& plots, const std::vector<CellRecord>& cells) {
   std::string h = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n";
-  h += "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\"/>\n";
+  h += "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src "
+       "'unsafe-inline'\"/>\n";
   h += "<title>" + xml_escape(title) + "</title>\n<style>" + kStyle + "</style>\n</head>\n<body>\n";
   h += "<h1>" + xml_escape(title) + "</h1>\n";
   if (sections.empty()) h += "<p>No results.</p>\n";

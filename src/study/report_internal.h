@@ -68,8 +68,8 @@ std::string format_ppl(double v);
 std::string format_pct(double fraction);  // 0.7712 -> "77.1"
 std::string format_kld(double v);
 std::string format_bits(double v);
-std::string format_sci(double v);   // "2.7E6", "5.3E-5"
-std::string format_full(double v);  // shortest round-trip text; "inf", "-inf", "nan"
+std::string format_sci(double v);        // "2.7E6", "5.3E-5"
+std::string format_full(double v);       // shortest round-trip text; "inf", "-inf", "nan"
 std::string json_scalar(const Json& j);  // 4 -> "4", "gptq" -> "gptq"
 std::string method_label(const Json& row);
 std::string group_text(const Json& row);  // "128", "-" for per channel

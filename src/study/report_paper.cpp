@@ -83,7 +83,8 @@ std::optional<Csv> read_paper_csv(const std::string& path, const std::vector<std
   if (!std::filesystem::exists(path, ec)) return std::nullopt;
   uintmax_t size = std::filesystem::file_size(path, ec);
   if (ec) fail("{}: cannot read: {}", path, ec.message());
-  if (size > kMaxCsvBytes) fail("{}: {} bytes, more than a paper table can be ({} max)", path, size, kMaxCsvBytes);
+  if (size > kMaxCsvBytes)
+    fail("{}: {} bytes, more than a paper table can be ({} max)", path, size, kMaxCsvBytes);
   std::string text = read_file(path);
   Csv csv;
   csv.path = path;
@@ -97,7 +98,8 @@ std::optional<Csv> read_paper_csv(const std::string& path, const std::vector<std
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
-    if (!split_csv_line(line, fields)) fail("{}:{}: malformed CSV line (quoting or too many fields)", path, line_no);
+    if (!split_csv_line(line, fields))
+      fail("{}:{}: malformed CSV line (quoting or too many fields)", path, line_no);
     for (auto& f : fields) {  // trim
       size_t a = f.find_first_not_of(" \t"), b = f.find_last_not_of(" \t");
       f = a == std::string::npos ? "" : f.substr(a, b - a + 1);
@@ -146,11 +148,11 @@ bool num_eq(const Json& j, const char* key, const std::string& field) {
   return it != j.end() && it->is_number() && parse_number(field, v) && it->get<double>() == v;
 }
 
-const char* const kPtqNumeric[] = {"wbits", "abits", "group", "wikitext2", "c4", "ptb", "piqa", "arc_easy",
-                                   "arc_challenge", "hellaswag", "winogrande", "avg"};
-const char* const kLoraNumeric[] = {"wbits", "mmlu_humanities", "mmlu_stem", "mmlu_social", "mmlu_other",
-                                    "mmlu_avg", "piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande",
-                                    "avg"};
+const char* const kPtqNumeric[] = {"wbits", "abits",    "group",         "wikitext2", "c4",         "ptb",
+                                   "piqa",  "arc_easy", "arc_challenge", "hellaswag", "winogrande", "avg"};
+const char* const kLoraNumeric[] = {"wbits",         "mmlu_humanities", "mmlu_stem",  "mmlu_social",
+                                    "mmlu_other",    "mmlu_avg",        "piqa",       "arc_easy",
+                                    "arc_challenge", "hellaswag",       "winogrande", "avg"};
 
 DisplayTable missing_note(const std::string& title, const std::string& path) {
   DisplayTable t;
@@ -164,8 +166,9 @@ DisplayTable missing_note(const std::string& title, const std::string& path) {
 std::vector<DisplayTable> published_tables(const ModelSection& s, const std::string& paper_dir) {
   std::vector<DisplayTable> out;
   const std::string title = "Published (Huang et al. 2024)";
-  std::string ptq_path = paper_dir + "/llama3-8b-ptq.csv";
-  auto ptq = read_paper_csv(ptq_path, std::vector<std::string>(std::begin(kPtqNumeric), std::end(kPtqNumeric)));
+  std::string ptq_path = (std::filesystem::path(paper_dir) / "llama3-8b-ptq.csv").lexically_normal().string();
+  auto ptq =
+      read_paper_csv(ptq_path, std::vector<std::string>(std::begin(kPtqNumeric), std::end(kPtqNumeric)));
   if (!ptq) {
     out.push_back(missing_note(title, ptq_path));
   } else {
@@ -189,24 +192,28 @@ std::vector<DisplayTable> published_tables(const ModelSection& s, const std::str
       if (!taken.count(i)) order.push_back(i);
     DisplayTable t;
     t.title = title;
-    t.header = {"Method", "#W", "#A", "#G", "Wiki2", "C4", "PTB", "PIQA", "ARC-e", "ARC-c", "HellaS", "Wino", "Avg"};
+    t.header = {"Method", "#W",    "#A",    "#G",     "Wiki2", "C4", "PTB",
+                "PIQA",   "ARC-e", "ARC-c", "HellaS", "Wino",  "Avg"};
     t.numeric.assign(t.header.size(), true);
     t.numeric[0] = false;
     for (size_t i : order) {
       const auto& f = ptq->rows[i].fields;
       std::vector<std::string> line = {f[cm], f[cw], f[ca], f[cg] == "-1" ? "-" : f[cg]};
-      for (size_t k = 3; k < std::size(kPtqNumeric); ++k) line.push_back(paper_text(f[ptq->col(kPtqNumeric[k])]));
+      for (size_t k = 3; k < std::size(kPtqNumeric); ++k)
+        line.push_back(paper_text(f[ptq->col(kPtqNumeric[k])]));
       t.rows.push_back(std::move(line));
     }
     t.notes.push_back(fmt::format(
-        "LLaMA-3-8B as published in Huang et al. 2024 (arXiv 2404.14047), from {}; {} row(s) with this study's "
+        "LLaMA-3-8B as published in Huang et al. 2024 (arXiv 2404.14047), from {}; {} row(s) with this "
+        "study's "
         "settings first. Their C4 is the official validation shard; 2048-token windows; accuracy in percent.",
         ptq_path, n_match));
     out.push_back(std::move(t));
   }
 
   if (s.has_mmlu) {
-    std::string lora_path = paper_dir + "/llama3-8b-lora-ft.csv";
+    std::string lora_path =
+        (std::filesystem::path(paper_dir) / "llama3-8b-lora-ft.csv").lexically_normal().string();
     auto lora =
         read_paper_csv(lora_path, std::vector<std::string>(std::begin(kLoraNumeric), std::end(kLoraNumeric)));
     const std::string ltitle = "Published LoRA fine-tuning, MMLU (Huang et al. 2024)";
@@ -215,7 +222,7 @@ std::vector<DisplayTable> published_tables(const ModelSection& s, const std::str
     } else {
       DisplayTable t;
       t.title = ltitle;
-      t.header = {"Method", "#W",   "Hums.", "STEM",   "Social", "Other", "MMLU",
+      t.header = {"Method", "#W",    "Hums.", "STEM",   "Social", "Other", "MMLU",
                   "PIQA",   "ARC-e", "ARC-c", "HellaS", "Wino",   "Avg"};
       t.numeric.assign(t.header.size(), true);
       t.numeric[0] = false;
@@ -224,7 +231,8 @@ std::vector<DisplayTable> published_tables(const ModelSection& s, const std::str
         for (const char* k : kLoraNumeric) line.push_back(paper_text(r.fields[lora->col(k)]));
         t.rows.push_back(std::move(line));
       }
-      t.notes.push_back("4-bit LLaMA-3-8B LoRA-fine-tuned on Alpaca; MMLU 5-shot, percent; from " + lora_path + ".");
+      t.notes.push_back("4-bit LLaMA-3-8B LoRA-fine-tuned on Alpaca; MMLU 5-shot, percent; from " +
+                        lora_path + ".");
       out.push_back(std::move(t));
     }
   }

@@ -1,5 +1,5 @@
-// The report's three plots as hand-written, self-contained SVG: perplexity (log y), average zero-shot accuracy
-// and KL divergence (log y) against weight bits, one series per method and group setting.
+// The report's three plots as hand-written, self-contained SVG: perplexity (log y), average zero-shot
+// accuracy and KL divergence (log y) against weight bits, one series per method and group setting.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -42,7 +42,8 @@ std::optional<double> wbits(const ReportRow& r) {
 }
 
 // One series per (model, method label, group, activation bits); FP16 rows become reference lines.
-void collect(const std::vector<ModelSection>& sections, std::vector<SeriesDef>& series, std::vector<RefDef>& refs) {
+void collect(const std::vector<ModelSection>& sections, std::vector<SeriesDef>& series,
+             std::vector<RefDef>& refs) {
   std::map<std::string, size_t> index;
   for (const auto& s : sections) {
     std::string prefix = sections.size() > 1 ? s.heading + ": " : "";
@@ -55,7 +56,8 @@ void collect(const std::vector<ModelSection>& sections, std::vector<SeriesDef>& 
       std::string g = group_text(r.settings);
       std::string label = prefix + r.label + (g == "-" ? " per-channel" : " g" + g);
       auto a = r.settings.find("abits");
-      if (a != r.settings.end() && !(a->is_number() && a->get<double>() == 16)) label += " A" + json_scalar(*a);
+      if (a != r.settings.end() && !(a->is_number() && a->get<double>() == 16))
+        label += " A" + json_scalar(*a);
       auto [it, fresh] = index.try_emplace(label, series.size());
       if (fresh) {
         size_t i = series.size();
@@ -81,7 +83,8 @@ std::string pow_label(int m, int e) {
   return fmt::format("{}E{}", m, e);
 }
 
-// Decade ticks labelled, 2..9 x decade as gridlines; inside one decade the 2, 3 and 5 are labelled too.
+// Decade ticks labelled, 2..9 x decade as gridlines (up to four decades); over fewer than three decades the 2
+// and 5 (and, inside one decade, the 3) are labelled too.
 std::vector<Tick> log_ticks(double llo, double lhi) {
   std::vector<Tick> t;
   int e0 = int(std::floor(llo)), e1 = int(std::ceil(lhi));
@@ -95,8 +98,9 @@ std::vector<Tick> log_ticks(double llo, double lhi) {
     for (int m = 1; m <= 9; ++m) {
       double lv = e + std::log10(double(m));
       if (!inside(lv)) continue;
-      bool label = m == 1 ? (e - e0) % every == 0 : majors < 2 && (m == 2 || m == 3 || m == 5);
-      if (m == 1 || decades <= 10) t.push_back({lv, label ? pow_label(m, e) : ""});
+      bool label =
+          m == 1 ? (e - e0) % every == 0 : (majors < 3 && (m == 2 || m == 5)) || (majors < 2 && m == 3);
+      if (m == 1 || decades <= 4) t.push_back({lv, label ? pow_label(m, e) : ""});
     }
   }
   return t;
@@ -174,33 +178,37 @@ std::string plot(const PlotSpec& spec, const std::vector<SeriesDef>& defs, const
       kW, H);
   s += "<title>" + xml_escape(spec.title) + "</title>\n";
   s += fmt::format("<rect x=\"0\" y=\"0\" width=\"{}\" height=\"{}\" fill=\"#ffffff\"/>\n", kW, H);
-  s += fmt::format("<text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\" "
-                   "fill=\"{}\">{}</text>\n",
-                   px(kW / 2), kText, xml_escape(spec.title));
+  s += fmt::format(
+      "<text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\" "
+      "fill=\"{}\">{}</text>\n",
+      px(kW / 2), kText, xml_escape(spec.title));
   double bottom = kT + kPh;
   auto frame = [&] {
-    s += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"{}\"/>\n", kL, kT,
-                     kPw, kPh, kFrame);
+    s += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"{}\"/>\n", kL,
+                     kT, kPw, kPh, kFrame);
   };
   auto axis_titles = [&] {
     s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"{}\">weight bits (#W)</text>\n",
                      px(kL + kPw / 2), px(bottom + 34), kText);
     double yc = kT + kPh / 2;
-    s += fmt::format("<text x=\"16\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {0})\" "
-                     "fill=\"{1}\">{2}</text>\n",
-                     px(yc), kText, xml_escape(spec.ytitle));
+    s += fmt::format(
+        "<text x=\"16\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 16 {0})\" "
+        "fill=\"{1}\">{2}</text>\n",
+        px(yc), kText, xml_escape(spec.ytitle));
   };
 
   if (drawn.empty()) {
     frame();
     axis_titles();
-    s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"14\" fill=\"{}\">n/a: no data"
-                     "</text>\n",
-                     px(kL + kPw / 2), px(kT + kPh / 2), kText);
+    s += fmt::format(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"14\" fill=\"{}\">n/a: no data"
+        "</text>\n",
+        px(kL + kPw / 2), px(kT + kPh / 2), kText);
     if (dropped)
-      s += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{}\">{} value(s) not finite{}: not "
-                       "plotted</text>\n",
-                       kL, px(bottom + 50), kText, dropped, spec.log_y ? " or not positive" : "");
+      s += fmt::format(
+          "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{}\">{} value(s) not finite{}: not "
+          "plotted</text>\n",
+          kL, px(bottom + 50), kText, dropped, spec.log_y ? " or not positive" : "");
     return s + "</svg>\n";
   }
 
@@ -244,20 +252,22 @@ std::string plot(const PlotSpec& spec, const std::vector<SeriesDef>& defs, const
     yt = linear_ticks(ylo, yhi);
   }
   auto Y = [&](double v) { return kT + kPh * (1 - (tr(v) - ylo) / (yhi - ylo)); };
-  auto Yt = [&](double tv) { return kT + kPh * (1 - (tv - ylo) / (yhi - ylo)); };  // tick already in axis space
+  auto Yt = [&](double tv) {
+    return kT + kPh * (1 - (tv - ylo) / (yhi - ylo));
+  };  // tick already in axis space
 
   for (const auto& t : yt) {
     double y = Yt(t.v);
-    s += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\"/>\n", kL, px(y), kL + kPw, px(y),
-                     kGrid);
+    s += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\"/>\n", kL, px(y), kL + kPw,
+                     px(y), kGrid);
     if (!t.label.empty())
-      s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\" fill=\"{}\">{}</text>\n", kL - 6, px(y + 4),
-                       kText, xml_escape(t.label));
+      s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\" fill=\"{}\">{}</text>\n", kL - 6,
+                       px(y + 4), kText, xml_escape(t.label));
   }
   for (const auto& t : xt) {
     double x = X(t.v);
-    s += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\"/>\n", px(x), kT, px(x), bottom,
-                     kGrid);
+    s += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\"/>\n", px(x), kT, px(x),
+                     bottom, kGrid);
     s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"{}\">{}</text>\n", px(x),
                      px(bottom + 16), kText, xml_escape(t.label));
   }
@@ -265,44 +275,50 @@ std::string plot(const PlotSpec& spec, const std::vector<SeriesDef>& defs, const
   axis_titles();
 
   for (const auto& [r, v] : ref_vals) {
-    s += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"1.5\" "
-                     "stroke-dasharray=\"6 4\"/>\n",
-                     kL, px(Y(v)), kL + kPw, px(Y(v)), kRef);
+    s += fmt::format(
+        "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"1.5\" "
+        "stroke-dasharray=\"6 4\"/>\n",
+        kL, px(Y(v)), kL + kPw, px(Y(v)), kRef);
   }
   for (const auto& d : drawn) {
     std::string pts;
-    for (const auto& p : d.pts) pts += fmt::format("{}{:.1f},{:.1f}", pts.empty() ? "" : " ", X(p.first), Y(p.second));
-    s += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" stroke-linejoin=\"round\"{} "
-                     "points=\"{}\"/>\n",
-                     d.def->colour, d.def->dashed ? " stroke-dasharray=\"5 3\"" : "", pts);
     for (const auto& p : d.pts)
-      s += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"3.5\" fill=\"{}\"/>\n", px(X(p.first)), px(Y(p.second)),
-                       d.def->colour);
+      pts += fmt::format("{}{:.1f},{:.1f}", pts.empty() ? "" : " ", X(p.first), Y(p.second));
+    s += fmt::format(
+        "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" stroke-linejoin=\"round\"{} "
+        "points=\"{}\"/>\n",
+        d.def->colour, d.def->dashed ? " stroke-dasharray=\"5 3\"" : "", pts);
+    for (const auto& p : d.pts)
+      s += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"3.5\" fill=\"{}\"/>\n", px(X(p.first)),
+                       px(Y(p.second)), d.def->colour);
   }
 
   // Legend, right of the plot.
   double lx = kL + kPw + 14, ly = kT + 8;
   for (const auto& d : drawn) {
-    s += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2\"{}/>\n", px(lx),
-                     px(ly), px(lx + 22), px(ly), d.def->colour,
+    s += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2\"{}/>\n",
+                     px(lx), px(ly), px(lx + 22), px(ly), d.def->colour,
                      d.def->dashed ? " stroke-dasharray=\"5 3\"" : "");
-    s += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"3.5\" fill=\"{}\"/>\n", px(lx + 11), px(ly), d.def->colour);
-    s += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{}\">{}</text>\n", px(lx + 28), px(ly + 4),
-                     kText, xml_escape(d.def->label));
+    s += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"3.5\" fill=\"{}\"/>\n", px(lx + 11), px(ly),
+                     d.def->colour);
+    s += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{}\">{}</text>\n", px(lx + 28),
+                     px(ly + 4), kText, xml_escape(d.def->label));
     ly += 18;
   }
   for (const auto& [r, v] : ref_vals) {
-    s += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"1.5\" "
-                     "stroke-dasharray=\"6 4\"/>\n",
-                     px(lx), px(ly), px(lx + 22), px(ly), kRef);
-    s += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{}\">{}</text>\n", px(lx + 28), px(ly + 4),
-                     kText, xml_escape(r->label));
+    s += fmt::format(
+        "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"1.5\" "
+        "stroke-dasharray=\"6 4\"/>\n",
+        px(lx), px(ly), px(lx + 22), px(ly), kRef);
+    s += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{}\">{}</text>\n", px(lx + 28),
+                     px(ly + 4), kText, xml_escape(r->label));
     ly += 18;
   }
   if (dropped)
-    s += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{}\">{} value(s) not finite{}: not plotted"
-                     "</text>\n",
-                     kL, px(bottom + 50), kText, dropped, spec.log_y ? " or not positive" : "");
+    s += fmt::format(
+        "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{}\">{} value(s) not finite{}: not plotted"
+        "</text>\n",
+        kL, px(bottom + 50), kText, dropped, spec.log_y ? " or not positive" : "");
   return s + "</svg>\n";
 }
 
@@ -339,13 +355,14 @@ Plots render_plots(const std::vector<ModelSection>& sections) {
   Plots p;
   p.ppl = plot({"Perplexity vs weight bits (WikiText2)", "perplexity (log scale)", true, metric("wikitext2")},
                series, refs);
-  p.acc = plot({"Zero-shot accuracy vs weight bits",
-                any_avg ? "average accuracy of 5 tasks (%)" : "mean accuracy over the tasks present (%)", false,
-                acc},
-               series, refs);
+  p.acc = plot(
+      {"Zero-shot accuracy vs weight bits",
+       any_avg ? "average accuracy of 5 tasks (%)" : "mean accuracy over the tasks present (%)", false, acc},
+      series, refs);
   // KL divergence is measured against FP16, so FP16 itself has no line here.
-  p.kld = plot({"KL divergence from FP16 vs weight bits", "mean KL divergence (log scale)", true, metric("kld")},
-               series, {});
+  p.kld =
+      plot({"KL divergence from FP16 vs weight bits", "mean KL divergence (log scale)", true, metric("kld")},
+           series, {});
   return p;
 }
 

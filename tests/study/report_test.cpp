@@ -1,5 +1,7 @@
 // Report rendering from hand-built CellRecords: table text, number formats, CSV/JSON round trips, SVG
 // structure, the paper's published rows for a LLaMA-3-8B-shaped model.
+#include "study/report.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,7 +10,6 @@
 
 #include "core/error.h"
 #include "core/mmap.h"
-#include "study/report.h"
 #include "study/report_internal.h"
 #include "test_util.h"
 
@@ -19,8 +20,8 @@ using namespace report_detail;
 namespace {
 
 const Json kTinyInfo = {{"n_layer", 2}, {"n_embd", 64}, {"n_vocab", 512}, {"n_kv_head", 2}, {"n_ff", 128}};
-const Json kLlama3Info = {{"n_layer", 32}, {"n_embd", 4096}, {"n_vocab", 128256}, {"n_head", 32},
-                          {"n_kv_head", 8},  {"n_ff", 14336}, {"n_params", 8030261248LL}};
+const Json kLlama3Info = {{"n_layer", 32},  {"n_embd", 4096}, {"n_vocab", 128256},       {"n_head", 32},
+                          {"n_kv_head", 8}, {"n_ff", 14336},  {"n_params", 8030261248LL}};
 
 Json row(const std::string& method, int wbits, int group, Json extra = Json::object()) {
   Json r = {{"method", method}, {"wbits", wbits}, {"abits", 16}, {"group", group}};
@@ -224,18 +225,23 @@ TEST(ReportFormat, MethodNames) {
 }
 
 TEST(ReportTable, ExactTextOfASmallTable) {
-  std::vector<CellRecord> cells = {cell(1, kFp16, "ppl:wikitext2", {{"ppl", 6.1234}}),
-                                   cell(2, row("rtn", 2, -1), "ppl:wikitext2", {{"ppl", 1934.2}, {"kld_mean", 2.5}}),
-                                   cell(3, row("rtn", 2, -1), "quant", {{"bits_per_weight", 2.0634}})};
+  std::vector<CellRecord> cells = {
+      cell(1, kFp16, "ppl:wikitext2", {{"ppl", 6.1234}}),
+      cell(2, row("rtn", 2, -1), "ppl:wikitext2", {{"ppl", 1934.2}, {"kld_mean", 2.5}}),
+      cell(3, row("rtn", 2, -1), "quant", {{"bits_per_weight", 2.0634}})};
   ReportFiles f = render_report(cells, {});
   const std::string expected =
-      "| Method |  #W |  #A |  #G | Wiki2 |  C4 | PTB | PIQA | ARC-e | ARC-c | HellaS | Wino | Avg |    KLD | "
+      "| Method |  #W |  #A |  #G | Wiki2 |  C4 | PTB | PIQA | ARC-e | ARC-c | HellaS | Wino | Avg |    KLD "
+      "| "
       "bits/w |\n"
-      "| ------ | --: | --: | --: | ----: | --: | --: | ---: | ----: | ----: | -----: | ---: | --: | -----: | "
+      "| ------ | --: | --: | --: | ----: | --: | --: | ---: | ----: | ----: | -----: | ---: | --: | -----: "
+      "| "
       "-----: |\n"
-      "| FP16   |  16 |  16 |   - |  6.12 |   - |   - |    - |     - |     - |      - |    - |   - |      - | "
+      "| FP16   |  16 |  16 |   - |  6.12 |   - |   - |    - |     - |     - |      - |    - |   - |      - "
+      "| "
       " 16.00 |\n"
-      "| RTN    |   2 |  16 |   - | 1.9E3 |   - |   - |    - |     - |     - |      - |    - |   - | 2.5000 | "
+      "| RTN    |   2 |  16 |   - | 1.9E3 |   - |   - |    - |     - |     - |      - |    - |   - | 2.5000 "
+      "| "
       "  2.06 |\n";
   EXPECT_NE(f.markdown.find(expected), std::string::npos) << f.markdown;
   EXPECT_EQ(f.markdown.find("c4-sample"), std::string::npos);  // no C4 note without c4-sample cells
@@ -271,12 +277,12 @@ TEST(ReportTable, RowsOrderAvgAndMissingCells) {
   auto fp = md_rows(f.markdown, "FP16");
   ASSERT_EQ(fp.size(), 1u);
   // Method #W #A #G Wiki2 C4 PTB PIQA ARC-e ARC-c HellaS Wino Avg KLD bits/w; (80+80+50+60+73)/5 = 68.6
-  EXPECT_EQ(fp[0], (std::vector<std::string>{"FP16", "16", "16", "-", "6.10", "-", "-", "80.0", "80.0", "50.0",
-                                             "60.0", "73.0", "68.6", "-", "16.00"}));
+  EXPECT_EQ(fp[0], (std::vector<std::string>{"FP16", "16", "16", "-", "6.10", "-", "-", "80.0", "80.0",
+                                             "50.0", "60.0", "73.0", "68.6", "-", "16.00"}));
   auto aw = md_rows(f.markdown, "AWQ");
   ASSERT_EQ(aw.size(), 1u);
-  EXPECT_EQ(aw[0], (std::vector<std::string>{"AWQ", "4", "16", "-", "8.54", "13.26", "-", "70.0", "65.0", "40.0",
-                                             "50.0", "-", "-", "0.0456", "4.13"}));
+  EXPECT_EQ(aw[0], (std::vector<std::string>{"AWQ", "4", "16", "-", "8.54", "13.26", "-", "70.0", "65.0",
+                                             "40.0", "50.0", "-", "-", "0.0456", "4.13"}));
   auto gp = md_rows(f.markdown, "GPTQ (act-order)");
   ASSERT_EQ(gp.size(), 1u);
   // (75+70+40+55+68)/5 = 61.6
@@ -290,7 +296,11 @@ TEST(ReportTable, MmluTableAndOfficialC4Column) {
   Json rtn = row("rtn", 4, 128);
   std::vector<CellRecord> cells = {
       cell(1, kFp16, "mmlu",
-           {{"acc", 0.648}, {"humanities", 0.59}, {"stem", 0.553}, {"social_sciences", 0.76}, {"other", 0.715}}),
+           {{"acc", 0.648},
+            {"humanities", 0.59},
+            {"stem", 0.553},
+            {"social_sciences", 0.76},
+            {"other", 0.715}}),
       cell(2, rtn, "ppl:c4", {{"ppl", 13.4}}),
       cell(3, rtn, "ppl:c4-sample", {{"ppl", 14.5}}),
       cell(4, rtn, "task:lambada", {{"acc", 0.5}}),
@@ -298,7 +308,8 @@ TEST(ReportTable, MmluTableAndOfficialC4Column) {
   ReportFiles f = render_report(cells, {});
   auto fp = md_rows(f.markdown, "FP16");
   ASSERT_EQ(fp.size(), 2u);  // main table and MMLU table
-  EXPECT_EQ(fp[1], (std::vector<std::string>{"FP16", "16", "16", "-", "59.0", "55.3", "76.0", "71.5", "64.8"}));
+  EXPECT_EQ(fp[1],
+            (std::vector<std::string>{"FP16", "16", "16", "-", "59.0", "55.3", "76.0", "71.5", "64.8"}));
   auto rt = md_rows(f.markdown, "RTN");
   ASSERT_EQ(rt.size(), 1u);  // no MMLU cell: not in the MMLU table
   // Official C4 in "C4", the sample beside it; an extra task gets its own column.
@@ -327,8 +338,8 @@ TEST(ReportCsv, ParsesBackAtFullPrecision) {
     return i;
   };
   std::vector<std::string> head(h.begin(), h.begin() + 8);
-  EXPECT_EQ(head, (std::vector<std::string>{"model", "method", "wbits", "abits", "group", "wikitext2", "c4-sample",
-                                            "c4"}));
+  EXPECT_EQ(head, (std::vector<std::string>{"model", "method", "wbits", "abits", "group", "wikitext2",
+                                            "c4-sample", "c4"}));
   for (const auto& r : rows) ASSERT_EQ(r.size(), h.size());
   EXPECT_EQ(rows[1][col("model")], "my,\"odd\" model");
   EXPECT_EQ(rows[1][col("method")], "GPTQ (act-order)");
@@ -362,8 +373,8 @@ TEST(ReportJson, ValuesAtFullPrecision) {
   std::string dir = test::temp_dir("report") + "/a/b";
   write_report(f, dir);
   EXPECT_EQ(parse_json_file(dir + "/report.json"), f.json);
-  for (const char* name : {"report.md", "report.csv", "ppl_vs_bits.svg", "acc_vs_bits.svg", "kld_vs_bits.svg",
-                           "report.html"})
+  for (const char* name :
+       {"report.md", "report.csv", "ppl_vs_bits.svg", "acc_vs_bits.svg", "kld_vs_bits.svg", "report.html"})
     EXPECT_TRUE(path_exists(dir + "/" + name)) << name;
   EXPECT_EQ(read_file(dir + "/report.md"), f.markdown);
 }
@@ -378,10 +389,12 @@ TEST(ReportSvg, OnePolylinePerSeriesInItsPaletteColour) {
     for (int bits : {2, 3, 4}) {
       Json r = row(methods[m], bits, 128);
       double ppl = 6.5 * std::pow(3.0, 4 - bits) * (1 + m);
-      cells.push_back(cell(seq++, r, "ppl:wikitext2", {{"ppl", ppl}, {"kld_mean", 0.01 * (5 - bits) * (m + 1)}}));
+      cells.push_back(
+          cell(seq++, r, "ppl:wikitext2", {{"ppl", ppl}, {"kld_mean", 0.01 * (5 - bits) * (m + 1)}}));
       tasks(cells, seq, r, {0.5 + 0.05 * bits, 0.5, 0.3, 0.4, 0.5});
     }
-  cells.push_back(cell(seq++, row("rtn", 4, -1), "ppl:wikitext2", {{"ppl", 9.0}}));  // "RTN per-channel", 1 point
+  cells.push_back(
+      cell(seq++, row("rtn", 4, -1), "ppl:wikitext2", {{"ppl", 9.0}}));  // "RTN per-channel", 1 point
   ReportFiles f = render_report(cells, {});
   for (const std::string* svg : {&f.svg_ppl, &f.svg_acc, &f.svg_kld}) {
     EXPECT_EQ(xml_balance(*svg), "");
@@ -391,7 +404,8 @@ TEST(ReportSvg, OnePolylinePerSeriesInItsPaletteColour) {
   // ppl: four series (RTN g128, GPTQ g128, AWQ g128, RTN per-channel) and the FP16 reference line.
   EXPECT_EQ(count(f.svg_ppl, "<polyline"), 4u);
   for (int i = 0; i < 4; ++i)
-    EXPECT_NE(f.svg_ppl.find("<polyline fill=\"none\" stroke=\"" + kPalette[i] + "\""), std::string::npos) << i;
+    EXPECT_NE(f.svg_ppl.find("<polyline fill=\"none\" stroke=\"" + kPalette[i] + "\""), std::string::npos)
+        << i;
   for (const char* label : {">RTN g128<", ">GPTQ g128<", ">AWQ g128<", ">RTN per-channel<", ">FP16<"})
     EXPECT_NE(f.svg_ppl.find(label), std::string::npos) << label;
   EXPECT_NE(f.svg_ppl.find("stroke-dasharray=\"6 4\""), std::string::npos);  // FP16 reference
@@ -446,8 +460,8 @@ TEST(ReportHtml, SelfContainedWithProvenance) {
   EXPECT_EQ(f.html.find("http://"), std::string::npos);
   EXPECT_EQ(f.html.find("https://"), std::string::npos);
   EXPECT_EQ(count(f.html, "<svg"), 3u);
-  for (const char* s : {"hash-tiny", "calibration.sha256", "abcdef12", "data.file", "wikitext-2-raw/wiki.test.raw",
-                        "173c87a5", "0.1.0"})
+  for (const char* s : {"hash-tiny", "calibration.sha256", "abcdef12", "data.file",
+                        "wikitext-2-raw/wiki.test.raw", "173c87a5", "0.1.0"})
     EXPECT_NE(f.html.find(s), std::string::npos) << s;
 }
 
@@ -482,7 +496,8 @@ TEST(ReportErrors, MalformedRecordsNameTheCell) {
   m = msg({cell(1, kFp16, "task:piqa", {{"acc", "high"}})});
   EXPECT_NE(m.find("metric acc"), std::string::npos) << m;
   EXPECT_EQ(m.find('\n'), std::string::npos);
-  EXPECT_NE(msg({cell(1, Json::array(), "quant", Json::object())}).find("not a JSON object"), std::string::npos);
+  EXPECT_NE(msg({cell(1, Json::array(), "quant", Json::object())}).find("not a JSON object"),
+            std::string::npos);
 }
 
 TEST(ReportPaper, PublishedRowsBesideALlama3_8bStudy) {
@@ -505,10 +520,10 @@ TEST(ReportPaper, PublishedRowsBesideALlama3_8bStudy) {
   }
   ASSERT_EQ(rows.size(), 32u);  // every row of llama3-8b-ptq.csv
   // The study's settings first, in its row order, as published (text kept, exponent upper-cased).
-  EXPECT_EQ(rows[0], (std::vector<std::string>{"GPTQ", "2", "16", "-", "5.7E4", "1.0E5", "2.7E5", "52.8", "25.0",
-                                               "20.5", "26.6", "49.6", "34.9"}));
-  EXPECT_EQ(rows[1], (std::vector<std::string>{"FP16", "16", "16", "-", "6.1", "9.2", "10.6", "79.9", "80.1", "50.4",
-                                               "60.2", "72.8", "68.6"}));
+  EXPECT_EQ(rows[0], (std::vector<std::string>{"GPTQ", "2", "16", "-", "5.7E4", "1.0E5", "2.7E5", "52.8",
+                                               "25.0", "20.5", "26.6", "49.6", "34.9"}));
+  EXPECT_EQ(rows[1], (std::vector<std::string>{"FP16", "16", "16", "-", "6.1", "9.2", "10.6", "79.9", "80.1",
+                                               "50.4", "60.2", "72.8", "68.6"}));
   EXPECT_EQ(rows[2][0], "RTN");
   EXPECT_EQ(rows[2][3], "128");
   EXPECT_EQ(rows[2][4], "8.5");
@@ -532,8 +547,9 @@ TEST(ReportPaper, PublishedRowsBesideALlama3_8bStudy) {
 
 TEST(ReportPaper, MalformedCsvIsAOneLineErrorNamingFileAndLine) {
   std::vector<CellRecord> cells = {cell(1, kFp16, "ppl:wikitext2", {{"ppl", 6.14}}, "l3", kLlama3Info)};
-  const std::string header = "method,wbits,abits,group,wikitext2,c4,ptb,piqa,arc_easy,arc_challenge,hellaswag,"
-                             "winogrande,avg\n";
+  const std::string header =
+      "method,wbits,abits,group,wikitext2,c4,ptb,piqa,arc_easy,arc_challenge,hellaswag,"
+      "winogrande,avg\n";
   const std::string good = "FP16,16,16,-1,6.1,9.2,10.6,79.9,80.1,50.4,60.2,72.8,68.6\n";
   struct Case {
     std::string text, expect;
@@ -542,8 +558,10 @@ TEST(ReportPaper, MalformedCsvIsAOneLineErrorNamingFileAndLine) {
       {header + good + "RTN,4,16,128,8.5,abc,14.5,76.6,70.1,45.0,56.8,71.0,63.9\n",
        "llama3-8b-ptq.csv:3: c4 is 'abc', not a number"},
       {"method,wbits,abits,group,wikitext2\n" + good, "llama3-8b-ptq.csv:1: header has no column 'c4'"},
-      {header + "\"FP16,16,16,-1,6.1,9.2,10.6,79.9,80.1,50.4,60.2,72.8,68.6\n", "llama3-8b-ptq.csv:2: malformed"},
-      {header + ",16,16,-1,6.1,9.2,10.6,79.9,80.1,50.4,60.2,72.8,68.6\n", "llama3-8b-ptq.csv:2: empty method"},
+      {header + "\"FP16,16,16,-1,6.1,9.2,10.6,79.9,80.1,50.4,60.2,72.8,68.6\n",
+       "llama3-8b-ptq.csv:2: malformed"},
+      {header + ",16,16,-1,6.1,9.2,10.6,79.9,80.1,50.4,60.2,72.8,68.6\n",
+       "llama3-8b-ptq.csv:2: empty method"},
       {"", "llama3-8b-ptq.csv:1: empty file"},
   };
   for (const auto& c : cases) {
@@ -563,9 +581,10 @@ TEST(ReportPaper, MalformedCsvIsAOneLineErrorNamingFileAndLine) {
   ReportFiles f = render_report(cells, {"s", dir});
   EXPECT_NE(f.markdown.find("Not shown: " + dir + "/llama3-8b-ptq.csv not found."), std::string::npos);
   // Quoted fields and CRLF line ends are fine.
-  test::write_bytes(dir + "/llama3-8b-ptq.csv",
-                    "method,wbits,abits,group,wikitext2,c4,ptb,piqa,arc_easy,arc_challenge,hellaswag,winogrande,"
-                    "avg\r\n\"FP16\",16,16,-1,6.1,9.2,10.6,79.9,80.1,50.4,60.2,72.8,68.6\r\n");
+  test::write_bytes(
+      dir + "/llama3-8b-ptq.csv",
+      "method,wbits,abits,group,wikitext2,c4,ptb,piqa,arc_easy,arc_challenge,hellaswag,winogrande,"
+      "avg\r\n\"FP16\",16,16,-1,6.1,9.2,10.6,79.9,80.1,50.4,60.2,72.8,68.6\r\n");
   f = render_report(cells, {"s", dir});
   EXPECT_NE(f.markdown.find("| FP16   |  16 |  16 |   - |   6.1 |"), std::string::npos) << f.markdown;
 }

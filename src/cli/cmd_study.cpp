@@ -1,5 +1,5 @@
-// lowbit study [quick|paper|FILE.toml]: regenerate the study's tables for a model, resumably (study/runner.h);
-// lowbit study merge: combine the stores of shards; lowbit report: render a store.
+// lowbit study [quick|paper|FILE.toml]: regenerate the study's tables for a model, resumably
+// (study/runner.h); lowbit study merge: combine the stores of shards; lowbit report: render a store.
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -16,7 +16,9 @@ namespace lowbit::cli {
 
 namespace {
 
-std::string default_store(const std::string& study) { return "lowbit-results/" + study + ".sqlite"; }
+std::string default_store(const std::string& study) {
+  return "lowbit-results/" + study + ".sqlite";
+}
 
 void ensure_parent(const std::string& file) {
   std::error_code ec;
@@ -54,7 +56,8 @@ void add_study(CLI::App& app, Global& g, Commands& out) {
   sub->add_option("study", o->study, "A preset (quick, paper) or a study TOML file")->capture_default_str();
   sub->add_option("--store", o->store, "SQLite result store (default lowbit-results/<study name>.sqlite)");
   sub->add_option("--cache-dir", o->cache_dir, "Quantized checkpoints, by key (default <store>.cache)");
-  sub->add_option("--report-dir", o->report_dir, "Report output (default lowbit-results/<study name>-report)");
+  sub->add_option("--report-dir", o->report_dir,
+                  "Report output (default lowbit-results/<study name>-report)");
   sub->add_option("--shard", o->shard, "Run part i of n of the study's cells, e.g. 1/4 (see docs/study.md)");
   sub->add_flag("--no-report", o->no_report, "Do not render the report at the end");
   sub->add_flag("--check", o->check, "Validate the study and its inputs, print the plan size, and stop");
@@ -113,7 +116,8 @@ void add_study(CLI::App& app, Global& g, Commands& out) {
     fmt::print(stderr, "study {}: computed {} cells in {} ({} were already stored); store {}\n", spec.name,
                s.computed, fmt::format("{:.1f} s", s.seconds), s.already_stored, store_path);
     if (!o->no_report) {
-      const std::string dir = o->report_dir.empty() ? "lowbit-results/" + spec.name + "-report" : o->report_dir;
+      const std::string dir =
+          o->report_dir.empty() ? "lowbit-results/" + spec.name + "-report" : o->report_dir;
       report(store, &s.plan_keys, dir, "lowbit study: " + spec.name, so.paths);
     }
     return 0;
@@ -121,7 +125,8 @@ void add_study(CLI::App& app, Global& g, Commands& out) {
 }
 
 void add_report(CLI::App& app, Global& g, Commands& out) {
-  auto* sub = app.add_subcommand("report", "Render a result store as Markdown, CSV, JSON, SVG plots and HTML");
+  auto* sub =
+      app.add_subcommand("report", "Render a result store as Markdown, CSV, JSON, SVG plots and HTML");
   struct Opts {
     std::string store, study, dir = "lowbit-results/report", title;
   };

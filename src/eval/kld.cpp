@@ -65,7 +65,8 @@ KldAccumulator::Summary KldAccumulator::summary() const {
 }
 
 std::function<void(int, const float*, std::span<const int32_t>)> kld_window_hook(const LlamaModel& base,
-                                                                                 int seqlen, KldAccumulator& acc) {
+                                                                                 int seqlen,
+                                                                                 KldAccumulator& acc) {
   struct State {
     std::vector<float> logits;  // (seqlen, n_vocab)
     KVCache cache;

@@ -34,6 +34,7 @@ class LlamaModel;
 // and adds the rows that predict tokens 1..L-1 — the positions perplexity scores — to `acc`. base and acc
 // must outlive the hook.
 std::function<void(int, const float*, std::span<const int32_t>)> kld_window_hook(const LlamaModel& base,
-                                                                                 int seqlen, KldAccumulator& acc);
+                                                                                 int seqlen,
+                                                                                 KldAccumulator& acc);
 
 }  // namespace lowbit

@@ -1,10 +1,10 @@
 #include "quant/quantize.h"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <cmath>
 #include <set>
-
-#include <fmt/ranges.h>
 
 #include "core/error.h"
 #include "core/progress.h"
@@ -121,7 +121,9 @@ const std::vector<std::string>& quant_methods() {
   return m;
 }
 
-bool method_needs_calibration(const std::string& method) { return method == "gptq" || method == "awq"; }
+bool method_needs_calibration(const std::string& method) {
+  return method == "gptq" || method == "awq";
+}
 
 void validate_quant_settings(const ModelConfig& mc, const QuantConfig& c) {
   const bool gptq = c.method == "gptq", awq = c.method == "awq";

@@ -70,9 +70,9 @@ bool method_needs_calibration(const std::string& method);
 // that the method does not take, calibration settings. Throws a one-line Error.
 void validate_quant_settings(const ModelConfig& mc, const QuantConfig& cfg);
 
-// validate_quant_settings, then the weights: throws a one-line Error for: unknown method, bits outside 2..8, a group that does not divide a linear's
-// width, GPTQ-only options with another method, missing calibration file, non-finite weights (naming the
-// tensor), already-quantized linears, bad nsamples/seqlen/damp.
+// validate_quant_settings, then the weights: throws a one-line Error for: unknown method, bits outside 2..8,
+// a group that does not divide a linear's width, GPTQ-only options with another method, missing calibration
+// file, non-finite weights (naming the tensor), already-quantized linears, bad nsamples/seqlen/damp.
 void validate_quant_config(const LlamaModel& model, const QuantConfig& cfg);
 
 QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantConfig& cfg);

@@ -10,7 +10,8 @@ namespace {
 
 // Minutes on 2 cores for testbed-25m: a few rows, perplexity on the first windows only, tasks on their first
 // examples. The numbers are for smoke-testing a set-up and seeing the report, not for conclusions.
-const char* kQuick = R"(# lowbit study preset "quick": a handful of rows on short evaluations (minutes on 2 cores).
+const char* kQuick =
+    R"(# lowbit study preset "quick": a handful of rows on short evaluations (minutes on 2 cores).
 name = "quick"
 models = ["testbed-25m"]
 
@@ -23,13 +24,12 @@ seed = 0
 [perplexity]
 datasets = ["wikitext2", "c4-sample", "ptb"]
 seqlen = 2048
-max_windows = 4      # the first 4 windows of each text
+max_windows = 2      # the first 2 windows (4096 tokens) of each text
 kld = true           # KL divergence from the fp16 row on wikitext2
 
 [tasks]
-names = ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "mmlu"]
-limit = 20           # the first 20 examples of each task (MMLU: 1 question per subject, below)
-mmlu_limit = 1
+names = ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande"]
+limit = 20           # the first 20 examples of each task
 
 [[rows]]
 method = "fp16"
@@ -40,8 +40,13 @@ wbits = [4, 3, 2]
 group = 128
 
 [[rows]]
-method = ["gptq", "awq"]
+method = "gptq"
 wbits = [4, 3]
+group = 128
+
+[[rows]]
+method = "awq"
+wbits = 4
 group = 128
 )";
 

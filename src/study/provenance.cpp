@@ -8,7 +8,9 @@
 
 namespace lowbit {
 
-std::string git_revision() { return LOWBIT_GIT_REV; }
+std::string git_revision() {
+  return LOWBIT_GIT_REV;
+}
 
 std::string utc_now_iso() {
   std::time_t t = std::time(nullptr);

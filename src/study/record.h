@@ -1,7 +1,8 @@
 // One finished cell of a study: a (model, row, column) and its metrics, as the result store holds it and the
 // reports read it.
 //
-//   row    = one quantization setting, e.g. {"method":"gptq","wbits":4,"abits":16,"group":128,"act_order":true}
+//   row    = one quantization setting, e.g.
+//   {"method":"gptq","wbits":4,"abits":16,"group":128,"act_order":true}
 //            (the unquantized baseline is {"method":"fp16","wbits":16,"abits":16,"group":-1}); keys sorted.
 //   column = what was measured on that row's model, named by `column`:
 //     "quant"            bits_per_weight, output_bytes, n_weights   (quantized rows; seconds = quantization)
@@ -10,7 +11,8 @@
 //                        top1_agreement, kld_positions
 //     "task:<name>"      acc, acc_stderr, [acc_norm, acc_norm_stderr], n  (piqa, arc_easy, arc_challenge,
 //                        hellaswag, winogrande, lambada)
-//     "mmlu"             acc (over questions), acc_stderr, acc_subjects (mean over subjects), humanities, stem,
+//     "mmlu"             acc (over questions), acc_stderr, acc_subjects (mean over subjects), humanities,
+//     stem,
 //                        social_sciences, other (each the mean over its subjects), n
 //   Accuracies are fractions in [0, 1]; reports print percent. Metrics hold only what the computation
 //   determines (no timings), so an interrupted-and-resumed study stores exactly the numbers of an

@@ -84,7 +84,9 @@ std::string method_label(const Json& row) {
   std::vector<std::string> opts;
   for (auto it = row.begin(); it != row.end(); ++it) {
     const std::string& k = it.key();
-    if (k == "method" || k == "wbits" || k == "abits" || k == "group") continue;
+    // The calibration identity (the runner adds it to calibrated rows) is the study's, the same on every row:
+    // the provenance footer shows it.
+    if (k == "method" || k == "wbits" || k == "abits" || k == "group" || k == "calibration") continue;
     if (k == "act_order" && it->is_boolean()) {
       if (it->get<bool>()) opts.push_back("act-order");
       continue;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 
+#include <cmath>
 #include <filesystem>
 #include <map>
 
@@ -50,14 +51,19 @@ struct Plan {
   Json calibration;  // {"file", "sha256", "nsamples", "seqlen", "seed"} (null when no row calibrates)
 };
 
+// JSON has no inf/NaN: the store (and the reports) spell them as strings.
+Json num(double x) {
+  if (std::isfinite(x)) return x;
+  return std::isnan(x) ? "nan" : x > 0 ? "inf" : "-inf";
+}
+
 Json model_info(const ModelConfig& c) {
   const int64_t d = c.n_embd, f = c.n_ff, q = int64_t(c.n_head) * c.head_dim,
                 kv = int64_t(c.n_kv_head) * c.head_dim;
   const int64_t per_layer = d * q * 2 + d * kv * 2 + 3 * d * f + 2 * d;
   const int64_t params = c.n_layer * per_layer + c.n_vocab * d * (c.tie_word_embeddings ? 1 : 2) + d;
-  return {{"n_layer", c.n_layer}, {"n_embd", c.n_embd},       {"n_vocab", c.n_vocab},
-          {"n_head", c.n_head},   {"n_kv_head", c.n_kv_head}, {"n_ff", c.n_ff},
-          {"n_params", params}};
+  return {{"n_layer", c.n_layer},     {"n_embd", c.n_embd}, {"n_vocab", c.n_vocab}, {"n_head", c.n_head},
+          {"n_kv_head", c.n_kv_head}, {"n_ff", c.n_ff},     {"n_params", params}};
 }
 
 // sha256 over the files that define a checkpoint: "name sha256\n" per file, sorted by name.
@@ -66,7 +72,8 @@ std::string model_files_hash(ResultStore& store, const std::string& path) {
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(path)) {
     const std::string n = e.path().filename().string();
-    if (e.is_regular_file() && (n == "config.json" || n.ends_with(".safetensors") || n.starts_with("tokenizer")))
+    if (e.is_regular_file() &&
+        (n == "config.json" || n.ends_with(".safetensors") || n.starts_with("tokenizer")))
       names.push_back(n);
   }
   std::sort(names.begin(), names.end());
@@ -146,7 +153,8 @@ Plan make_plan(const StudySpec& spec, ResultStore& store, const SearchPaths& pat
 std::string fmt_duration(double s) {
   if (!(s >= 0) || s > 1e7) return "?";
   const int64_t t = int64_t(s + 0.5);
-  return t >= 3600 ? fmt::format("{}h{:02}m", t / 3600, t / 60 % 60) : fmt::format("{}m{:02}s", t / 60, t % 60);
+  return t >= 3600 ? fmt::format("{}h{:02}m", t / 3600, t / 60 % 60)
+                   : fmt::format("{}m{:02}s", t / 60, t % 60);
 }
 
 // Removes temporary directories that killed runs left for this cache entry (their process is gone).
@@ -188,9 +196,10 @@ class Runner {
     total_ = sum.cells;
     done_ = sum.already_stored;
     if (!opt_.quiet)
-      fmt::print(stderr, "study {}: {} cells{}, {} already in {}, {} to compute\n", spec_.name, sum.cells,
-                 opt_.shard_count > 1 ? fmt::format(" in shard {}/{}", opt_.shard_index, opt_.shard_count) : "",
-                 sum.already_stored, store_.path(), sum.cells - sum.already_stored);
+      fmt::print(
+          stderr, "study {}: {} cells{}, {} already in {}, {} to compute\n", spec_.name, sum.cells,
+          opt_.shard_count > 1 ? fmt::format(" in shard {}/{}", opt_.shard_index, opt_.shard_count) : "",
+          sum.already_stored, store_.path(), sum.cells - sum.already_stored);
     for (const Unit* u : mine) {
       std::vector<size_t> pending;
       for (size_t c = 0; c < u->columns.size(); ++c)
@@ -328,17 +337,17 @@ class Runner {
     const bool with_kld = col.params.at("kld").get<bool>();
     if (with_kld) po.on_window = kld_window_hook(*b.model, po.seqlen, kld);
     const PplResult r = perplexity(model, it->second.first, po);
-    rec.metrics = {{"ppl", r.ppl},
-                   {"nll_mean", r.nll_sum / (double(r.windows) * r.seqlen)},
+    rec.metrics = {{"ppl", num(r.ppl)},
+                   {"nll_mean", num(r.nll_sum / (double(r.windows) * r.seqlen))},
                    {"windows", r.windows},
                    {"seqlen", r.seqlen},
                    {"n_tokens", r.n_tokens}};
     if (with_kld) {
       const auto k = kld.summary();
-      rec.metrics["kld_mean"] = k.mean;
-      rec.metrics["kld_median"] = k.median;
-      rec.metrics["kld_p99"] = k.p99;
-      rec.metrics["kld_max"] = k.max;
+      rec.metrics["kld_mean"] = num(k.mean);
+      rec.metrics["kld_median"] = num(k.median);
+      rec.metrics["kld_p99"] = num(k.p99);
+      rec.metrics["kld_max"] = num(k.max);
       rec.metrics["top1_agreement"] = k.top1_agreement;
       rec.metrics["kld_positions"] = k.n;
     }
@@ -373,8 +382,9 @@ class Runner {
     if (opt_.quiet) return;
     const double elapsed = run_timer_.seconds();
     const int64_t left = total_ - done_;
-    std::string eta = computed_ > 0 ? "ETA ~" + fmt_duration(compute_seconds_ / double(computed_) * double(left))
-                                    : "ETA after the first cell";
+    std::string eta = computed_ > 0
+                          ? "ETA ~" + fmt_duration(compute_seconds_ / double(computed_) * double(left))
+                          : "ETA after the first cell";
     fmt::print(stderr, "[study {} {}/{} cells, {:.0f}%, elapsed {}, {}] {} · {} · {}\n", spec_.name, done_,
                total_, total_ ? 100.0 * double(done_) / double(total_) : 100.0, fmt_duration(elapsed), eta,
                pm.name, row.label(), what);

@@ -44,7 +44,8 @@ struct StudySummary {
   std::set<std::string> plan_keys;  // every cell of the whole study (all shards)
 };
 
-// Validates the inputs first (check_study_inputs, unless opt.inputs_checked), then computes the missing cells.
+// Validates the inputs first (check_study_inputs, unless opt.inputs_checked), then computes the missing
+// cells.
 StudySummary run_study(const StudySpec& spec, ResultStore& store, const StudyOptions& opt);
 
 // The keys of every cell of the study (all shards), for reports limited to one study.

@@ -2,12 +2,12 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <toml++/toml.h>
 
 #include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "core/error.h"
 #include "eval/ppl_texts.h"
@@ -43,8 +43,7 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 // Reads one TOML table's keys, complaining about any it does not know.
 class Section {
  public:
-  Section(const toml::table& t, std::string where, const std::string& source,
-          std::vector<std::string> known)
+  Section(const toml::table& t, std::string where, const std::string& source, std::vector<std::string> known)
       : t_(t), where_(std::move(where)), source_(source) {
     for (auto&& [k, v] : t) {
       const std::string key(k.str());
@@ -130,14 +129,16 @@ void check_nonneg(const Section& s, const std::string& key, int64_t v) {
 
 std::vector<StudyRow> expand_rows(const Section& s, const std::string& where, const StudySpec& spec) {
   std::vector<std::string> methods = s.list<std::string>("method", {});
-  if (methods.empty()) s.bad("method", "missing (fp16 or one of " + fmt::format("{}", fmt::join(quant_methods(), ", ")) + ")");
+  if (methods.empty())
+    s.bad("method", "missing (fp16 or one of " + fmt::format("{}", fmt::join(quant_methods(), ", ")) + ")");
   std::vector<int64_t> wbits = s.list<int64_t>("wbits", {}), abits = s.list<int64_t>("abits", {16}),
                        groups = s.list<int64_t>("group", {128});
   std::vector<StudyRow> out;
   for (const std::string& m : methods) {
     const bool fp = m == "fp16";
     if (!fp && std::find(quant_methods().begin(), quant_methods().end(), m) == quant_methods().end())
-      s.bad("method", fmt::format("unknown method '{}' (known: fp16, {})", m, fmt::join(quant_methods(), ", ")));
+      s.bad("method",
+            fmt::format("unknown method '{}' (known: fp16, {})", m, fmt::join(quant_methods(), ", ")));
     if (fp) {
       for (const char* k : {"wbits", "group", "sym", "act_order", "static_groups", "true_sequential", "mse",
                             "damp", "awq_seqlen"})
@@ -156,11 +157,13 @@ std::vector<StudyRow> expand_rows(const Section& s, const std::string& where, co
       for (int64_t a : abits)
         for (int64_t g : groups) {
           if (a != 16)
-            s.bad("abits", fmt::format("abits = {}: {} quantizes weights only (activation quantization is not "
-                                       "implemented yet); use 16",
-                                       a, m));
+            s.bad("abits",
+                  fmt::format("abits = {}: {} quantizes weights only (activation quantization is not "
+                              "implemented yet); use 16",
+                              a, m));
           if (w < 2 || w > 8) s.bad("wbits", fmt::format("wbits = {} is not supported by {} (2..8)", w, m));
-          if (g == 0 || g < -1) s.bad("group", fmt::format("group = {}: a positive group size, or -1 for per-channel", g));
+          if (g == 0 || g < -1)
+            s.bad("group", fmt::format("group = {}: a positive group size, or -1 for per-channel", g));
           StudyRow r;
           r.where = where;
           QuantConfig& q = r.quant;
@@ -255,7 +258,8 @@ StudySpec parse_study(const std::string& text, const std::string& source) {
   spec.mmlu_limit = int(tasks.integer("mmlu_limit", -1));
   if (spec.mmlu_limit < -1) tasks.bad("mmlu_limit", "must be >= 0, or -1 for limit");
   spec.num_fewshot = int(tasks.integer("num_fewshot", -1));
-  if (spec.ppl_datasets.empty() && spec.tasks.empty()) top.bad("perplexity", "the study measures nothing: give perplexity.datasets or tasks.names");
+  if (spec.ppl_datasets.empty() && spec.tasks.empty())
+    top.bad("perplexity", "the study measures nothing: give perplexity.datasets or tasks.names");
 
   const toml::node* rn = root.get("rows");
   const toml::array* rows = rn ? rn->as_array() : nullptr;

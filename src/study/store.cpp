@@ -89,7 +89,9 @@ ResultStore::ResultStore(const std::string& path) : path_(path) {
   }
 }
 
-ResultStore::~ResultStore() { sqlite3_close(db_); }
+ResultStore::~ResultStore() {
+  sqlite3_close(db_);
+}
 
 void ResultStore::exec(const char* sql) const {
   char* err = nullptr;
@@ -166,13 +168,15 @@ std::vector<CellRecord> ResultStore::cells() const {
 std::string ResultStore::file_sha256(const std::string& file) {
   struct stat st {};
   if (stat(file.c_str(), &st) != 0) fail("{}: cannot stat", file);
-  const int64_t size = int64_t(st.st_size), mtime = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  const int64_t size = int64_t(st.st_size),
+                mtime = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   {
     Stmt q(db_, "SELECT sha256 FROM file_hashes WHERE path = ?1 AND size = ?2 AND mtime_ns = ?3", path_);
     if (q.bind(1, file).bind(2, size).bind(3, mtime).step()) return q.text(0);
   }
   std::string h = sha256_file(file);
-  Stmt s(db_, "INSERT OR REPLACE INTO file_hashes(path, size, mtime_ns, sha256) VALUES(?1, ?2, ?3, ?4)", path_);
+  Stmt s(db_, "INSERT OR REPLACE INTO file_hashes(path, size, mtime_ns, sha256) VALUES(?1, ?2, ?3, ?4)",
+         path_);
   s.bind(1, file).bind(2, size).bind(3, mtime).bind(4, h).step();
   return h;
 }

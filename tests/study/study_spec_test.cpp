@@ -27,15 +27,15 @@ datasets = ["wikitext2"]
 TEST(StudySpec, PresetsParseAndExpand) {
   const StudySpec q = load_study("quick");
   EXPECT_EQ(q.name, "quick");
-  // fp16 + rtn {4,3,2} + {gptq,awq} x {4,3}
-  ASSERT_EQ(q.rows.size(), 8u);
+  // fp16 + rtn {4,3,2} + gptq {4,3} + awq 4
+  ASSERT_EQ(q.rows.size(), 7u);
   EXPECT_TRUE(q.rows[0].baseline());
   EXPECT_EQ(q.rows[1].label(), "rtn w4 a16 g128");
   EXPECT_EQ(q.rows[4].quant.method, "gptq");
   EXPECT_EQ(q.rows[5].quant.method, "gptq");
   EXPECT_EQ(q.rows[5].quant.wbits, 3);
   EXPECT_EQ(q.rows[6].quant.method, "awq");
-  EXPECT_EQ(q.mmlu_limit, 1);
+  EXPECT_EQ(q.task_limit, 20);
   const StudySpec p = load_study("paper");
   // fp16 + 3 methods x (3 group-128 + 4 per-channel)
   ASSERT_EQ(p.rows.size(), 22u);
@@ -70,7 +70,8 @@ group = 128
   EXPECT_EQ(s.rows[4].label(), "gptq w4 a16 g128");
   EXPECT_EQ(s.rows[8].label(), "gptq w4 a16 g128 act_order");
   EXPECT_TRUE(s.rows[8].quant.act_order);
-  EXPECT_EQ(s.rows[8].settings.dump(), R"({"abits":16,"act_order":true,"group":128,"method":"gptq","wbits":4})");
+  EXPECT_EQ(s.rows[8].settings.dump(),
+            R"({"abits":16,"act_order":true,"group":128,"method":"gptq","wbits":4})");
   EXPECT_TRUE(s.kld);  // default with a perplexity dataset
 }
 
@@ -79,8 +80,10 @@ TEST(StudySpec, BadFilesNameTheKey) {
   struct Case {
     std::string toml, expect;
   } cases[] = {
-      {std::string(kHead) + "[[rows]]\nmethod = \"rnt\"\nwbits = 4\n", "rows[0].method: unknown method 'rnt'"},
-      {std::string(kHead) + "[[rows]]\nmethod = \"gptq\"\nwbits = 9\n", "rows[0].wbits: wbits = 9 is not supported"},
+      {std::string(kHead) + "[[rows]]\nmethod = \"rnt\"\nwbits = 4\n",
+       "rows[0].method: unknown method 'rnt'"},
+      {std::string(kHead) + "[[rows]]\nmethod = \"gptq\"\nwbits = 9\n",
+       "rows[0].wbits: wbits = 9 is not supported"},
       {std::string(kHead) + "[[rows]]\nmethod = \"gptq\"\nwbits = 1\n", "rows[0].wbits: wbits = 1"},
       {std::string(kHead) + "[[rows]]\nmethod = \"rtn\"\nwbits = 4\nabits = 8\n", "rows[0].abits: abits = 8"},
       {std::string(kHead) + "[[rows]]\nmethod = \"rtn\"\nwbits = 4\ngrop = 64\n",
@@ -93,8 +96,10 @@ TEST(StudySpec, BadFilesNameTheKey) {
       {std::string(kHead), "rows: missing"},
       {"models = [\"m\"]\n[perplexity]\ndatasets = [\"wikitext3\"]\n" + rows,
        "perplexity.datasets: unknown dataset 'wikitext3'"},
-      {"models = [\"m\"]\n[tasks]\nnames = [\"piqa\", \"hellaswagg\"]\n" + rows, "tasks.names: unknown task 'hellaswagg'"},
-      {"models = [\"m\"]\n[task]\nnames = [\"piqa\"]\n" + rows, "task: unknown key 'task' (did you mean 'tasks'?)"},
+      {"models = [\"m\"]\n[tasks]\nnames = [\"piqa\", \"hellaswagg\"]\n" + rows,
+       "tasks.names: unknown task 'hellaswagg'"},
+      {"models = [\"m\"]\n[task]\nnames = [\"piqa\"]\n" + rows,
+       "task: unknown key 'task' (did you mean 'tasks'?)"},
       {"models = [\"m\"]\n[perplexity]\ndatasets = [\"wikitext2\"]\nseqln = 128\n" + rows,
        "perplexity.seqln: unknown key"},
       {"models = [\"m\"]\n[perplexity]\ndatasets = [\"wikitext2\"]\nmax_windows = \"all\"\n" + rows,
@@ -128,13 +133,15 @@ TEST(StudySpec, InputChecksNameTheKey) {
   EXPECT_NE(check("models = [\"no-such-model\"]\n[perplexity]\ndatasets = [\"wikitext2\"]\n" + rows)
                 .find("no-such-model: model not found"),
             std::string::npos);
-  EXPECT_NE(check("models = [\"testbed-25m\"]\n[perplexity]\ndatasets = [\"text:/nonexistent/x.txt\"]\n" + rows)
-                .find("in.toml: perplexity.datasets: "),
-            std::string::npos);
-  EXPECT_NE(check(std::string(kHead) + "[calibration]\nfile = \"calib/nope.txt\"\n[[rows]]\nmethod = \"gptq\"\n"
-                                       "wbits = 4\n")
-                .find("in.toml: calibration.file: calib/nope.txt: data file not found"),
-            std::string::npos);
+  EXPECT_NE(
+      check("models = [\"testbed-25m\"]\n[perplexity]\ndatasets = [\"text:/nonexistent/x.txt\"]\n" + rows)
+          .find("in.toml: perplexity.datasets: "),
+      std::string::npos);
+  EXPECT_NE(
+      check(std::string(kHead) + "[calibration]\nfile = \"calib/nope.txt\"\n[[rows]]\nmethod = \"gptq\"\n"
+                                 "wbits = 4\n")
+          .find("in.toml: calibration.file: calib/nope.txt: data file not found"),
+      std::string::npos);
 }
 
 }  // namespace

@@ -41,7 +41,7 @@ TEST(ResultStore, RoundTripAndIdempotentPut) {
   EXPECT_FALSE(s.has("k3"));
   const auto cells = s.cells();
   ASSERT_EQ(cells.size(), 2u);
-  EXPECT_EQ(cells[0].key, "k1");  // ordered by seq
+  EXPECT_EQ(cells[0].key, "k1");                                // ordered by seq
   EXPECT_EQ(cells[0].metrics["ppl"].get<double>(), 1.0 / 3.0);  // doubles survive exactly
   EXPECT_EQ(cells[0].peak_rss, 123456789012ull);
   EXPECT_EQ(cells[0].row.dump(), cell("k1", 1, 0).row.dump());

@@ -146,9 +146,13 @@ void validate_quant_settings(const ModelConfig& mc, const QuantConfig& c) {
   }
   // in_features of the block linears: q/k/v/gate/up read n_embd, o reads n_head·head_dim, down reads n_ff.
   if (c.group > 0)
-    for (auto [width, what] : {std::pair{mc.n_embd, "q/k/v/gate/up_proj"},
-                               std::pair{mc.n_head * mc.head_dim, "o_proj"}, std::pair{mc.n_ff, "down_proj"}})
-      if (width % c.group != 0) fail("--group {} does not divide in_features {} of {}", c.group, width, what);
+    for (LinearKind k : kAllLinears) {
+      const int width = k == LinearKind::O      ? mc.n_head * mc.head_dim
+                        : k == LinearKind::Down ? mc.n_ff
+                                                : mc.n_embd;
+      if (width % c.group != 0)
+        fail("--group {} does not divide in_features {} of {}", c.group, width, tensor_name(0, k));
+    }
 }
 
 void validate_quant_config(const LlamaModel& model, const QuantConfig& c) {

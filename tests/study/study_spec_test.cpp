@@ -1,6 +1,8 @@
 // Study definitions: presets, row expansion, and bad files failing on the key that is wrong.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "core/error.h"
 #include "study/spec.h"
 #include "test_util.h"
@@ -44,6 +46,16 @@ TEST(StudySpec, PresetsParseAndExpand) {
   EXPECT_EQ(p.ppl_max_windows, 0);
   for (const StudyRow& r : p.rows)
     if (!r.baseline()) EXPECT_EQ(r.quant.calib_file, "calib/testbed-calib.txt");
+}
+
+TEST(StudySpec, CommittedStudyFilesParse) {
+  // studies/quant-core.toml: issue 3's table, 1 + 6 + 6 + 1 + 2 rows.
+  const std::string dir =
+      std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "studies";
+  const StudySpec s = load_study(dir + "/quant-core.toml");
+  EXPECT_EQ(s.rows.size(), 16u);
+  EXPECT_EQ(s.rows[13].label(), "gptq w4 a16 g128 act_order");
+  EXPECT_NO_THROW(check_study_inputs(s, test::paths()));
 }
 
 TEST(StudySpec, RowsExpandInOrderAndDeduplicate) {

@@ -45,7 +45,7 @@ else
   SIZE="$((W + 10)),$((H + 20))"
 fi
 
-timeout 60 "$CHROMIUM" --headless=new --no-sandbox --disable-gpu --hide-scrollbars --no-first-run \
+timeout 60 "$CHROMIUM" --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage --hide-scrollbars --no-first-run \
   --force-color-profile=srgb --force-device-scale-factor=1 --window-size="$SIZE" \
   --user-data-dir="$TMP/profile" --screenshot="$TMP/shot.png" "file://$PAGE" >"$TMP/log" 2>&1 || {
   echo "$0: chromium failed:" >&2

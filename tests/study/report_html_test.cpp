@@ -37,7 +37,8 @@ Shot screenshot(const std::string& file, int width, int height) {
   s.png = dir + "/shot.png";
   std::string log = dir + "/log.txt";
   std::string cmd = fmt::format(
-      "timeout 60 {} --headless=new --no-sandbox --disable-gpu --hide-scrollbars --no-first-run "
+      "timeout 60 {} --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage --hide-scrollbars "
+      "--no-first-run "
       "--force-color-profile=srgb --force-device-scale-factor=1 --window-size={},{} --enable-logging=stderr "
       "--v=0 --user-data-dir={}/profile --screenshot={} 'file://{}' >{} 2>&1 </dev/null",
       kChromium, width, height, dir, s.png, file, log);

@@ -125,7 +125,7 @@ bool method_needs_calibration(const std::string& method) {
   return method == "gptq" || method == "awq";
 }
 
-void validate_quant_settings(const ModelConfig& mc, const QuantConfig& c) {
+void validate_quant_options(const QuantConfig& c) {
   const bool gptq = c.method == "gptq", awq = c.method == "awq";
   if (std::find(quant_methods().begin(), quant_methods().end(), c.method) == quant_methods().end())
     fail("--method '{}' is not one of {}", c.method, fmt::join(quant_methods(), ", "));
@@ -144,6 +144,10 @@ void validate_quant_settings(const ModelConfig& mc, const QuantConfig& c) {
     if (c.seqlen < 1) fail("--seqlen {} must be at least 1", c.seqlen);
     if (awq && c.awq_seqlen < 0) fail("awq_seqlen {} must be >= 0", c.awq_seqlen);
   }
+}
+
+void validate_quant_settings(const ModelConfig& mc, const QuantConfig& c) {
+  validate_quant_options(c);
   // in_features of the block linears: q/k/v/gate/up read n_embd, o reads n_head·head_dim, down reads n_ff.
   if (c.group > 0)
     for (LinearKind k : kAllLinears) {
@@ -163,8 +167,6 @@ void validate_quant_config(const LlamaModel& model, const QuantConfig& c) {
       const Linear& lin = model.linear(l, k);
       const std::string name = tensor_name(l, k);
       if (lin.quant) fail("{} is already quantized; quantize a full-precision model", name);
-      if (c.group > 0 && lin.cols() % c.group != 0)
-        fail("--group {} does not divide in_features {} of {}", c.group, lin.cols(), name);
       const std::vector<float> w = linear_to_f32(lin);
       check_finite(w.data(), lin.rows(), lin.cols(), name);
     }

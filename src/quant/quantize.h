@@ -66,8 +66,12 @@ struct QuantReport {
 const std::vector<std::string>& quant_methods();
 bool method_needs_calibration(const std::string& method);
 
-// The checks that need only the model's shape: method, bits, group (dividing every linear's width), options
-// that the method does not take, calibration settings. Throws a one-line Error.
+// The checks of the settings alone: method, bits, group, options that the method does not take, calibration
+// settings. Throws a one-line Error.
+void validate_quant_options(const QuantConfig& cfg);
+
+// validate_quant_options, then the group against the model's shape (it must divide every linear's width; the
+// loaded tensors' shapes are checked against the config at load). Throws a one-line Error.
 void validate_quant_settings(const ModelConfig& mc, const QuantConfig& cfg);
 
 // validate_quant_settings, then the weights: throws a one-line Error for: unknown method, bits outside 2..8,

@@ -196,6 +196,15 @@ std::string plot(const PlotSpec& spec, const std::vector<SeriesDef>& defs, const
         "fill=\"{1}\">{2}</text>\n",
         px(yc), kText, xml_escape(spec.ytitle));
   };
+  // The note on values left out (when any), then the closing tag.
+  auto finish = [&] {
+    if (dropped)
+      s += fmt::format(
+          "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{}\">{} value(s) not finite{}: not plotted"
+          "</text>\n",
+          kL, px(bottom + 50), kText, dropped, spec.log_y ? " or not positive" : "");
+    return s + "</svg>\n";
+  };
 
   if (drawn.empty()) {
     frame();
@@ -204,12 +213,7 @@ std::string plot(const PlotSpec& spec, const std::vector<SeriesDef>& defs, const
         "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"14\" fill=\"{}\">n/a: no data"
         "</text>\n",
         px(kL + kPw / 2), px(kT + kPh / 2), kText);
-    if (dropped)
-      s += fmt::format(
-          "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{}\">{} value(s) not finite{}: not "
-          "plotted</text>\n",
-          kL, px(bottom + 50), kText, dropped, spec.log_y ? " or not positive" : "");
-    return s + "</svg>\n";
+    return finish();
   }
 
   // x: weight bits, ticks at the bit widths present.
@@ -314,12 +318,7 @@ std::string plot(const PlotSpec& spec, const std::vector<SeriesDef>& defs, const
                      px(ly + 4), kText, xml_escape(r->label));
     ly += 18;
   }
-  if (dropped)
-    s += fmt::format(
-        "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{}\">{} value(s) not finite{}: not plotted"
-        "</text>\n",
-        kL, px(bottom + 50), kText, dropped, spec.log_y ? " or not positive" : "");
-  return s + "</svg>\n";
+  return finish();
 }
 
 }  // namespace

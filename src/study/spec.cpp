@@ -187,14 +187,9 @@ std::vector<StudyRow> expand_rows(const Section& s, const std::string& where, co
           q.seqlen = spec.calib_seqlen;
           q.seed = spec.calib_seed;
           q.calib_file = spec.calib_file;
-          // The method's own option checks (validate_quant_settings without a model shape).
-          ModelConfig any;
-          any.n_embd = any.n_ff = any.head_dim = 1;
-          any.n_head = 1;
-          QuantConfig probe = q;
-          probe.group = -1;
+          // The method's own option checks (the group is checked against each model's widths later).
           try {
-            validate_quant_settings(any, probe);
+            validate_quant_options(q);
           } catch (const Error& e) {
             s.bad("", e.what());
           }

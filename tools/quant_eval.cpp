@@ -5,6 +5,9 @@
 //   quant_eval MODEL --method rtn|gptq|awq --wbits 4 --group 128 [--act-order] [--calib FILE --nsamples 16
 //              --seqlen 2048] [--eval wikitext2,ptb,c4-sample] [--max-windows N]
 //   quant_eval MODEL --dump DIR --layer 3 --site mlp|attn|o|down --calib FILE --nsamples 16 --seqlen 2048
+//   quant_eval MODEL --dump-tokens DIR --calib FILE --nsamples 16 --seqlen 2048 [--eval wikitext2,...]
+//     writes the calibration windows (calib.npy, (nsamples, seqlen) int32) and each text's token stream
+//     (<name>.npy, BOS first) for tools/ref_quant_model.py, so both sides see the same tokens.
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -45,6 +48,17 @@ void write_npy(const std::string& path, const T* data, std::vector<int64_t> shap
   write_file_atomic(path, out);
 }
 
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t comma = std::min(s.find(',', start), s.size());
+    if (comma > start) out.push_back(s.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
 struct CaptureSite : BlockObserver {
   int layer;
   InputSite site;
@@ -59,7 +73,7 @@ struct CaptureSite : BlockObserver {
 
 int main(int argc, char** argv) try {
   if (argc < 2) fail("usage: quant_eval MODEL [options]");
-  std::string model_path = argv[1], dump, evals = "wikitext2", site_name = "mlp";
+  std::string model_path = argv[1], dump, dump_tokens, evals = "wikitext2", site_name = "mlp";
   QuantConfig cfg;
   int max_windows = 0, layer = 0;
   for (int i = 2; i < argc; ++i) {
@@ -100,6 +114,8 @@ int main(int argc, char** argv) try {
       max_windows = std::stoi(next());
     else if (a == "--dump")
       dump = next();
+    else if (a == "--dump-tokens")
+      dump_tokens = next();
     else if (a == "--layer")
       layer = std::stoi(next());
     else if (a == "--site")
@@ -111,6 +127,17 @@ int main(int argc, char** argv) try {
   model_path = resolve_model_path(model_path, paths);
   LlamaModel model(load_checkpoint(model_path));
   auto tok = load_tokenizer_for_model(model_path);
+
+  if (!dump_tokens.empty()) {
+    const CalibSet calib = load_calibration(*tok, cfg.calib_file, cfg.nsamples, cfg.seqlen, cfg.seed);
+    write_npy(dump_tokens + "/calib.npy", calib.tokens.data(), {calib.nsamples, calib.seqlen}, "<i4");
+    for (const std::string& ds : split_list(evals)) {
+      const std::vector<int32_t> ids = tok->encode_with_bos(build_eval_text(ds, paths).text);
+      write_npy(dump_tokens + "/" + ds + ".npy", ids.data(), {int64_t(ids.size())}, "<i4");
+    }
+    std::printf("dumped calib.npy and %s to %s\n", evals.c_str(), dump_tokens.c_str());
+    return 0;
+  }
 
   if (!dump.empty()) {
     const InputSite site = site_name == "attn"   ? InputSite::AttnIn
@@ -194,12 +221,7 @@ int main(int argc, char** argv) try {
       if (l.layer == 0 || l.layer == int(r.layers.size()) - 1)
         std::printf("  %d %-18s rel_err %.4f loss %.3f\n", l.layer, linear_name(l.kind), l.rel_err, l.loss);
   }
-  size_t start = 0;
-  while (start <= evals.size()) {
-    const size_t comma = std::min(evals.find(',', start), evals.size());
-    const std::string ds = evals.substr(start, comma - start);
-    start = comma + 1;
-    if (ds.empty()) continue;
+  for (const std::string& ds : split_list(evals)) {
     const EvalText et = build_eval_text(ds, paths);
     const std::vector<int32_t> ids = tok->encode_with_bos(et.text);
     PplOptions po;

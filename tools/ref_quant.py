@@ -19,6 +19,7 @@ computed, lowbit's documented convention (the packed format stores fp16 scales).
 --seqlen tokens); --hessian ours uses H.npy, isolating the quantization algorithm from the accumulation.
 """
 import argparse
+import json
 import os
 
 import numpy as np
@@ -140,6 +141,7 @@ def main():
     ap.add_argument("--seqlen", type=int, default=2048)
     ap.add_argument("--fp32-scales", action="store_true")
     ap.add_argument("--hessian", choices=["x", "ours"], default="x")
+    ap.add_argument("--json", default="", help="write each case's reference output error here (test fixture)")
     a = ap.parse_args()
     torch.set_num_threads(2)
     load = lambda n: torch.from_numpy(np.load(os.path.join(a.dir, n)))
@@ -158,6 +160,7 @@ def main():
     }
     print(f"W {tuple(W.shape)}, X {tuple(X.shape)}, hessian from {a.hessian}, "
           f"{'fp32' if a.fp32_scales else 'fp16'} scales")
+    fixture = {}
     for name, fn in cases.items():
         ref, ref_codes = fn()
         ours = load(f"{name}_What.npy").float()
@@ -168,6 +171,11 @@ def main():
         print(f"{name:16s} max|dW| {diff:.3e}  codes differing {ncode:6d} / {W.numel()} "
               f"({100.0 * ncode / W.numel():.3f}%)  rel out err ours {e_ours:.5f} ref {e_ref:.5f} "
               f"({100 * (e_ours / e_ref - 1):+.2f}%)")
+        fixture[name] = {"rel_out_err": e_ref, "codes_differing_from_lowbit": ncode}
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"W": list(W.shape), "X": list(X.shape), "hessian": a.hessian, "cases": fixture}, f, indent=1)
+            f.write("\n")
 
 
 if __name__ == "__main__":

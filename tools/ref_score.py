@@ -201,29 +201,44 @@ class Llama:
         rot = torch.cat([-x[..., h:], x[..., :h]], dim=-1)
         return x * cos + rot * sin
 
-    @torch.no_grad()
-    def logits(self, ids, last=None):  # logits of every position, or of the last `last` positions
-        T = len(ids)
-        x = self.w["model.embed_tokens.weight"][torch.tensor(ids)]
+    def rope_tables(self, T):
         freqs = torch.outer(torch.arange(T).float(), self.inv_freq)
         emb = torch.cat([freqs, freqs], dim=-1)
-        cos, sin = emb.cos(), emb.sin()
-        mask = torch.full((T, T), float("-inf")).triu(1)
+        return emb.cos(), emb.sin(), torch.full((T, T), float("-inf")).triu(1)
+
+    def block(self, l, x, tables, w=None, hook=None):
+        """Decoder layer l on x (T, d). w: weights by name (default the model's); hook(name, input) is called
+        with each linear's input (T, in_features) before it is applied."""
+        w = w or self.w
+        cos, sin, mask = tables
+        T = x.shape[0]
+        p = f"model.layers.{l}."
+
+        def lin(name, inp):
+            if hook:
+                hook(name, inp)
+            return inp @ w[p + name + ".weight"].T
+
+        h = self.norm(x, w[p + "input_layernorm.weight"])
+        q = lin("self_attn.q_proj", h).view(T, self.nh, self.hd).transpose(0, 1)
+        k = lin("self_attn.k_proj", h).view(T, self.nkv, self.hd).transpose(0, 1)
+        v = lin("self_attn.v_proj", h).view(T, self.nkv, self.hd).transpose(0, 1)
+        q, k = self.rope(q, cos, sin), self.rope(k, cos, sin)
+        rep = self.nh // self.nkv
+        k, v = k.repeat_interleave(rep, 0), v.repeat_interleave(rep, 0)
+        att = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(self.hd) + mask, dim=-1) @ v
+        x = x + lin("self_attn.o_proj", att.transpose(0, 1).reshape(T, -1))
+        h = self.norm(x, w[p + "post_attention_layernorm.weight"])
+        g = lin("mlp.gate_proj", h)
+        u = lin("mlp.up_proj", h)
+        return x + lin("mlp.down_proj", torch.nn.functional.silu(g) * u)
+
+    @torch.no_grad()
+    def logits(self, ids, last=None):  # logits of every position, or of the last `last` positions
+        x = self.w["model.embed_tokens.weight"][torch.tensor(ids)]
+        tables = self.rope_tables(len(ids))
         for l in range(self.cfg["num_hidden_layers"]):
-            p = f"model.layers.{l}."
-            h = self.norm(x, self.w[p + "input_layernorm.weight"])
-            q = (h @ self.w[p + "self_attn.q_proj.weight"].T).view(T, self.nh, self.hd).transpose(0, 1)
-            k = (h @ self.w[p + "self_attn.k_proj.weight"].T).view(T, self.nkv, self.hd).transpose(0, 1)
-            v = (h @ self.w[p + "self_attn.v_proj.weight"].T).view(T, self.nkv, self.hd).transpose(0, 1)
-            q, k = self.rope(q, cos, sin), self.rope(k, cos, sin)
-            rep = self.nh // self.nkv
-            k, v = k.repeat_interleave(rep, 0), v.repeat_interleave(rep, 0)
-            att = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(self.hd) + mask, dim=-1) @ v
-            x = x + att.transpose(0, 1).reshape(T, -1) @ self.w[p + "self_attn.o_proj.weight"].T
-            h = self.norm(x, self.w[p + "post_attention_layernorm.weight"])
-            g = h @ self.w[p + "mlp.gate_proj.weight"].T
-            u = h @ self.w[p + "mlp.up_proj.weight"].T
-            x = x + (torch.nn.functional.silu(g) * u) @ self.w[p + "mlp.down_proj.weight"].T
+            x = self.block(l, x, tables)
         if last is not None:
             x = x[-last:]
         return self.norm(x, self.w["model.norm.weight"]) @ self.head.T

@@ -2,6 +2,8 @@
 // the packed format and write a checkpoint lowbit loads back.
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "cli/common.h"
 #include "core/error.h"
 #include "core/progress.h"
@@ -52,6 +54,10 @@ void add_quantize(CLI::App& app, Global& g, Commands& out) {
                     {"quantized_weights", rep.n_weights},
                     {"bits_per_weight", rep.bits_per_weight},
                     {"quantization_config", qc}};
+    if (rep.hessian_flops > 0) {
+      summary["hessian_seconds"] = rep.hessian_seconds;
+      summary["hessian_gflops"] = rep.hessian_flops / 1e9;
+    }
     if (o->json) {
       fmt::print("{}\n", summary.dump(2));
     } else {
@@ -59,6 +65,9 @@ void add_quantize(CLI::App& app, Global& g, Commands& out) {
                  q.act_order ? " act-order" : "");
       fmt::print("  {:.1f} s, peak RSS {}, model.safetensors {}, {:.3f} bits per quantized weight\n",
                  rep.seconds, format_bytes(peak_rss_bytes()), format_bytes(bytes), rep.bits_per_weight);
+      if (rep.hessian_flops > 0)
+        fmt::print("  Hessian accumulation: {:.1f} GFLOP in {:.1f} s ({:.1f} GFLOP/s)\n", rep.hessian_flops / 1e9,
+                   rep.hessian_seconds, rep.hessian_flops / 1e9 / std::max(rep.hessian_seconds, 1e-9));
     }
     return 0;
   });

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/mmap.h"
 #include "core/sha256.h"
+#include "core/sys.h"
 
 namespace lowbit {
 
@@ -103,9 +104,12 @@ void HessianObserver::observe(int layer, InputSite site, const float* x, int64_t
     }
     LOWBIT_ASSERT(a.cols == cols);
     // S (cols, cols) += xᵀ x, x (n, cols): upper triangle only.
+    Timer t;
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(cols), int(n), 1.0f, x, int(cols), 1.0f,
                 a.s.data(), int(cols));
     a.n += n;
+    seconds_ += t.seconds();
+    flops_ += double(n) * double(cols) * double(cols + 1);
   }
   if (int(site) >= last_) throw StopBlock{};
 }

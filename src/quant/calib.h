@@ -64,6 +64,9 @@ class HessianObserver : public BlockObserver {
   // (cols, cols) full symmetric H of a site; a copy.
   std::vector<float> hessian(InputSite site) const;
   int64_t tokens(InputSite site) const { return acc_[int(site)].n; }
+  // Work done by the xᵀx accumulation so far (syrk: n·c·(c+1) flops per update) and its wall time.
+  double flops() const { return flops_; }
+  double seconds() const { return seconds_; }
 
  private:
   struct Acc {
@@ -73,6 +76,7 @@ class HessianObserver : public BlockObserver {
   };
   Acc acc_[4];
   int last_ = 0;
+  double flops_ = 0, seconds_ = 0;
 };
 
 }  // namespace lowbit

@@ -98,6 +98,8 @@ void quantize_layer_gptq(LlamaModel& model, int layer, Activations& acts, const 
     for (K k : group) sites.insert(input_site(k));
     HessianObserver obs(std::vector<InputSite>(sites.begin(), sites.end()));
     run_block(model, layer, acts, &obs, false);
+    rep.hessian_seconds += obs.seconds();
+    rep.hessian_flops += obs.flops();
     for (K k : group) {
       const Linear& lin = model.linear(layer, k);
       const std::vector<float> w = linear_to_f32(lin);

@@ -1,7 +1,7 @@
 // End-to-end quantization benchmark (issue 3): wall time of quantize_model, the GPTQ Hessian accumulation's
-// GFLOP/s against this machine's OpenBLAS sgemm peak, and peak RSS against the memory target "one layer's fp32
-// weights + the calibration activations, + 25%". Use the test bed or a synthetic checkpoint from
-// `lowbit synth --shape llama3.2-1b --dtype bf16 --out DIR`.
+// GFLOP/s against this machine's OpenBLAS sgemm peak, and peak RSS against the memory target "one layer's
+// fp32 weights + the calibration activations, + 25%". Use the test bed or a synthetic checkpoint from `lowbit
+// synth --shape llama3.2-1b --dtype bf16 --out DIR`.
 //
 //   quantize_bench MODEL [method=gptq] [nsamples=128] [seqlen=2048] [wbits=4] [group=128]
 #include <fmt/format.h>
@@ -18,8 +18,9 @@ using namespace lowbit;
 int main(int argc, char** argv) {
   try {
     if (argc < 2) {
-      fmt::print(stderr, "usage: quantize_bench MODEL [method=gptq] [nsamples=128] [seqlen=2048] [wbits=4] "
-                         "[group=128]\n");
+      fmt::print(stderr,
+                 "usage: quantize_bench MODEL [method=gptq] [nsamples=128] [seqlen=2048] [wbits=4] "
+                 "[group=128]\n");
       return 2;
     }
     auto arg = [&](int i, const char* def) { return std::string(argc > i ? argv[i] : def); };
@@ -43,7 +44,8 @@ int main(int argc, char** argv) {
     uint64_t layer_bytes = 0;
     for (int l = 0; l < c.n_layer; ++l) {
       uint64_t b = 0;
-      for (LinearKind k : kAllLinears) b += uint64_t(model.linear(l, k).rows() * model.linear(l, k).cols()) * 4;
+      for (LinearKind k : kAllLinears)
+        b += uint64_t(model.linear(l, k).rows() * model.linear(l, k).cols()) * 4;
       layer_bytes = std::max(layer_bytes, b);
     }
     const uint64_t act_bytes = method_needs_calibration(q.method)
@@ -54,14 +56,15 @@ int main(int argc, char** argv) {
     const QuantReport r = quantize_model(model, *tok, q);
     const uint64_t rss = peak_rss_bytes();
     const double peak = bench::sgemm_peak_gflops(2048, 2048, 2048);
-    fmt::print("model {}  threads {}  {} w{} g{}  calibration {} x {}\n", path, num_threads(), q.method, q.wbits,
-               q.group, q.nsamples, q.seqlen);
+    fmt::print("model {}  threads {}  {} w{} g{}  calibration {} x {}\n", path, num_threads(), q.method,
+               q.wbits, q.group, q.nsamples, q.seqlen);
     fmt::print("wall {:.1f} s ({:.2f} s per layer)\n", r.seconds, r.seconds / c.n_layer);
     if (r.hessian_flops > 0) {
       const double g = r.hessian_flops / 1e9 / r.hessian_seconds;
-      fmt::print("Hessian accumulation {:.1f} GFLOP in {:.1f} s: {:.1f} GFLOP/s = {:.0f}% of sgemm peak {:.1f} "
-                 "GFLOP/s\n",
-                 r.hessian_flops / 1e9, r.hessian_seconds, g, 100 * g / peak, peak);
+      fmt::print(
+          "Hessian accumulation {:.1f} GFLOP in {:.1f} s: {:.1f} GFLOP/s = {:.0f}% of sgemm peak {:.1f} "
+          "GFLOP/s\n",
+          r.hessian_flops / 1e9, r.hessian_seconds, g, 100 * g / peak, peak);
     }
     fmt::print("peak RSS {} (after loading {}); target {} = 1.25 x (layer fp32 {} + activations {}): {}\n",
                format_bytes(rss), format_bytes(rss_loaded), format_bytes(target), format_bytes(layer_bytes),

@@ -66,8 +66,9 @@ void add_quantize(CLI::App& app, Global& g, Commands& out) {
       fmt::print("  {:.1f} s, peak RSS {}, model.safetensors {}, {:.3f} bits per quantized weight\n",
                  rep.seconds, format_bytes(peak_rss_bytes()), format_bytes(bytes), rep.bits_per_weight);
       if (rep.hessian_flops > 0)
-        fmt::print("  Hessian accumulation: {:.1f} GFLOP in {:.1f} s ({:.1f} GFLOP/s)\n", rep.hessian_flops / 1e9,
-                   rep.hessian_seconds, rep.hessian_flops / 1e9 / std::max(rep.hessian_seconds, 1e-9));
+        fmt::print("  Hessian accumulation: {:.1f} GFLOP in {:.1f} s ({:.1f} GFLOP/s)\n",
+                   rep.hessian_flops / 1e9, rep.hessian_seconds,
+                   rep.hessian_flops / 1e9 / std::max(rep.hessian_seconds, 1e-9));
     }
     return 0;
   });

@@ -60,7 +60,7 @@ struct QuantReport {
   double bits_per_weight = 0;  // storage of the quantized linears (codes + scales + zeros + g_idx) per weight
   double hessian_seconds = 0;  // GPTQ: time in the xᵀx accumulation (syrk), and its flops
   double hessian_flops = 0;
-  std::string calib_sha256;    // empty for RTN
+  std::string calib_sha256;  // empty for RTN
   int64_t calib_stream_tokens = 0;
 };
 

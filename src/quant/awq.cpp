@@ -254,13 +254,16 @@ AwqLayerResult awq_quantize_layer(LlamaModel& model, int layer, Activations& act
   cap.keep_o = search_o;
   cap.Wo = &Wk(LinearKind::O);
   cap.d = d;
-  Activations out = acts;
+  Activations out = acts.like();
   {
     KVCache cache = model.new_cache(int(T));
+    Mat x(acts.window_size());
     for (int i = 0; i < acts.n; ++i) {
       cap.window = i;
       cache.n_past = 0;
-      model.block_forward(layer, out.window(i), T, cache, &cap);
+      acts.load(i, x.data());
+      model.block_forward(layer, x.data(), T, cache, &cap);
+      out.store(i, x.data());
     }
   }
   AwqLayerResult res;
@@ -297,7 +300,7 @@ AwqLayerResult awq_quantize_layer(LlamaModel& model, int layer, Activations& act
         try {
           for (int i = 0; i < acts.n; ++i) {
             probe.window = i;
-            std::memcpy(x.data(), acts.window(i), x.size() * sizeof(float));
+            acts.load(i, x.data());
             cache.n_past = 0;
             try {
               model.block_forward(layer, x.data(), T, cache, &probe);
@@ -429,7 +432,7 @@ AwqLayerResult awq_quantize_layer(LlamaModel& model, int layer, Activations& act
     l.quant = qw;
     model.set_linear(layer, k, std::move(l));
   }
-  acts.x.swap(out.x);
+  acts = std::move(out);
   return res;
 }
 

@@ -57,34 +57,30 @@ CalibSet load_calibration(const Tokenizer& tok, const std::string& path, int nsa
   return c;
 }
 
-Activations embed_windows(const LlamaModel& model, const CalibSet& calib, int T) {
+Activations embed_windows(const LlamaModel& model, const CalibSet& calib, int T, ActStorage storage,
+                          const std::string& spill_dir) {
   LOWBIT_ASSERT(T > 0 && T <= calib.seqlen);
-  Activations a;
-  a.n = calib.nsamples;
-  a.T = T;
-  a.d = model.config().n_embd;
-  a.x.resize(size_t(a.n) * T * a.d);
-  for (int i = 0; i < a.n; ++i)
-    model.embed(std::span<const int32_t>(calib.tokens.data() + size_t(i) * calib.seqlen, size_t(T)),
-                a.window(i));
+  Activations a(calib.nsamples, T, model.config().n_embd, storage, spill_dir);
+  std::vector<float> x(a.window_size());  // (T, d)
+  for (int i = 0; i < a.n; ++i) {
+    model.embed(std::span<const int32_t>(calib.tokens.data() + size_t(i) * calib.seqlen, size_t(T)), x.data());
+    a.store(i, x.data());
+  }
   return a;
 }
 
 void run_block(const LlamaModel& model, int layer, Activations& acts, BlockObserver* obs, bool update) {
   KVCache cache = model.new_cache(acts.T);
-  std::vector<float> scratch(update ? 0 : size_t(acts.T) * acts.d);
+  std::vector<float> x(acts.window_size());  // (T, d)
   for (int i = 0; i < acts.n; ++i) {
-    float* x = acts.window(i);
-    if (!update) {
-      std::memcpy(scratch.data(), x, scratch.size() * sizeof(float));
-      x = scratch.data();
-    }
+    acts.load(i, x.data());
     cache.n_past = 0;
     try {
-      model.block_forward(layer, x, acts.T, cache, obs);
+      model.block_forward(layer, x.data(), acts.T, cache, obs);
     } catch (const StopBlock&) {
       LOWBIT_ASSERT(!update);  // an updating run must produce the whole output
     }
+    if (update) acts.store(i, x.data());
   }
 }
 

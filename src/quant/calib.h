@@ -5,9 +5,9 @@
 // random.randint(0, n − L − 1) there; here std::mt19937_64 seeded with --seed and our own rejection sampling,
 // because std::uniform_int_distribution differs between standard libraries).
 //
-// Activations of all windows at the current layer's input are kept as (N, L, d) f32 (not bf16: the test bed
-// is small, and f32 keeps GPTQ's Hessians free of an extra rounding; a bf16/disk option is left for large
-// models).
+// Activations of all windows at the current layer's input are kept as (N, L, d) values (quant/activations.h:
+// f32 by default, which keeps GPTQ's Hessians free of an extra rounding; bf16, or f32 spilled to disk, for
+// large models).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -15,6 +15,7 @@
 
 #include "io/tokenizer.h"
 #include "model/llama.h"
+#include "quant/activations.h"
 
 namespace lowbit {
 
@@ -33,16 +34,9 @@ std::vector<int64_t> sample_window_starts(int64_t n_tokens, int nsamples, int se
 CalibSet load_calibration(const Tokenizer& tok, const std::string& path, int nsamples, int seqlen,
                           uint64_t seed);
 
-// The activations entering one layer for every window: (n, T, d).
-struct Activations {
-  int n = 0, T = 0, d = 0;
-  std::vector<float> x;
-  float* window(int i) { return x.data() + size_t(i) * T * d; }
-  const float* window(int i) const { return x.data() + size_t(i) * T * d; }
-};
-
 // Embeddings of the first T tokens of every window (T ≤ seqlen; a prefix is exact for a causal model).
-Activations embed_windows(const LlamaModel& model, const CalibSet& calib, int T);
+Activations embed_windows(const LlamaModel& model, const CalibSet& calib, int T,
+                          ActStorage storage = ActStorage::F32, const std::string& spill_dir = "");
 
 // Thrown by an observer to end block_forward once it has seen what it needs (the rest of the block is wasted
 // work). block_forward holds only RAII buffers and calls observers outside parallel regions, so this is safe;
@@ -50,7 +44,7 @@ Activations embed_windows(const LlamaModel& model, const CalibSet& calib, int T)
 struct StopBlock {};
 
 // Runs block `layer` over every window. update: the windows are replaced by the block's outputs; otherwise
-// each window is run on a scratch copy (statistics only). StopBlock from the observer ends that window's run.
+// they are left as they were (statistics only). StopBlock from the observer ends that window's run.
 void run_block(const LlamaModel& model, int layer, Activations& acts, BlockObserver* obs, bool update);
 
 // Accumulates H = 2/N Σ x xᵀ over the N tokens seen at chosen sites (GPTQ eq. 1's Hessian 2XXᵀ, averaged so

@@ -145,6 +145,7 @@ void validate_quant_options(const QuantConfig& c) {
     if (c.nsamples < 1) fail("--nsamples {} must be at least 1", c.nsamples);
     if (c.seqlen < 1) fail("--seqlen {} must be at least 1", c.seqlen);
     if (awq && c.awq_seqlen < 0) fail("awq_seqlen {} must be >= 0", c.awq_seqlen);
+    parse_act_storage(c.calib_acts);
   }
 }
 
@@ -187,7 +188,7 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
     rep.calib_stream_tokens = calib.stream_tokens;
     int T = cfg.seqlen;
     if (cfg.method == "awq" && cfg.awq_seqlen > 0) T = std::min(T, cfg.awq_seqlen);
-    acts = embed_windows(model, calib, T);
+    acts = embed_windows(model, calib, T, parse_act_storage(cfg.calib_acts), cfg.spill_dir);
   }
   AwqOptions aopt;
   aopt.spec = spec_of(cfg);
@@ -249,7 +250,8 @@ Json quantization_config_json(const QuantConfig& q, const QuantReport& rep, cons
                          {"sha256", rep.calib_sha256},
                          {"nsamples", q.nsamples},
                          {"seqlen", q.seqlen},
-                         {"seed", q.seed}};
+                         {"seed", q.seed},
+                         {"activations", q.calib_acts}};
   return qc;
 }
 

@@ -31,6 +31,8 @@ struct QuantConfig {
   // default calibration is 128 × 512 tokens, and its 20 × 4 block re-evaluations scale with the token count.
   // 0 = the whole window.
   int awq_seqlen = 512;
+  std::string calib_acts = "f32";  // f32 | bf16 | disk (quant/activations.h)
+  std::string spill_dir;           // for disk; empty = $TMPDIR or /tmp
   bool quiet = false;  // no progress bar
 };
 

@@ -24,7 +24,7 @@ CalibSet random_windows(int n, int T, int vocab, uint32_t seed) {
 
 std::vector<float> block_outputs(const LlamaModel& m, int layer, Activations a) {
   run_block(m, layer, a, nullptr, true);
-  return a.x;
+  return a.all();
 }
 
 double sq_err(const std::vector<float>& a, const std::vector<float>& b) {
@@ -135,7 +135,7 @@ TEST(Awq, BeatsRtnOnABlockWithOutlierChannels) {
   o.clip_tokens = 64;
   Activations in = a;
   const AwqLayerResult res = awq_quantize_layer(*awq, 0, in, o);
-  EXPECT_EQ(in.x, ref);  // the next layer gets the full-precision outputs (llm-awq)
+  EXPECT_EQ(in.all(), ref);  // the next layer gets the full-precision outputs (llm-awq)
   for (LinearKind k : kAllLinears) ASSERT_TRUE(awq->linear(0, k).quant) << linear_name(k);
   EXPECT_GT(res.alpha[int(InputSite::AttnIn)], 0.0);        // the outliers make scaling worthwhile
   EXPECT_TRUE(std::isnan(res.alpha[int(InputSite::OIn)]));  // GQA: no v→o scaling

@@ -5,6 +5,7 @@
 
 #include <fstream>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "synth.h"
 #include "test_util.h"
@@ -102,16 +103,55 @@ TEST(Calib, RunBlockUpdatesInPlaceOnlyWhenAsked) {
   cs.nsamples = 2, cs.seqlen = 8;
   for (int i = 0; i < 16; ++i) cs.tokens.push_back(2 + i);
   Activations a = embed_windows(*model, cs, 8);
-  const std::vector<float> x0 = a.x;
+  const std::vector<float> x0 = a.all();
   run_block(*model, 0, a, nullptr, false);
-  EXPECT_EQ(a.x, x0);
+  EXPECT_EQ(a.all(), x0);
   run_block(*model, 0, a, nullptr, true);
-  EXPECT_NE(a.x, x0);
+  EXPECT_NE(a.all(), x0);
   // Same as the model's own forward of each window through block 0.
   Activations b = embed_windows(*model, cs, 8);
   KVCache cache = model->new_cache(8);
-  model->block_forward(0, b.window(1), 8, cache);
-  for (size_t i = 0; i < size_t(8 * b.d); ++i) ASSERT_EQ(a.window(1)[i], b.window(1)[i]);
+  std::vector<float> xb(b.window_size()), xa(a.window_size());
+  b.load(1, xb.data());
+  model->block_forward(0, xb.data(), 8, cache);
+  a.load(1, xa.data());
+  EXPECT_EQ(xa, xb);
+}
+
+// f32 in RAM and f32 spilled to disk hold the same bits through embedding and a block; bf16 holds exactly the
+// bf16 rounding of what the block computes from its (rounded) inputs.
+TEST(Calib, ActivationStorages) {
+  auto model = test::make_synth_model({});
+  CalibSet cs;
+  cs.nsamples = 3, cs.seqlen = 8;
+  for (int i = 0; i < 24; ++i) cs.tokens.push_back(2 + (i * 7) % 50);
+  Activations f = embed_windows(*model, cs, 8, ActStorage::F32);
+  Activations disk = embed_windows(*model, cs, 8, ActStorage::Disk, test::temp_dir("spill"));
+  Activations bf = embed_windows(*model, cs, 8, ActStorage::BF16);
+  EXPECT_EQ(disk.all(), f.all());
+  const std::vector<float> in_f = f.all(), in_b = bf.all();
+  for (size_t i = 0; i < in_f.size(); ++i) ASSERT_EQ(in_b[i], bf16_to_f32(f32_to_bf16(in_f[i]))) << i;
+
+  run_block(*model, 0, f, nullptr, true);
+  run_block(*model, 0, disk, nullptr, true);
+  EXPECT_EQ(disk.all(), f.all());
+  const Activations copy = disk;  // a deep copy into its own file
+  run_block(*model, 1, disk, nullptr, true);
+  EXPECT_EQ(copy.all(), f.all());
+  EXPECT_NE(disk.all(), f.all());
+
+  std::vector<float> want(in_b);
+  KVCache cache = model->new_cache(8);
+  for (int i = 0; i < 3; ++i) {
+    cache.n_past = 0;
+    model->block_forward(0, want.data() + size_t(i) * bf.window_size(), 8, cache);
+  }
+  run_block(*model, 0, bf, nullptr, true);
+  const std::vector<float> got = bf.all();
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], bf16_to_f32(f32_to_bf16(want[i]))) << i;
+
+  EXPECT_THROW(parse_act_storage("fp8"), Error);
+  EXPECT_THROW(Activations(1, 8, 64, ActStorage::Disk, "/nonexistent-dir"), Error);
 }
 
 }  // namespace

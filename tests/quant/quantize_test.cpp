@@ -135,5 +135,36 @@ TEST(Quantize, EightBitIsNearlyLossless) {
   EXPECT_LT(logit_mse(*m, *fp, f), 1e-2 * logit_mse(*r4, *fp, f));
 }
 
+// Spilling the calibration activations to disk changes nothing (same f32 values); bf16 rounds the inputs every
+// layer sees, which perturbs the Hessians by ~2^-9 relative, a second-order change next to 3-bit rounding:
+// its model must stay within 10% of the f32 one's error.
+TEST(Quantize, CalibrationActivationStorage) {
+  Fixture f;
+  auto fp = test::make_synth_model({});
+  std::map<std::string, double> err;
+  std::map<std::string, std::vector<uint8_t>> codes;
+  for (const char* where : {"f32", "disk", "bf16"}) {
+    auto m = test::make_synth_model({});
+    QuantConfig c = f.cfg("gptq", 3, 32);
+    c.calib_acts = where;
+    c.spill_dir = test::temp_dir("spill");
+    quantize_model(*m, f.tok, c);
+    for (int l = 0; l < 2; ++l)
+      for (LinearKind k : kAllLinears) {
+        const QuantizedWeight& q = *m->linear(l, k).quant;
+        codes[where].insert(codes[where].end(), q.codes, q.codes + q.row_bytes() * size_t(q.rows));
+      }
+    err[where] = logit_mse(*m, *fp, f);
+  }
+  EXPECT_EQ(codes["disk"], codes["f32"]);
+  EXPECT_EQ(err["disk"], err["f32"]);
+  EXPECT_NE(codes["bf16"], codes["f32"]);
+  EXPECT_LT(err["bf16"], 1.1 * err["f32"]);
+  QuantConfig bad = f.cfg("gptq");
+  bad.calib_acts = "fp8";
+  auto m = test::make_synth_model({});
+  EXPECT_EQ(error_of(*m, f.tok, bad), "calibration activations 'fp8' is not one of f32, bf16, disk");
+}
+
 }  // namespace
 }  // namespace lowbit

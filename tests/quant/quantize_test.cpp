@@ -135,9 +135,9 @@ TEST(Quantize, EightBitIsNearlyLossless) {
   EXPECT_LT(logit_mse(*m, *fp, f), 1e-2 * logit_mse(*r4, *fp, f));
 }
 
-// Spilling the calibration activations to disk changes nothing (same f32 values); bf16 rounds the inputs every
-// layer sees, which perturbs the Hessians by ~2^-9 relative, a second-order change next to 3-bit rounding:
-// its model must stay within 10% of the f32 one's error.
+// Spilling the calibration activations to disk changes nothing (same f32 values); bf16 rounds the inputs
+// every layer sees, which perturbs the Hessians by ~2^-9 relative, a second-order change next to 3-bit
+// rounding: its model must stay within 10% of the f32 one's error.
 TEST(Quantize, CalibrationActivationStorage) {
   Fixture f;
   auto fp = test::make_synth_model({});

@@ -33,7 +33,7 @@ struct QuantConfig {
   int awq_seqlen = 512;
   std::string calib_acts = "f32";  // f32 | bf16 | disk (quant/activations.h)
   std::string spill_dir;           // for disk; empty = $TMPDIR or /tmp
-  bool quiet = false;  // no progress bar
+  bool quiet = false;              // no progress bar
 };
 
 struct LinearReport {

@@ -1,6 +1,6 @@
 // Where the calibration pipeline keeps the activations entering the current layer for every window,
-// (n, T, d) values. The whole set is large for real models (128 × 2048 × 4096 f32 = 4 GiB for an 8B model), so
-// besides plain f32 in RAM it can be kept:
+// (n, T, d) values. The whole set is large for real models (128 × 2048 × 4096 f32 = 4 GiB for an 8B model),
+// so besides plain f32 in RAM it can be kept:
 //   bf16: in RAM at half the size. Every store rounds to bf16 (round to nearest even), so later layers see
 //         rounded inputs, as in a bf16 pipeline; results differ slightly from f32.
 //   disk: as f32 in an unlinked temporary file, read and written one window at a time (pread/pwrite), so the

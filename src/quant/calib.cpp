@@ -63,7 +63,8 @@ Activations embed_windows(const LlamaModel& model, const CalibSet& calib, int T,
   Activations a(calib.nsamples, T, model.config().n_embd, storage, spill_dir);
   std::vector<float> x(a.window_size());  // (T, d)
   for (int i = 0; i < a.n; ++i) {
-    model.embed(std::span<const int32_t>(calib.tokens.data() + size_t(i) * calib.seqlen, size_t(T)), x.data());
+    model.embed(std::span<const int32_t>(calib.tokens.data() + size_t(i) * calib.seqlen, size_t(T)),
+                x.data());
     a.store(i, x.data());
   }
   return a;

@@ -246,12 +246,9 @@ Json quantization_config_json(const QuantConfig& q, const QuantReport& rep, cons
              {"source_model", source_model},
              {"lowbit_version", LOWBIT_VERSION}};
   if (method_needs_calibration(q.method))
-    qc["calibration"] = {{"file", q.calib_file},
-                         {"sha256", rep.calib_sha256},
-                         {"nsamples", q.nsamples},
-                         {"seqlen", q.seqlen},
-                         {"seed", q.seed},
-                         {"activations", q.calib_acts}};
+    qc["calibration"] = {{"file", q.calib_file},   {"sha256", rep.calib_sha256},
+                         {"nsamples", q.nsamples}, {"seqlen", q.seqlen},
+                         {"seed", q.seed},         {"activations", q.calib_acts}};
   return qc;
 }
 

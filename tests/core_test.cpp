@@ -2,10 +2,12 @@
 
 #include <cmath>
 #include <random>
+#include <vector>
 
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/json.h"
+#include "core/mmap.h"
 #include "core/sha256.h"
 #include "test_util.h"
 
@@ -81,4 +83,27 @@ TEST(Json, MalformedNamesFileAndIsOneLine) {
   }
 }
 
+}  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+// Pages of a mapped file can be dropped and read back unchanged; anything else is left alone.
+TEST(MappedFile, ReleasePagesKeepsTheDataAndIgnoresOtherMemory) {
+  const std::string path = test::temp_dir("mmap") + "/f.bin";
+  std::string bytes(5 * 4096 + 123, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = char(i * 131 % 251);
+  test::write_bytes(path, bytes);
+  MappedFile f(path);
+  const std::string before(reinterpret_cast<const char*>(f.data()), f.size());
+  EXPECT_TRUE(release_mapped_pages(f.data() + 100, f.size() - 200));
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(f.data()), f.size()), bytes);
+  EXPECT_EQ(before, bytes);
+  EXPECT_FALSE(release_mapped_pages(f.data() + 100, f.size()));  // runs past the end of the mapping
+  std::vector<char> anon(bytes.begin(), bytes.end());
+  EXPECT_FALSE(release_mapped_pages(anon.data(), anon.size()));
+  EXPECT_EQ(std::string(anon.begin(), anon.end()), bytes);
+}
+
+}  // namespace
 }  // namespace lowbit

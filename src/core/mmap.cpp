@@ -7,10 +7,39 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "core/error.h"
 
 namespace lowbit {
+
+namespace {
+
+// Live mappings, begin -> end, so release_mapped_pages never touches anonymous memory (where DONTNEED would
+// zero it).
+std::mutex g_maps_mu;
+std::map<uintptr_t, uintptr_t>& live_maps() {
+  static std::map<uintptr_t, uintptr_t> m;
+  return m;
+}
+
+}  // namespace
+
+bool release_mapped_pages(const void* p, size_t n) {
+  const uintptr_t b = reinterpret_cast<uintptr_t>(p), e = b + n;
+  {
+    std::lock_guard<std::mutex> lock(g_maps_mu);
+    auto it = live_maps().upper_bound(b);
+    if (it == live_maps().begin()) return false;
+    --it;
+    if (b < it->first || e > it->second) return false;
+  }
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = (b + page - 1) / page * page, hi = e / page * page;
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+  return true;
+}
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -34,12 +63,20 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
       fail("{}: cannot mmap: {}", path, std::strerror(e));
     }
     data_ = static_cast<const uint8_t*>(p);
+    std::lock_guard<std::mutex> lock(g_maps_mu);
+    live_maps()[reinterpret_cast<uintptr_t>(p)] = reinterpret_cast<uintptr_t>(p) + size_;
   }
   ::close(fd);
 }
 
 MappedFile::~MappedFile() {
-  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (data_) {
+    {
+      std::lock_guard<std::mutex> lock(g_maps_mu);
+      live_maps().erase(reinterpret_cast<uintptr_t>(data_));
+    }
+    ::munmap(const_cast<uint8_t*>(data_), size_);
+  }
 }
 
 std::string read_file(const std::string& path) {

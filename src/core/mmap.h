@@ -27,6 +27,13 @@ class MappedFile {
 
 using MappedFilePtr = std::shared_ptr<const MappedFile>;
 
+// Drops the resident pages of [p, p + n) from this process (madvise MADV_DONTNEED on the whole pages inside
+// it) when the range lies in a live MappedFile; otherwise does nothing and returns false. The mappings are
+// read-only, so the data stay valid: a later read faults the pages back from the page cache or the file.
+// For large checkpoints whose weights are read once (checked, then quantized): without it every page ever
+// read counts in the RSS until exit.
+bool release_mapped_pages(const void* p, size_t n);
+
 // Whole file into a string (for small text/JSON files). Throws Error naming the file.
 std::string read_file(const std::string& path);
 // Atomic replace: write to path.tmp.<pid>, fsync, rename.

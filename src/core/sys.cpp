@@ -1,10 +1,20 @@
 #include "core/sys.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include <cblas.h>
 #include <omp.h>
 #include <sys/resource.h>
 
 namespace lowbit {
+
+void release_free_memory() {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
 
 uint64_t peak_rss_bytes() {
   struct rusage ru;

@@ -8,6 +8,10 @@ namespace lowbit {
 // Peak resident set size of this process so far, in bytes (getrusage ru_maxrss).
 uint64_t peak_rss_bytes();
 
+// Hands memory that was freed back to the OS (glibc malloc_trim). After a burst of small allocations (e.g.
+// tokenizing a large text) glibc keeps the freed heap resident; later large buffers would add to it.
+void release_free_memory();
+
 class Timer {
  public:
   Timer() : t0_(std::chrono::steady_clock::now()) {}

@@ -54,6 +54,9 @@ CalibSet load_calibration(const Tokenizer& tok, const std::string& path, int nsa
   c.tokens.resize(size_t(nsamples) * size_t(seqlen));
   for (int i = 0; i < nsamples; ++i)
     std::copy_n(ids.begin() + c.starts[size_t(i)], seqlen, c.tokens.begin() + size_t(i) * seqlen);
+  // Tokenizing a large text leaves ~100 bytes per character of freed small allocations resident (measured:
+  // 287 MB for the 2.8 MB test-bed text); return them before the activations are allocated.
+  release_free_memory();
   return c;
 }
 

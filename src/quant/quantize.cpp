@@ -6,7 +6,9 @@
 #include <cmath>
 #include <set>
 
+#include "core/dtype.h"
 #include "core/error.h"
+#include "core/mmap.h"
 #include "core/progress.h"
 #include "core/sys.h"
 #include "kernels/linear.h"
@@ -55,6 +57,10 @@ LinearReport linear_report(int layer, LinearKind k, const QuantizedWeight& q) {
   r.cols = q.cols;
   r.bits_per_weight = q.bits_per_weight();
   return r;
+}
+
+size_t dense_bytes(const Linear& l) {
+  return l.quant ? 0 : size_t(l.dense.rows * l.dense.cols) * dtype_size(l.dense.dtype);
 }
 
 void install(LlamaModel& model, int layer, LinearKind k, std::shared_ptr<const QuantizedWeight> q) {
@@ -172,6 +178,8 @@ void validate_quant_config(const LlamaModel& model, const QuantConfig& c) {
       if (lin.quant) fail("{} is already quantized; quantize a full-precision model", name);
       const std::vector<float> w = linear_to_f32(lin);
       check_finite(w.data(), lin.rows(), lin.cols(), name);
+      // Read once here; let the pages go until the layer is quantized (a no-op unless memory-mapped).
+      release_mapped_pages(lin.dense.data, dense_bytes(lin));
     }
 }
 
@@ -201,6 +209,8 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
     Timer lt;
     LayerReport lr;
     lr.layer = l;
+    std::vector<Linear> originals;  // keeps the source weights alive until their pages are released below
+    for (LinearKind k : kAllLinears) originals.push_back(model.linear(l, k));
     if (cfg.method == "rtn") {
       quantize_layer_rtn(model, l, cfg, rep);
     } else if (cfg.method == "gptq") {
@@ -214,6 +224,7 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
         rep.linears.push_back(r);
       }
     }
+    for (const Linear& o : originals) release_mapped_pages(o.dense.data, dense_bytes(o));
     lr.seconds = lt.seconds();
     rep.layers.push_back(lr);
     progress.add(1);

@@ -125,4 +125,16 @@ std::vector<float> HessianObserver::hessian(InputSite site) const {
   return H;
 }
 
+std::vector<float> HessianObserver::take_hessian(InputSite site) {
+  Acc& a = acc_[int(site)];
+  LOWBIT_ASSERT(a.wanted && a.n > 0);
+  const int64_t c = a.cols;
+  const float f = float(2.0 / double(a.n));
+  std::vector<float> H = std::move(a.s);
+  for (int64_t i = 0; i < c; ++i)
+    for (int64_t j = i; j < c; ++j) H[size_t(i * c + j)] = H[size_t(j * c + i)] = f * H[size_t(i * c + j)];
+  a = Acc{};
+  return H;
+}
+
 }  // namespace lowbit

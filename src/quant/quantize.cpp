@@ -106,10 +106,15 @@ void quantize_layer_gptq(LlamaModel& model, int layer, Activations& acts, const 
     run_block(model, layer, acts, &obs, false);
     rep.hessian_seconds += obs.seconds();
     rep.hessian_flops += obs.flops();
-    for (K k : group) {
+    for (size_t i = 0; i < group.size(); ++i) {
+      const K k = group[i];
       const Linear& lin = model.linear(layer, k);
       const std::vector<float> w = linear_to_f32(lin);
-      GptqResult g = gptq_quantize(w.data(), lin.rows(), lin.cols(), obs.hessian(input_site(k)), opt,
+      // The last linear reading a site takes its H instead of copying it.
+      const bool last = std::none_of(group.begin() + long(i) + 1, group.end(),
+                                     [&](K later) { return input_site(later) == input_site(k); });
+      GptqResult g = gptq_quantize(w.data(), lin.rows(), lin.cols(),
+                                   last ? obs.take_hessian(input_site(k)) : obs.hessian(input_site(k)), opt,
                                    tensor_name(layer, k));
       LinearReport r = linear_report(layer, k, *g.weight);
       r.rel_err = rel_err(w, *g.weight);

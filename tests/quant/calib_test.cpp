@@ -95,6 +95,10 @@ TEST(Calib, HessianObserverAccumulatesTwoXtXOverN) {
   }
   // Sites before the wanted ones are not accumulated; the block stopped after DownIn's observation anyway.
   EXPECT_EQ(h.tokens(InputSite::AttnIn), 0);
+  // take_hessian moves the same matrix out and forgets the site.
+  const std::vector<float> copy = h.hessian(InputSite::DownIn);
+  EXPECT_EQ(h.take_hessian(InputSite::DownIn), copy);
+  EXPECT_EQ(h.tokens(InputSite::DownIn), 0);
 }
 
 TEST(Calib, RunBlockUpdatesInPlaceOnlyWhenAsked) {

@@ -2,6 +2,8 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 namespace lowbit {
 
@@ -23,6 +25,29 @@ class Timer {
  private:
   std::chrono::steady_clock::time_point t0_;
 };
+
+// An allocator whose resize() leaves new elements uninitialized: pages of a large buffer are then touched
+// (and counted in RSS) only when written. For buffers every read of which follows a write (the KV cache).
+template <typename T>
+struct DefaultInitAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = DefaultInitAllocator<U>;
+  };
+  DefaultInitAllocator() = default;
+  template <typename U>
+  DefaultInitAllocator(const DefaultInitAllocator<U>&) noexcept {}
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+template <typename T>
+using UninitVector = std::vector<T, DefaultInitAllocator<T>>;
 
 // Threads used by lowbit's own parallel loops (OpenMP) and by OpenBLAS. 0 = all cores.
 void set_num_threads(int n);

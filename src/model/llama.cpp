@@ -254,8 +254,8 @@ KVCache LlamaModel::new_cache(int max_seq) const {
   KVCache kc;
   kc.max_seq = max_seq;
   kc.kv_dim = c.n_kv_head * c.head_dim;
-  kc.k.assign(size_t(c.n_layer) * max_seq * kc.kv_dim, 0.0f);
-  kc.v.assign(kc.k.size(), 0.0f);
+  kc.k.resize(size_t(c.n_layer) * max_seq * kc.kv_dim);
+  kc.v.resize(kc.k.size());
   return kc;
 }
 

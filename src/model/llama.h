@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "core/sys.h"
 #include "io/checkpoint.h"
 #include "kernels/linear.h"
 
@@ -18,9 +19,11 @@ namespace lowbit {
 struct KVCache {
   int max_seq = 0;
   int n_past = 0;
-  int kv_dim = 0;        // Hkv * hd
-  std::vector<float> k;  // (n_layer, max_seq, kv_dim)
-  std::vector<float> v;  // (n_layer, max_seq, kv_dim)
+  int kv_dim = 0;  // Hkv * hd
+  // Uninitialized: attention reads only positions already written, and calibration, which runs one layer at
+  // a time, then touches one layer's pages (a 1B model's zero-filled 2048-token cache is 128 MiB).
+  UninitVector<float> k;  // (n_layer, max_seq, kv_dim)
+  UninitVector<float> v;  // (n_layer, max_seq, kv_dim)
   void truncate(int n) { n_past = n < n_past ? n : n_past; }
 };
 

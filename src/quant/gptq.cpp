@@ -91,20 +91,24 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols, std::vec
   double mean_diag = 0;
   for (int64_t i = 0; i < cols; ++i) mean_diag += H[size_t(i * cols + i)];
   mean_diag /= double(cols);
-  std::vector<float> U;
+  // Factorized in place (no second cols² buffer: 256 MiB for a 1B model's down_proj): the LAPACK calls write
+  // only the upper triangle, so after a failure the strict lower one still holds H to restore it from.
+  std::vector<float> diag(static_cast<size_t>(cols));
+  for (int64_t i = 0; i < cols; ++i) diag[size_t(i)] = H[size_t(i * cols + i)];
   double damp = o.damp;
   for (int attempt = 0;; ++attempt) {
-    U = H;
     const float lambda = float(damp * mean_diag);
-    for (int64_t i = 0; i < cols; ++i) U[size_t(i * cols + i)] += lambda;
-    if (upper_cholesky_of_inverse(U, cols)) break;
+    for (int64_t i = 0; i < cols; ++i) H[size_t(i * cols + i)] = diag[size_t(i)] + lambda;
+    if (upper_cholesky_of_inverse(H, cols)) break;
     if (attempt >= o.max_damp_retries)
       fail("{}: Hessian is not positive definite even with dampening {} x mean(diag H) (started at {})", name,
            damp, o.damp);
     damp *= 10;
+    for (int64_t i = 0; i < cols; ++i)
+      for (int64_t j = i + 1; j < cols; ++j) H[size_t(i * cols + j)] = H[size_t(j * cols + i)];
   }
   res.damp_used = damp;
-  H = {};
+  const std::vector<float> U = std::move(H);  // its upper triangle: H⁻¹ = UᵀU
 
   PackedBuilder pb(o.spec.bits, rows, cols, gs, o.act_order && grouped && !o.static_groups);
   if (o.act_order && grouped && !o.static_groups) {

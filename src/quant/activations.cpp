@@ -19,10 +19,6 @@ ActStorage parse_act_storage(const std::string& s) {
   fail("calibration activations '{}' is not one of f32, bf16, disk", s);
 }
 
-const char* act_storage_name(ActStorage s) {
-  return s == ActStorage::F32 ? "f32" : s == ActStorage::BF16 ? "bf16" : "disk";
-}
-
 // An unlinked temporary file: it disappears with the last descriptor, also when the process is killed.
 struct Activations::SpillFile {
   int fd = -1;

@@ -18,7 +18,6 @@ enum class ActStorage { F32, BF16, Disk };
 
 // "f32" | "bf16" | "disk"; throws a one-line Error naming the accepted values.
 ActStorage parse_act_storage(const std::string& s);
-const char* act_storage_name(ActStorage s);
 
 class Activations {
  public:
@@ -34,7 +33,6 @@ class Activations {
 
   // The same shape and storage, zero-filled.
   Activations like() const { return Activations(n, T, d, storage_, spill_dir_); }
-  ActStorage storage() const { return storage_; }
   size_t window_size() const { return size_t(T) * size_t(d); }
   // Window i (T, d) into dst / from src.
   void load(int i, float* dst) const;

@@ -114,25 +114,24 @@ void HessianObserver::observe(int layer, InputSite site, const float* x, int64_t
   if (int(site) >= last_) throw StopBlock{};
 }
 
+// Σ x xᵀ (upper triangle of s, (c, c)) over n tokens -> the full symmetric 2/n Σ x xᵀ, in place.
+std::vector<float> HessianObserver::finish(std::vector<float> s, int64_t c, int64_t n) {
+  const float f = float(2.0 / double(n));
+  for (int64_t i = 0; i < c; ++i)
+    for (int64_t j = i; j < c; ++j) s[size_t(i * c + j)] = s[size_t(j * c + i)] = f * s[size_t(i * c + j)];
+  return s;
+}
+
 std::vector<float> HessianObserver::hessian(InputSite site) const {
   const Acc& a = acc_[int(site)];
   LOWBIT_ASSERT(a.wanted && a.n > 0);
-  const int64_t c = a.cols;
-  const float f = float(2.0 / double(a.n));
-  std::vector<float> H(a.s.size());
-  for (int64_t i = 0; i < c; ++i)
-    for (int64_t j = i; j < c; ++j) H[size_t(i * c + j)] = H[size_t(j * c + i)] = f * a.s[size_t(i * c + j)];
-  return H;
+  return finish(a.s, a.cols, a.n);
 }
 
 std::vector<float> HessianObserver::take_hessian(InputSite site) {
   Acc& a = acc_[int(site)];
   LOWBIT_ASSERT(a.wanted && a.n > 0);
-  const int64_t c = a.cols;
-  const float f = float(2.0 / double(a.n));
-  std::vector<float> H = std::move(a.s);
-  for (int64_t i = 0; i < c; ++i)
-    for (int64_t j = i; j < c; ++j) H[size_t(i * c + j)] = H[size_t(j * c + i)] = f * H[size_t(i * c + j)];
+  std::vector<float> H = finish(std::move(a.s), a.cols, a.n);
   a = Acc{};
   return H;
 }

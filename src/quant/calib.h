@@ -71,6 +71,7 @@ class HessianObserver : public BlockObserver {
     int64_t cols = 0, n = 0;
     std::vector<float> s;  // Σ x xᵀ, upper triangle (row-major)
   };
+  static std::vector<float> finish(std::vector<float> s, int64_t c, int64_t n);
   Acc acc_[4];
   int last_ = 0;
   double flops_ = 0, seconds_ = 0;

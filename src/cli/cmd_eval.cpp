@@ -30,6 +30,7 @@ void add_eval(CLI::App& app, Global& g, Commands& out) {
     e.data_dir = g.paths().data_dir;
     e.model_name = lm.path;
     e.threads = g.threads;
+    widen_weights_for_scoring(*lm.model, false);
     Json r = run_eval(*lm.model, *lm.tokenizer, e);
     const std::string text = r.dump(2) + "\n";
     if (!o->output.empty()) write_file_atomic(o->output, text);

@@ -15,6 +15,10 @@ uint64_t peak_rss_bytes();
 // tokenizing a large text) glibc keeps the freed heap resident; later large buffers would add to it.
 void release_free_memory();
 
+// The kernel's estimate of memory available to new allocations without swapping (/proc/meminfo
+// MemAvailable), in bytes; 0 when unknown.
+uint64_t available_memory_bytes();
+
 class Timer {
  public:
   Timer() : t0_(std::chrono::steady_clock::now()) {}

@@ -52,14 +52,6 @@ std::vector<TokenizedChoice> tokenize_example(const Tokenizer& tok, const Exampl
 PrefixScorer::PrefixScorer(std::unique_ptr<ScoringSession> session, int n_vocab)
     : session_(std::move(session)), n_vocab_(n_vocab) {}
 
-void PrefixScorer::forward(std::span<const int32_t> tokens, int first_logit_row, float* logits) {
-  if (tokens.empty()) return;
-  session_->forward(tokens, first_logit_row, logits);
-  held_.insert(held_.end(), tokens.begin(), tokens.end());
-  forwarded_ += int64_t(tokens.size());
-  LOWBIT_ASSERT(session_->n_past() == int(held_.size()));
-}
-
 std::vector<ChoiceScore> PrefixScorer::score(const std::vector<TokenizedChoice>& choices) {
   std::vector<ChoiceScore> out(choices.size());
   // shared: tokens every scored choice has in common, stopping one short of each choice's context end so that
@@ -81,33 +73,74 @@ std::vector<ChoiceScore> PrefixScorer::score(const std::vector<TokenizedChoice>&
     shared = k;
   }
   if (!first) return out;  // nothing to score
-  // Reuse what the cache already holds (e.g. the previous question's 5-shot header), then fill the shared
-  // part.
+  // Reuse what the cache already holds (e.g. the previous question's 5-shot header); the rest of the shared
+  // part is the trunk of the first batch.
   size_t keep = 0;
   while (keep < std::min(shared, held_.size()) && held_[keep] == first->tokens[keep]) ++keep;
   session_->truncate(int(keep));
   held_.resize(keep);
-  forward(std::span(first->tokens).subspan(keep, shared - keep), int(shared - keep), nullptr);
+  std::span<const int32_t> trunk = std::span(first->tokens).subspan(keep, shared - keep);
 
+  // Each scored choice runs tokens [shared, len - 1) as a branch after the shared part (its last token is
+  // only a target); its logit rows start at its last context token. Choices with identical branch tokens
+  // share one branch, whose rows cover all of theirs.
+  struct Branch {
+    std::span<const int32_t> run;
+    size_t first_row;      // first row of `run` whose logits are needed
+    size_t batch_row = 0;  // where those logits land in logits_ (set per batch)
+  };
+  std::vector<Branch> branches;
+  std::vector<size_t> branch_of(choices.size(), SIZE_MAX);
   for (size_t i = 0; i < choices.size(); ++i) {
     const TokenizedChoice& c = choices[i];
-    ChoiceScore& s = out[i];
-    s.truncated = c.truncated;
-    s.n_tokens = c.n_score;
+    out[i].truncated = c.truncated;
+    out[i].n_tokens = c.n_score;
     if (c.n_score == 0) continue;
-    session_->truncate(int(shared));
-    held_.resize(shared);
-    // Run tokens [shared, len - 1): the last token is only a target. Logit rows start at the last context
-    // token.
-    size_t ctx_len = c.tokens.size() - size_t(c.n_score);
-    int first_row = int(ctx_len - 1 - shared);
-    logits_.resize(size_t(c.n_score) * size_t(n_vocab_));
-    forward(std::span(c.tokens).subspan(shared, c.tokens.size() - 1 - shared), first_row, logits_.data());
-    for (int r = 0; r < c.n_score; ++r) {
-      bool greedy = false;
-      s.logprob += log_softmax_at(logits_.data() + size_t(r) * size_t(n_vocab_), n_vocab_,
-                                  c.tokens[ctx_len + size_t(r)], &greedy);
-      s.greedy = s.greedy && greedy;
+    auto run = std::span(c.tokens).subspan(shared, c.tokens.size() - 1 - shared);
+    size_t first_row = c.tokens.size() - size_t(c.n_score) - 1 - shared;
+    size_t b = 0;
+    while (b < branches.size() && !std::ranges::equal(branches[b].run, run)) ++b;
+    if (b == branches.size()) branches.push_back({run, first_row});
+    branches[b].first_row = std::min(branches[b].first_row, first_row);
+    branch_of[i] = b;
+  }
+  // Batches of consecutive branches (the first after the trunk), as many as the session holds after the
+  // shared part and kMaxBatchTokens allow (a lone branch always fits: the whole sequence does).
+  const size_t room = std::min(size_t(session_->max_tokens()) - shared, kMaxBatchTokens);
+  std::vector<int32_t> batch;
+  std::vector<int> starts, rows;
+  for (size_t b0 = 0, b1 = 0; b0 < branches.size(); b0 = b1) {
+    batch.assign(trunk.begin(), trunk.end());
+    starts.assign(1, int(trunk.size()));
+    rows.clear();
+    for (b1 = b0; b1 < branches.size(); ++b1) {
+      Branch& br = branches[b1];
+      if (b1 > b0 && batch.size() - trunk.size() + br.run.size() > room) break;
+      br.batch_row = rows.size();
+      for (size_t r = br.first_row; r < br.run.size(); ++r) rows.push_back(int(batch.size() + r));
+      batch.insert(batch.end(), br.run.begin(), br.run.end());
+      starts.push_back(int(batch.size()));
+    }
+    logits_.resize(rows.size() * size_t(n_vocab_));
+    session_->forward_branches(batch, starts, rows, logits_.data());
+    forwarded_ += int64_t(batch.size());
+    held_.insert(held_.end(), trunk.begin(), trunk.end());
+    trunk = {};
+    LOWBIT_ASSERT(session_->n_past() == int(held_.size()));
+    for (size_t i = 0; i < choices.size(); ++i) {
+      if (branch_of[i] < b0 || branch_of[i] >= b1) continue;
+      const TokenizedChoice& c = choices[i];
+      const Branch& br = branches[branch_of[i]];
+      const size_t ctx_len = c.tokens.size() - size_t(c.n_score);
+      // Row of the last context token within the branch's logits.
+      const size_t row0 = br.batch_row + (ctx_len - 1 - shared - br.first_row);
+      ChoiceScore& s = out[i];
+      for (int r = 0; r < c.n_score; ++r) {
+        bool greedy = false;
+        s.logprob += log_softmax_at(logits_.data() + (row0 + size_t(r)) * size_t(n_vocab_), n_vocab_,
+                                    c.tokens[ctx_len + size_t(r)], &greedy);
+        s.greedy = s.greedy && greedy;
+      }
     }
   }
   return out;

@@ -10,9 +10,12 @@
 // Speed: the choices of an example usually share a prefix (the context, or WinoGrande's sentence start) and
 // an MMLU subject's questions share the 5-shot header. Each worker thread owns one ScoringSession (a KV
 // cache) and remembers the tokens it holds; a new example truncates the cache to the longest common prefix
-// with what it needs, computes the rest of the shared prefix once, then for each choice truncates back to it
-// and runs only the choice's remaining tokens. Results are identical to scoring every sequence from scratch
-// (up to the model's floating-point behaviour for different chunkings). With several workers, each runs its
+// with what it needs. The rest of the shared prefix and every choice's remaining tokens then run as one
+// batched forward, the choices as branches that each attend to the prefix and to themselves only, so the
+// weights are streamed once per example rather than once per choice and prefix; choices whose remaining
+// tokens are identical (MMLU's " A".." D" all need just the last context token's logits) run once. Results
+// equal scoring every sequence from scratch (up to the model's floating-point behaviour for different
+// chunkings). With several workers, each runs its
 // sequences single-threaded (the model's OpenMP loops nest serially, OpenBLAS is held to one thread): scoring
 // is many short forwards, where per-call thread fork/join costs more than it gains; threads = 1 instead lets
 // the model use every core inside each forward. Memory: one KV cache of max_length positions per worker.
@@ -41,6 +44,14 @@ class ScoringSession {
   // logits, (tokens.size() - first_logit_row, n_vocab) row-major; first_logit_row == tokens.size() (logits
   // may be null) only fills the cache.
   virtual void forward(std::span<const int32_t> tokens, int first_logit_row, float* logits) = 0;
+  // A trunk and branches after it as one batch (LlamaModel::forward_branches): tokens[0, starts[0]) is
+  // appended to the cache like forward() does; branch s is tokens[starts[s], starts[s+1]) and sees the cache,
+  // the trunk and its own earlier tokens only, its slots dropped afterwards. logits receives
+  // (logit_rows.size(), n_vocab), the next-token logits of those batch rows. Needs n_past + tokens.size() <=
+  // max_tokens().
+  virtual void forward_branches(std::span<const int32_t> tokens, std::span<const int> starts,
+                                std::span<const int> logit_rows, float* logits) = 0;
+  virtual int max_tokens() const = 0;  // positions the session holds
 };
 
 // The model side: a vocabulary size and fresh sessions, one per worker thread (sessions are used by one
@@ -80,7 +91,9 @@ class PrefixScorer {
   int64_t tokens_forwarded() const { return forwarded_; }
 
  private:
-  void forward(std::span<const int32_t> tokens, int first_logit_row, float* logits);
+  // At most this many tokens per branch batch: bounds the logits buffer ((rows, n_vocab) floats) and the
+  // block's activations, while already giving the GEMMs enough rows.
+  static constexpr size_t kMaxBatchTokens = 256;
   std::unique_ptr<ScoringSession> session_;
   std::vector<int32_t> held_;  // the tokens in the session's cache
   std::vector<float> logits_;
@@ -138,5 +151,10 @@ Json run_eval(const LogitSource& src, const Tokenizer& tok, const EvalOptions& o
 // context).
 Json run_eval(const LlamaModel& model, const Tokenizer& tok, const EvalOptions& opts);
 std::unique_ptr<LogitSource> model_logit_source(const LlamaModel& model, int max_length);
+// Task scoring is many short forwards, in which widening bf16/f16 weights for every call costs about as
+// much as the arithmetic: keep exact f32 copies (LlamaModel::keep_f32_weights) when they need at most half
+// of the memory available now; otherwise keep the stored dtype (slower, same results). Prints which unless
+// quiet.
+void widen_weights_for_scoring(LlamaModel& model, bool quiet);
 
 }  // namespace lowbit

@@ -1,6 +1,9 @@
 // The harness over a LlamaModel: one KVCache per worker session.
+#include <fmt/format.h>
+
 #include <algorithm>
 
+#include "core/sys.h"
 #include "eval/harness.h"
 #include "model/llama.h"
 
@@ -16,6 +19,11 @@ class ModelSession : public ScoringSession {
   void forward(std::span<const int32_t> tokens, int first_logit_row, float* logits) override {
     model_.forward(tokens, cache_, logits, first_logit_row);
   }
+  void forward_branches(std::span<const int32_t> tokens, std::span<const int> starts,
+                        std::span<const int> logit_rows, float* logits) override {
+    model_.forward_branches(tokens, starts, cache_, logit_rows, logits);
+  }
+  int max_tokens() const override { return cache_.max_seq; }
 
  private:
   const LlamaModel& model_;
@@ -43,6 +51,24 @@ Json run_eval(const LlamaModel& model, const Tokenizer& tok, const EvalOptions& 
   int ctx = model.config().max_position_embeddings;
   auto src = model_logit_source(model, ctx > 0 ? std::min(opts.max_length, ctx) : opts.max_length);
   return run_eval(*src, tok, opts);
+}
+
+void widen_weights_for_scoring(LlamaModel& model, bool quiet) {
+  const size_t need = model.f32_weights_extra_bytes();
+  if (need == 0) return;
+  const uint64_t avail = available_memory_bytes();
+  const double mib = double(need) / (1 << 20);
+  if (avail != 0 && need <= avail / 2) {
+    model.keep_f32_weights();
+    if (!quiet)
+      fmt::print(stderr, "eval: keeping f32 copies of the dense weights for scoring (+{:.0f} MiB)\n", mib);
+  } else if (!quiet) {
+    fmt::print(
+        stderr,
+        "eval: dense weights stay in their stored dtype (f32 copies would need {:.0f} MiB of {:.0f} MiB "
+        "available); scoring widens them per forward, more slowly\n",
+        mib, double(avail) / (1 << 20));
+  }
 }
 
 std::unique_ptr<LogitSource> model_logit_source(const LlamaModel& model, int max_length) {

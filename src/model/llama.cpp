@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numbers>
 
 #include "core/error.h"
@@ -90,6 +91,12 @@ void rms_norm(const float* x, const float* w, int64_t n, int d, double eps, floa
   }
 }
 
+// Rows of a branch batch (forward_branches), each (n): the position of row i, and the key slots it sees,
+// [0, base[i]) and its own run [p0 + seg[i], p0 + i].
+struct BranchRows {
+  std::vector<int> pos, base, seg;
+};
+
 }  // namespace
 
 const char* linear_name(LinearKind k) {
@@ -123,15 +130,16 @@ struct LlamaModel::Impl {
   std::vector<LayerWeights> layers;
   std::vector<float> out_norm;  // (d)
   DenseWeight head;             // (V, d)
+  std::vector<float> head_f32;  // (V, d) when keep_f32_weights() widened the head
   std::vector<float> inv_freq;  // (hd/2)
 
-  // Rotates each head of x (n, n_heads*hd) in place for positions p0..p0+n-1.
-  void rope(float* x, int64_t n, int n_heads, int p0) const {
+  // Rotates each head of x (n, n_heads*hd) in place for positions p0..p0+n-1, or pos[0..n) when given.
+  void rope(float* x, int64_t n, int n_heads, int p0, const int* pos_of = nullptr) const {
     const int hd = cfg.head_dim, half = hd / 2;
     const bool interleaved = cfg.rope_style == RopeStyle::Interleaved;
 #pragma omp parallel for schedule(static) if (n > 8)
     for (int64_t t = 0; t < n; ++t) {
-      const float pos = float(p0 + t);
+      const float pos = float(pos_of ? pos_of[t] : p0 + int(t));
       for (int i = 0; i < half; ++i) {
         const float ang = inv_freq[size_t(i)] * pos;  // float32 product, as torch's freqs
         const float c = std::cos(ang), s = std::sin(ang);
@@ -147,14 +155,16 @@ struct LlamaModel::Impl {
   }
 
   // att (n, H*hd) = softmax(q kᵀ / sqrt(hd) + causal mask) v, over the n_past + n cached positions of layer
-  // l.
-  void attention(const float* q, const KVCache& cache, int l, int64_t n, int p0, float* att) const {
+  // l. With br (a branch batch, see forward_branches), row i sees slots [0, base[i]) and its own run
+  // [p0 + seg[i], p0 + i] only.
+  void attention(const float* q, const KVCache& cache, int l, int64_t n, int p0, float* att,
+                 const BranchRows* br = nullptr) const {
     const int hd = cfg.head_dim, H = cfg.n_head, group = cfg.n_head / cfg.n_kv_head;
     const int kv = cache.kv_dim, qs = H * hd;
     const float scale = 1.0f / std::sqrt(float(hd));
     const float* K = cache.k.data() + size_t(l) * cache.max_seq * kv;  // (max_seq, kv)
     const float* V = cache.v.data() + size_t(l) * cache.max_seq * kv;
-    if (n <= 4) {  // decode: one query row per head, plain loops parallel over heads
+    if (n <= 4 && !br) {  // decode: one query row per head, plain loops parallel over heads
       const int T = p0 + int(n);
       std::vector<float> scores(size_t(H) * T);
 #pragma omp parallel for schedule(static) if (int64_t(H) * (p0 + n) * hd >= (int64_t(1) << 14))
@@ -193,7 +203,20 @@ struct LlamaModel::Impl {
         for (int64_t i = 0; i < rb; ++i) {
           float* s = S.data() + i * T;
           const int64_t len = p0 + r0 + i + 1;  // keys visible to this query
-          softmax_inplace(s, size_t(len));
+          if (!br) {
+            softmax_inplace(s, size_t(len));
+            std::fill(s + len, s + T, 0.0f);
+            continue;
+          }
+          // Branch row: keys [0, base) and [p0 + from, len). Slide the second run down next to the first,
+          // take the softmax of the now contiguous visible keys (the order a lone sequence would sum them
+          // in), slide it back and zero the rest, so P·V adds exact zeros for the hidden keys.
+          const int64_t base = br->base[size_t(r0 + i)], from = p0 + br->seg[size_t(r0 + i)],
+                        own = len - from;
+          std::memmove(s + base, s + from, size_t(own) * sizeof(float));
+          softmax_inplace(s, size_t(base + own));
+          std::memmove(s + from, s + base, size_t(own) * sizeof(float));
+          std::fill(s + base, s + from, 0.0f);
           std::fill(s + len, s + T, 0.0f);
         }
         // out_h[r0:r0+rb] (rb, hd) = P (rb, T) · V_g[0:T] (T, hd)
@@ -201,6 +224,52 @@ struct LlamaModel::Impl {
                     V + g * hd, kv, 0.0f, att + r0 * qs + h * hd, qs);
       }
     }
+  }
+
+  // Block l on x (n, d) in place; keys/values go to cache rows n_past..n_past+n-1. br: a branch batch's
+  // positions and visibility (forward_branches), else rows are consecutive positions under a causal mask.
+  void block(int l, float* x, int64_t n, KVCache& cache, BlockObserver* obs, const BranchRows* br) const {
+    const Impl& m = *this;
+    const ModelConfig& c = m.cfg;
+    const int p0 = cache.n_past;
+    const int d = c.n_embd, hd = c.head_dim, H = c.n_head, kv = c.n_kv_head * hd, f = c.n_ff;
+    if (l < 0 || l >= c.n_layer) fail("layer {} out of range", l);
+    if (p0 + n > cache.max_seq)
+      fail("sequence of {} tokens exceeds the KV cache size {}", p0 + n, cache.max_seq);
+    if (cache.kv_dim != kv) fail("KV cache does not belong to this model");
+    const size_t nd = size_t(n * d);
+    std::vector<float> xn(nd), tmp(nd);                                 // (n, d)
+    std::vector<float> q(size_t(n * H * hd)), att(size_t(n * H * hd));  // (n, H*hd)
+    std::vector<float> g(size_t(n * f)), u(size_t(n * f));              // (n, f)
+    const LayerWeights& L = m.layers[size_t(l)];
+    auto lin = [&](LinearKind k) -> const Linear& { return L.lin[int(k)]; };
+
+    rms_norm(x, L.attn_norm.data(), n, d, c.norm_eps, xn.data());
+    if (obs) obs->observe(l, InputSite::AttnIn, xn.data(), n, d);
+    // k, v (n, Hkv*hd) go straight into the cache rows p0..p0+n-1.
+    float* Kc = cache.k.data() + (size_t(l) * cache.max_seq + p0) * kv;
+    float* Vc = cache.v.data() + (size_t(l) * cache.max_seq + p0) * kv;
+    linear_forward(lin(LinearKind::Q), xn.data(), n, q.data());
+    linear_forward(lin(LinearKind::K), xn.data(), n, Kc);
+    linear_forward(lin(LinearKind::V), xn.data(), n, Vc);
+    m.rope(q.data(), n, H, p0, br ? br->pos.data() : nullptr);
+    m.rope(Kc, n, c.n_kv_head, p0, br ? br->pos.data() : nullptr);
+    m.attention(q.data(), cache, l, n, p0, att.data(), br);
+    if (obs) obs->observe(l, InputSite::OIn, att.data(), n, H * hd);
+    linear_forward(lin(LinearKind::O), att.data(), n, tmp.data());
+    for (size_t i = 0; i < nd; ++i) x[i] += tmp[i];
+
+    rms_norm(x, L.ffn_norm.data(), n, d, c.norm_eps, xn.data());
+    if (obs) obs->observe(l, InputSite::MlpIn, xn.data(), n, d);
+    linear_forward(lin(LinearKind::Gate), xn.data(), n, g.data());
+    linear_forward(lin(LinearKind::Up), xn.data(), n, u.data());
+    // SwiGLU (Shazeer 2020): silu(gate) * up
+#pragma omp parallel for schedule(static) if (n > 8)
+    for (int64_t i = 0; i < n * f; ++i)
+      g[size_t(i)] = g[size_t(i)] / (1.0f + std::exp(-g[size_t(i)])) * u[size_t(i)];
+    if (obs) obs->observe(l, InputSite::DownIn, g.data(), n, f);
+    linear_forward(lin(LinearKind::Down), g.data(), n, tmp.data());
+    for (size_t i = 0; i < nd; ++i) x[i] += tmp[i];
   }
 };
 
@@ -271,47 +340,7 @@ void LlamaModel::embed(std::span<const int32_t> tokens, float* x) const {
 }
 
 void LlamaModel::block_forward(int l, float* x, int64_t n, KVCache& cache, BlockObserver* obs) const {
-  const Impl& m = *impl_;
-  const ModelConfig& c = m.cfg;
-  const int p0 = cache.n_past;
-  const int d = c.n_embd, hd = c.head_dim, H = c.n_head, kv = c.n_kv_head * hd, f = c.n_ff;
-  if (l < 0 || l >= c.n_layer) fail("layer {} out of range", l);
-  if (p0 + n > cache.max_seq)
-    fail("sequence of {} tokens exceeds the KV cache size {}", p0 + n, cache.max_seq);
-  if (cache.kv_dim != kv) fail("KV cache does not belong to this model");
-  const size_t nd = size_t(n * d);
-  std::vector<float> xn(nd), tmp(nd);                                 // (n, d)
-  std::vector<float> q(size_t(n * H * hd)), att(size_t(n * H * hd));  // (n, H*hd)
-  std::vector<float> g(size_t(n * f)), u(size_t(n * f));              // (n, f)
-  const LayerWeights& L = m.layers[size_t(l)];
-  auto lin = [&](LinearKind k) -> const Linear& { return L.lin[int(k)]; };
-
-  rms_norm(x, L.attn_norm.data(), n, d, c.norm_eps, xn.data());
-  if (obs) obs->observe(l, InputSite::AttnIn, xn.data(), n, d);
-  // k, v (n, Hkv*hd) go straight into the cache rows p0..p0+n-1.
-  float* Kc = cache.k.data() + (size_t(l) * cache.max_seq + p0) * kv;
-  float* Vc = cache.v.data() + (size_t(l) * cache.max_seq + p0) * kv;
-  linear_forward(lin(LinearKind::Q), xn.data(), n, q.data());
-  linear_forward(lin(LinearKind::K), xn.data(), n, Kc);
-  linear_forward(lin(LinearKind::V), xn.data(), n, Vc);
-  m.rope(q.data(), n, H, p0);
-  m.rope(Kc, n, c.n_kv_head, p0);
-  m.attention(q.data(), cache, l, n, p0, att.data());
-  if (obs) obs->observe(l, InputSite::OIn, att.data(), n, H * hd);
-  linear_forward(lin(LinearKind::O), att.data(), n, tmp.data());
-  for (size_t i = 0; i < nd; ++i) x[i] += tmp[i];
-
-  rms_norm(x, L.ffn_norm.data(), n, d, c.norm_eps, xn.data());
-  if (obs) obs->observe(l, InputSite::MlpIn, xn.data(), n, d);
-  linear_forward(lin(LinearKind::Gate), xn.data(), n, g.data());
-  linear_forward(lin(LinearKind::Up), xn.data(), n, u.data());
-  // SwiGLU (Shazeer 2020): silu(gate) * up
-#pragma omp parallel for schedule(static) if (n > 8)
-  for (int64_t i = 0; i < n * f; ++i)
-    g[size_t(i)] = g[size_t(i)] / (1.0f + std::exp(-g[size_t(i)])) * u[size_t(i)];
-  if (obs) obs->observe(l, InputSite::DownIn, g.data(), n, f);
-  linear_forward(lin(LinearKind::Down), g.data(), n, tmp.data());
-  for (size_t i = 0; i < nd; ++i) x[i] += tmp[i];
+  impl_->block(l, x, n, cache, obs, nullptr);
 }
 
 void LlamaModel::head_forward(const float* x, int64_t n, float* logits) const {
@@ -336,6 +365,76 @@ void LlamaModel::forward(std::span<const int32_t> tokens, KVCache& cache, float*
   cache.n_past += int(n);
   if (first_logit_row < n && logits)
     head_forward(x.data() + size_t(first_logit_row) * c.n_embd, n - first_logit_row, logits);
+}
+
+void LlamaModel::forward_branches(std::span<const int32_t> tokens, std::span<const int> starts,
+                                  KVCache& cache, std::span<const int> logit_rows, float* logits) const {
+  const ModelConfig& c = impl_->cfg;
+  const int64_t n = int64_t(tokens.size());
+  const int p0 = cache.n_past;
+  if (starts.empty() || starts.front() < 0 || starts.back() != n)
+    fail("forward_branches: branch starts must run from the trunk's end to the {} tokens", n);
+  if (n == 0) return;
+  if (p0 + n > cache.max_seq)
+    fail("a batch of {} tokens after {} cached exceeds the KV cache size {}", n, p0, cache.max_seq);
+  const int trunk = starts.front();
+  BranchRows br;
+  br.pos.resize(size_t(n));
+  br.base.resize(size_t(n));
+  br.seg.resize(size_t(n));
+  for (int r = 0; r < trunk; ++r) {  // causal over the cache and the trunk
+    br.pos[size_t(r)] = p0 + r;
+    br.base[size_t(r)] = p0;
+    br.seg[size_t(r)] = 0;
+  }
+  for (size_t s = 0; s + 1 < starts.size(); ++s) {
+    if (starts[s] > starts[s + 1]) fail("forward_branches: branch starts must not decrease");
+    for (int r = starts[s]; r < starts[s + 1]; ++r) {
+      br.pos[size_t(r)] = p0 + trunk + r - starts[s];
+      br.base[size_t(r)] = p0 + trunk;
+      br.seg[size_t(r)] = starts[s];
+    }
+  }
+  for (int r : logit_rows)
+    if (r < 0 || r >= n) fail("forward_branches: logit row {} out of range [0, {})", r, n);
+  std::vector<float> x(size_t(n * c.n_embd));  // (n, d)
+  embed(tokens, x.data());
+  for (int l = 0; l < c.n_layer; ++l) impl_->block(l, x.data(), n, cache, nullptr, &br);
+  cache.n_past = p0 + trunk;  // the trunk stays; the branches' slots are free again
+  if (logit_rows.empty() || !logits) return;
+  std::vector<float> sel(logit_rows.size() * size_t(c.n_embd));  // (rows, d)
+  for (size_t i = 0; i < logit_rows.size(); ++i)
+    std::copy_n(x.data() + size_t(logit_rows[i]) * c.n_embd, c.n_embd, sel.data() + i * c.n_embd);
+  head_forward(sel.data(), int64_t(logit_rows.size()), logits);
+}
+
+size_t LlamaModel::f32_weights_extra_bytes() const {
+  const Impl& m = *impl_;
+  size_t n = m.head.dtype == DType::F32 ? 0 : size_t(m.head.rows * m.head.cols);
+  for (const LayerWeights& L : m.layers)
+    for (const Linear& w : L.lin)
+      if (!w.quant && w.dense.dtype != DType::F32) n += size_t(w.dense.rows * w.dense.cols);
+  return n * sizeof(float);
+}
+
+size_t LlamaModel::keep_f32_weights() {
+  Impl& m = *impl_;
+  const size_t bytes = f32_weights_extra_bytes();
+  for (LayerWeights& L : m.layers)
+    for (Linear& w : L.lin)
+      if (!w.quant && w.dense.dtype != DType::F32) {
+        const DenseWeight& d = w.dense;
+        std::vector<float> v(size_t(d.rows * d.cols));
+        widen_to_f32(d.dtype, d.data, v.data(), v.size());
+        w = owned_f32_linear(std::move(v), d.rows, d.cols);
+      }
+  if (m.head.dtype != DType::F32) {
+    m.head_f32.resize(size_t(m.head.rows * m.head.cols));
+    widen_to_f32(m.head.dtype, m.head.data, m.head_f32.data(), m.head_f32.size());
+    m.head.dtype = DType::F32;
+    m.head.data = m.head_f32.data();
+  }
+  return bytes;
 }
 
 const Linear& LlamaModel::linear(int layer, LinearKind k) const {

@@ -63,6 +63,16 @@ class LlamaModel {
   // Pass first_logit_row = n (and logits = nullptr) to only fill the cache.
   void forward(std::span<const int32_t> tokens, KVCache& cache, float* logits, int first_logit_row = 0) const;
 
+  // A trunk and several branches after it in one batch (task scoring: an example's context, then its
+  // choices). tokens[0, starts[0]) is the trunk, appended to the cache like forward() does (n_past advances
+  // by starts[0]); branch s is tokens[starts[s], starts[s+1]) at the positions that follow the trunk. Each
+  // branch row attends to the cache, the trunk and the earlier rows of its own branch only, so a branch gets
+  // what it would get run alone after the trunk (up to float summation order), while the linears see one
+  // batch. starts ends at tokens.size(). The cache must hold n_past + tokens.size(); the branches' slots are
+  // dropped afterwards. logits receives (logit_rows.size(), V): the next-token logits of those batch rows.
+  void forward_branches(std::span<const int32_t> tokens, std::span<const int> starts, KVCache& cache,
+                        std::span<const int> logit_rows, float* logits) const;
+
   // Pieces of forward() for layer-by-layer calibration:
   void embed(std::span<const int32_t> tokens, float* x) const;  // x (n, d)
   // x (n, d) <- block `layer` applied to x at positions [cache.n_past, +n); does NOT advance cache.n_past
@@ -70,6 +80,14 @@ class LlamaModel {
   void block_forward(int layer, float* x, int64_t n, KVCache& cache, BlockObserver* obs = nullptr) const;
   // logits (n, V) from final hidden states x (n, d).
   void head_forward(const float* x, int64_t n, float* logits) const;
+
+  // Replaces the dense f16/bf16 linears and the LM head with resident f32 copies (exact: widening rounds
+  // nothing). Batched forwards otherwise widen every weight panel in every call, which for task scoring's
+  // many short forwards costs about as much as the arithmetic. Costs 4 bytes per such weight; returns the
+  // bytes added. Packed quantized linears are left as they are.
+  size_t keep_f32_weights();
+  // What keep_f32_weights() would add, in bytes.
+  size_t f32_weights_extra_bytes() const;
 
   // The weights of one linear; replacing them (quantization) affects every later forward.
   const Linear& linear(int layer, LinearKind k) const;

@@ -265,7 +265,7 @@ class Runner {
     LoadedBase& b = base(u.model);
     std::unique_ptr<LlamaModel> qmodel;
     std::string qdir;
-    const LlamaModel* model = b.model.get();
+    LlamaModel* model = b.model.get();
     if (!row.baseline()) {
       const std::string id = u.row_id.dump();
       qdir = quantized_dir(u, sha256_hex(id.data(), id.size()));
@@ -353,7 +353,7 @@ class Runner {
     rec.provenance["data_files"] = it->second.second;
   }
 
-  void run_task(LoadedBase& b, const LlamaModel& model, const Column& col, CellRecord& rec) {
+  void run_task(LoadedBase& b, LlamaModel& model, const Column& col, CellRecord& rec) {
     const std::string task = col.name == "mmlu" ? "mmlu" : col.name.substr(5);
     EvalOptions e;
     e.tasks = {task};
@@ -362,6 +362,7 @@ class Runner {
     if (task == "mmlu") e.num_fewshot = col.params.at("num_fewshot").get<int>();
     e.model_name = plan_.models[base_index_].name;
     e.quiet = opt_.quiet;
+    widen_weights_for_scoring(model, opt_.quiet);
     const Json r = run_eval(model, *b.tok, e);
     const Json& res = r.at("results").at(task);
     rec.metrics = Json::object();

@@ -81,6 +81,29 @@ class FakeSession : public ScoringSession {
         fake_logits(tokens_, n_vocab_, logits + (i - size_t(first_logit_row)) * size_t(n_vocab_));
     }
   }
+  // Trunk rows extend the held tokens; row r of branch s sees the held tokens, the trunk and
+  // tokens[starts[s]..r] only.
+  void forward_branches(std::span<const int32_t> tokens, std::span<const int> starts,
+                        std::span<const int> logit_rows, float* logits) override {
+    if (calls_) *calls_ += int64_t(tokens.size());
+    if (tokens_.size() + tokens.size() > size_t(max_seq_)) throw std::runtime_error("fake session overflow");
+    if (starts.empty() || starts.front() < 0 || size_t(starts.back()) != tokens.size())
+      throw std::runtime_error("fake session: bad branch starts");
+    tokens_.insert(tokens_.end(), tokens.begin(), tokens.begin() + starts[0]);
+    for (size_t i = 0; i < logit_rows.size(); ++i) {
+      const int r = logit_rows[i];
+      std::vector<int32_t> prefix = tokens_;
+      if (r < starts[0]) {
+        prefix.resize(prefix.size() - size_t(starts[0] - r - 1));
+      } else {
+        size_t s = 0;
+        while (starts[s + 1] <= r) ++s;
+        prefix.insert(prefix.end(), tokens.begin() + starts[s], tokens.begin() + r + 1);
+      }
+      fake_logits(prefix, n_vocab_, logits + i * size_t(n_vocab_));
+    }
+  }
+  int max_tokens() const override { return max_seq_; }
 
  private:
   std::vector<int32_t> tokens_;

@@ -52,97 +52,185 @@ std::vector<TokenizedChoice> tokenize_example(const Tokenizer& tok, const Exampl
 PrefixScorer::PrefixScorer(std::unique_ptr<ScoringSession> session, int n_vocab)
     : session_(std::move(session)), n_vocab_(n_vocab) {}
 
-std::vector<ChoiceScore> PrefixScorer::score(const std::vector<TokenizedChoice>& choices) {
-  std::vector<ChoiceScore> out(choices.size());
+PrefixScorer::Plan PrefixScorer::plan(const std::vector<TokenizedChoice>& choices) {
+  Plan p;
   // shared: tokens every scored choice has in common, stopping one short of each choice's context end so that
-  // every choice's own forward starts at or before its last context token (whose logits predict the first
+  // every choice's own branch starts at or before its last context token (whose logits predict the first
   // scored token).
-  size_t shared = SIZE_MAX;
-  const TokenizedChoice* first = nullptr;
   for (const TokenizedChoice& c : choices) {
     if (c.n_score == 0) continue;
     size_t ctx_len = c.tokens.size() - size_t(c.n_score);
     LOWBIT_ASSERT(ctx_len >= 1);
-    shared = std::min(shared, ctx_len - 1);
-    if (!first) {
-      first = &c;
+    if (!p.first) {
+      p.first = &c;
+      p.shared = ctx_len - 1;
       continue;
     }
-    size_t k = 0;
-    while (k < shared && c.tokens[k] == first->tokens[k]) ++k;
-    shared = k;
+    size_t k = 0, lim = std::min(p.shared, ctx_len - 1);
+    while (k < lim && c.tokens[k] == p.first->tokens[k]) ++k;
+    p.shared = k;
   }
-  if (!first) return out;  // nothing to score
-  // Reuse what the cache already holds (e.g. the previous question's 5-shot header); the rest of the shared
-  // part is the trunk of the first batch.
-  size_t keep = 0;
-  while (keep < std::min(shared, held_.size()) && held_[keep] == first->tokens[keep]) ++keep;
-  session_->truncate(int(keep));
-  held_.resize(keep);
-  std::span<const int32_t> trunk = std::span(first->tokens).subspan(keep, shared - keep);
-
   // Each scored choice runs tokens [shared, len - 1) as a branch after the shared part (its last token is
   // only a target); its logit rows start at its last context token. Choices with identical branch tokens
   // share one branch, whose rows cover all of theirs.
-  struct Branch {
-    std::span<const int32_t> run;
-    size_t first_row;      // first row of `run` whose logits are needed
-    size_t batch_row = 0;  // where those logits land in logits_ (set per batch)
-  };
-  std::vector<Branch> branches;
-  std::vector<size_t> branch_of(choices.size(), SIZE_MAX);
+  p.branch_of.assign(choices.size(), SIZE_MAX);
   for (size_t i = 0; i < choices.size(); ++i) {
     const TokenizedChoice& c = choices[i];
-    out[i].truncated = c.truncated;
-    out[i].n_tokens = c.n_score;
     if (c.n_score == 0) continue;
-    auto run = std::span(c.tokens).subspan(shared, c.tokens.size() - 1 - shared);
-    size_t first_row = c.tokens.size() - size_t(c.n_score) - 1 - shared;
+    auto run = std::span(c.tokens).subspan(p.shared, c.tokens.size() - 1 - p.shared);
+    size_t first_row = c.tokens.size() - size_t(c.n_score) - 1 - p.shared;
     size_t b = 0;
-    while (b < branches.size() && !std::ranges::equal(branches[b].run, run)) ++b;
-    if (b == branches.size()) branches.push_back({run, first_row});
-    branches[b].first_row = std::min(branches[b].first_row, first_row);
-    branch_of[i] = b;
+    while (b < p.branches.size() && !std::ranges::equal(p.branches[b].run, run)) ++b;
+    if (b == p.branches.size()) p.branches.push_back({run, first_row});
+    p.branches[b].first_row = std::min(p.branches[b].first_row, first_row);
+    p.branch_of[i] = b;
   }
-  // Batches of consecutive branches (the first after the trunk), as many as the session holds after the
-  // shared part and kMaxBatchTokens allow (a lone branch always fits: the whole sequence does).
-  const size_t room = std::min(size_t(session_->max_tokens()) - shared, kMaxBatchTokens);
+  return p;
+}
+
+// Appends branches [b0, b1) of p to the batch: tokens, the group's branch lengths, their logit rows.
+void PrefixScorer::add_branches(Plan& p, size_t b0, size_t b1, std::vector<int32_t>& batch,
+                                BranchGroup& group, std::vector<int>& rows) {
+  for (size_t b = b0; b < b1; ++b) {
+    Plan::Branch& br = p.branches[b];
+    br.batch_row = rows.size();
+    for (size_t r = br.first_row; r < br.run.size(); ++r) rows.push_back(int(batch.size() + r));
+    batch.insert(batch.end(), br.run.begin(), br.run.end());
+    group.branches.push_back(int(br.run.size()));
+  }
+}
+
+// Sums the log-probabilities of the choices whose branches are in [b0, b1), from logits_.
+void PrefixScorer::collect(const Plan& p, const std::vector<TokenizedChoice>& choices, size_t b0, size_t b1,
+                           std::vector<ChoiceScore>& out) const {
+  for (size_t i = 0; i < choices.size(); ++i) {
+    if (p.branch_of[i] < b0 || p.branch_of[i] >= b1) continue;
+    const TokenizedChoice& c = choices[i];
+    const Plan::Branch& br = p.branches[p.branch_of[i]];
+    const size_t ctx_len = c.tokens.size() - size_t(c.n_score);
+    // Row of the last context token within the branch's logits.
+    const size_t row0 = br.batch_row + (ctx_len - 1 - p.shared - br.first_row);
+    ChoiceScore& s = out[i];
+    for (int r = 0; r < c.n_score; ++r) {
+      bool greedy = false;
+      s.logprob += log_softmax_at(logits_.data() + (row0 + size_t(r)) * size_t(n_vocab_), n_vocab_,
+                                  c.tokens[ctx_len + size_t(r)], &greedy);
+      s.greedy = s.greedy && greedy;
+    }
+  }
+}
+
+// Truncates the cache to the longest prefix of `tokens` (at most `limit`) it already holds.
+size_t PrefixScorer::reuse(std::span<const int32_t> tokens, size_t limit) {
+  size_t keep = 0;
+  while (keep < std::min(limit, held_.size()) && held_[keep] == tokens[keep]) ++keep;
+  session_->truncate(int(keep));
+  held_.resize(keep);
+  return keep;
+}
+
+void PrefixScorer::run(std::span<const int32_t> batch, std::span<const BranchGroup> groups,
+                       std::span<const int> rows) {
+  logits_.resize(rows.size() * size_t(n_vocab_));
+  session_->forward_branches(batch, groups, rows, logits_.data());
+  forwarded_ += int64_t(batch.size());
+  held_.insert(held_.end(), batch.begin(), batch.begin() + groups.front().trunk);  // the first trunk stays
+  LOWBIT_ASSERT(session_->n_past() == int(held_.size()));
+}
+
+static std::vector<ChoiceScore> unscored(const std::vector<TokenizedChoice>& choices) {
+  std::vector<ChoiceScore> out(choices.size());
+  for (size_t i = 0; i < choices.size(); ++i) {
+    out[i].truncated = choices[i].truncated;
+    out[i].n_tokens = choices[i].n_score;
+  }
+  return out;
+}
+
+std::vector<ChoiceScore> PrefixScorer::score(const std::vector<TokenizedChoice>& choices) {
+  std::vector<ChoiceScore> out = unscored(choices);
+  Plan p = plan(choices);
+  if (!p.first) return out;  // nothing to score
+  // Reuse what the cache already holds (e.g. the previous question's 5-shot header); the rest of the shared
+  // part is the trunk of the first batch. Batches of consecutive branches follow, as many as the session
+  // holds after the shared part and kMaxBatchTokens allow (a lone branch always fits: the whole sequence
+  // does).
+  const size_t keep = reuse(p.first->tokens, p.shared);
+  std::span<const int32_t> trunk = std::span(p.first->tokens).subspan(keep, p.shared - keep);
+  const size_t room = std::min(size_t(session_->max_tokens()) - p.shared, kMaxBatchTokens);
   std::vector<int32_t> batch;
-  std::vector<int> starts, rows;
-  for (size_t b0 = 0, b1 = 0; b0 < branches.size(); b0 = b1) {
+  std::vector<int> rows;
+  for (size_t b0 = 0, b1 = 0; b0 < p.branches.size(); b0 = b1) {
+    size_t branch_tokens = p.branches[b0].run.size();
+    for (b1 = b0 + 1; b1 < p.branches.size() && branch_tokens + p.branches[b1].run.size() <= room; ++b1)
+      branch_tokens += p.branches[b1].run.size();
     batch.assign(trunk.begin(), trunk.end());
-    starts.assign(1, int(trunk.size()));
     rows.clear();
-    for (b1 = b0; b1 < branches.size(); ++b1) {
-      Branch& br = branches[b1];
-      if (b1 > b0 && batch.size() - trunk.size() + br.run.size() > room) break;
-      br.batch_row = rows.size();
-      for (size_t r = br.first_row; r < br.run.size(); ++r) rows.push_back(int(batch.size() + r));
-      batch.insert(batch.end(), br.run.begin(), br.run.end());
-      starts.push_back(int(batch.size()));
-    }
-    logits_.resize(rows.size() * size_t(n_vocab_));
-    session_->forward_branches(batch, starts, rows, logits_.data());
-    forwarded_ += int64_t(batch.size());
-    held_.insert(held_.end(), trunk.begin(), trunk.end());
+    BranchGroup g[1];
+    g[0].trunk = int(trunk.size());
+    add_branches(p, b0, b1, batch, g[0], rows);
+    run(batch, g, rows);
+    collect(p, choices, b0, b1, out);
     trunk = {};
-    LOWBIT_ASSERT(session_->n_past() == int(held_.size()));
-    for (size_t i = 0; i < choices.size(); ++i) {
-      if (branch_of[i] < b0 || branch_of[i] >= b1) continue;
-      const TokenizedChoice& c = choices[i];
-      const Branch& br = branches[branch_of[i]];
-      const size_t ctx_len = c.tokens.size() - size_t(c.n_score);
-      // Row of the last context token within the branch's logits.
-      const size_t row0 = br.batch_row + (ctx_len - 1 - shared - br.first_row);
-      ChoiceScore& s = out[i];
-      for (int r = 0; r < c.n_score; ++r) {
-        bool greedy = false;
-        s.logprob += log_softmax_at(logits_.data() + (row0 + size_t(r)) * size_t(n_vocab_), n_vocab_,
-                                    c.tokens[ctx_len + size_t(r)], &greedy);
-        s.greedy = s.greedy && greedy;
-      }
+  }
+  return out;
+}
+
+std::vector<std::vector<ChoiceScore>> PrefixScorer::score_batch(
+    std::span<const std::vector<TokenizedChoice>> examples) {
+  std::vector<std::vector<ChoiceScore>> out;
+  std::vector<Plan> plans;
+  std::vector<size_t> scored;  // examples with something to score
+  for (size_t e = 0; e < examples.size(); ++e) {
+    out.push_back(unscored(examples[e]));
+    plans.push_back(plan(examples[e]));
+    if (plans.back().first) scored.push_back(e);
+  }
+  auto one_by_one = [&] {
+    for (size_t e : scored) out[e] = score(examples[e]);
+    return out;
+  };
+  if (scored.size() < 2) return one_by_one();
+  // The cache holds what all of them share (e.g. a subject's 5-shot header); each example is a group whose
+  // trunk is the rest of its shared part.
+  const Plan& p0 = plans[scored[0]];
+  size_t common = p0.shared;
+  for (size_t e : scored) {
+    const Plan& p = plans[e];
+    size_t k = 0, lim = std::min(common, p.shared);
+    while (k < lim && p.first->tokens[k] == p0.first->tokens[k]) ++k;
+    common = k;
+  }
+  size_t n_tokens = 0, n_rows = 0;
+  for (size_t e : scored) {
+    n_tokens += plans[e].shared - common;
+    for (const Plan::Branch& br : plans[e].branches) {
+      n_tokens += br.run.size();
+      n_rows += br.run.size() - br.first_row;
     }
   }
+  if (common + n_tokens > size_t(session_->max_tokens()) || n_tokens > kMaxMultiBatchTokens ||
+      n_rows * size_t(n_vocab_) > kMaxLogitFloats)
+    return one_by_one();
+  const size_t keep = reuse(p0.first->tokens, common);
+  if (common > keep) {
+    auto fill = std::span(p0.first->tokens).subspan(keep, common - keep);
+    session_->forward(fill, int(fill.size()), nullptr);
+    held_.insert(held_.end(), fill.begin(), fill.end());
+    forwarded_ += int64_t(fill.size());
+  }
+  std::vector<int32_t> batch;
+  std::vector<int> rows;
+  std::vector<BranchGroup> groups(scored.size());
+  for (size_t j = 0; j < scored.size(); ++j) {
+    Plan& p = plans[scored[j]];
+    batch.insert(batch.end(), p.first->tokens.begin() + std::ptrdiff_t(common),
+                 p.first->tokens.begin() + std::ptrdiff_t(p.shared));
+    groups[j].trunk = int(p.shared - common);
+    add_branches(p, 0, p.branches.size(), batch, groups[j], rows);
+  }
+  run(batch, groups, rows);
+  for (size_t e : scored) collect(plans[e], examples[e], 0, plans[e].branches.size(), out[e]);
   return out;
 }
 
@@ -166,30 +254,65 @@ std::vector<std::vector<ChoiceScore>> score_examples(const std::vector<Example>&
   });
   int64_t n_requests = 0;
   for (const Example& e : examples) n_requests += int64_t(e.continuations.size());
+  // Batches of consecutive examples (one group each) scored in one forward: about kBatchChars characters of
+  // text beyond what the batch's first example shares with them (an MMLU subject's header counts once), some
+  // 600 tokens, enough rows for efficient GEMMs.
+  constexpr size_t kBatchChars = 2400;
+  std::vector<size_t> batch_start;
+  for (size_t k = 0, used = 0; k < order.size(); ++k) {
+    const Example& ex = examples[order[k]];
+    size_t len = 0, ctx = 0;
+    for (size_t c = 0; c < ex.contexts.size(); ++c) {
+      len += ex.continuations[c].size();
+      ctx = std::max(ctx, ex.contexts[c].size());
+    }
+    const Example* head = batch_start.empty() ? nullptr : &examples[order[batch_start.back()]];
+    if (head && head->group == ex.group) {
+      const std::string &a = head->contexts[0], &b = ex.contexts[0];
+      ctx -=
+          size_t(std::mismatch(a.begin(), a.begin() + std::ptrdiff_t(std::min(a.size(), b.size())), b.begin())
+                     .first -
+                 a.begin());
+    }
+    if (!head || head->group != ex.group || used + len + ctx > kBatchChars) {
+      batch_start.push_back(k);
+      used = 0;
+    }
+    used += len + ctx;
+  }
+  batch_start.push_back(order.size());
 
   std::vector<std::vector<ChoiceScore>> scores(examples.size());
   Progress progress(opt.label, examples.size(), "req", opt.quiet);
   int threads = opt.threads > 0 ? opt.threads : num_threads();
-  threads = int(std::max<size_t>(1, std::min<size_t>(size_t(threads), examples.size())));
+  threads = int(std::max<size_t>(1, std::min<size_t>(size_t(threads), batch_start.size() - 1)));
   std::atomic<bool> failed{false};
   std::exception_ptr error;
   int64_t forwarded = 0, truncated = 0;
 
-  auto work = [&](PrefixScorer& scorer, size_t k) {
-    const Example& ex = examples[order[k]];
-    auto toks = tokenize_example(tok, ex, max_length);
-    scores[order[k]] = scorer.score(toks);
-    bool any_trunc =
-        std::any_of(toks.begin(), toks.end(), [](const TokenizedChoice& c) { return c.truncated; });
+  const size_t n_batches = batch_start.size() - 1;
+  auto work = [&](PrefixScorer& scorer, size_t b) {
+    std::vector<std::vector<TokenizedChoice>> toks;
+    int64_t any_trunc = 0, requests = 0;
+    for (size_t k = batch_start[b]; k < batch_start[b + 1]; ++k) {
+      const Example& ex = examples[order[k]];
+      toks.push_back(tokenize_example(tok, ex, max_length));
+      any_trunc += std::any_of(toks.back().begin(), toks.back().end(),
+                               [](const TokenizedChoice& c) { return c.truncated; });
+      requests += int64_t(ex.continuations.size());
+    }
+    auto got = scorer.score_batch(toks);
+    for (size_t k = batch_start[b]; k < batch_start[b + 1]; ++k)
+      scores[order[k]] = std::move(got[k - batch_start[b]]);
 #pragma omp critical(lowbit_eval_progress)
     {
       truncated += any_trunc;
-      progress.add(1, ex.continuations.size());
+      progress.add(batch_start[b + 1] - batch_start[b], size_t(requests));
     }
   };
   if (threads == 1) {  // no parallel region, so the model's own loops may use every core
     PrefixScorer scorer(src.new_session(), src.n_vocab());
-    for (size_t k = 0; k < order.size(); ++k) work(scorer, k);
+    for (size_t b = 0; b < n_batches; ++b) work(scorer, b);
     forwarded = scorer.tokens_forwarded();
   } else {
     // Each worker runs its own sequence; the model's OpenMP loops are nested and so run serially, but
@@ -204,13 +327,13 @@ std::vector<std::vector<ChoiceScore>> score_examples(const std::vector<Example>&
     {
       try {
         PrefixScorer scorer(src.new_session(), src.n_vocab());
-        // Round-robin, not dynamic: which examples a worker runs (and so which prefixes its cache reuses,
+        // Round-robin, not dynamic: which batches a worker runs (and so which prefixes its cache reuses,
         // and the chunking of each forward) is fixed for a given thread count, so results are reproducible.
 #pragma omp for schedule(static, 1)
-        for (size_t k = 0; k < order.size(); ++k) {
+        for (size_t b = 0; b < n_batches; ++b) {
           if (failed.load()) continue;
           try {
-            work(scorer, k);
+            work(scorer, b);
           } catch (...) {
 #pragma omp critical(lowbit_eval_error)
             if (!error) error = std::current_exception();

@@ -29,10 +29,9 @@
 #include "core/json.h"
 #include "eval/task_prompts.h"
 #include "io/tokenizer.h"
+#include "model/llama.h"
 
 namespace lowbit {
-
-class LlamaModel;
 
 // One sequence's model state: tokens at positions [0, n_past) are in its cache.
 class ScoringSession {
@@ -44,12 +43,12 @@ class ScoringSession {
   // logits, (tokens.size() - first_logit_row, n_vocab) row-major; first_logit_row == tokens.size() (logits
   // may be null) only fills the cache.
   virtual void forward(std::span<const int32_t> tokens, int first_logit_row, float* logits) = 0;
-  // A trunk and branches after it as one batch (LlamaModel::forward_branches): tokens[0, starts[0]) is
-  // appended to the cache like forward() does; branch s is tokens[starts[s], starts[s+1]) and sees the cache,
-  // the trunk and its own earlier tokens only, its slots dropped afterwards. logits receives
-  // (logit_rows.size(), n_vocab), the next-token logits of those batch rows. Needs n_past + tokens.size() <=
-  // max_tokens().
-  virtual void forward_branches(std::span<const int32_t> tokens, std::span<const int> starts,
+  // Groups of a trunk and branches after it, as one batch (LlamaModel::forward_branches): every row sees
+  // the cache; a trunk row its trunk's earlier rows, a branch row its group's trunk and its own earlier
+  // rows. The first group's trunk is appended to the cache like forward() does, the rest dropped. logits
+  // receives (logit_rows.size(), n_vocab), the next-token logits of those batch rows. Needs n_past +
+  // tokens.size() <= max_tokens().
+  virtual void forward_branches(std::span<const int32_t> tokens, std::span<const BranchGroup> groups,
                                 std::span<const int> logit_rows, float* logits) = 0;
   virtual int max_tokens() const = 0;  // positions the session holds
 };
@@ -87,13 +86,37 @@ double log_softmax_at(const float* row, int n_vocab, int32_t target, bool* is_ar
 class PrefixScorer {
  public:
   PrefixScorer(std::unique_ptr<ScoringSession> session, int n_vocab);
+  // One example's choices.
   std::vector<ChoiceScore> score(const std::vector<TokenizedChoice>& choices);
+  // Several examples in one forward, each a group (trunk + branches) after what they all share, when they
+  // fit the session and the limits below; otherwise one by one. Results equal score() on each.
+  std::vector<std::vector<ChoiceScore>> score_batch(std::span<const std::vector<TokenizedChoice>> examples);
   int64_t tokens_forwarded() const { return forwarded_; }
 
  private:
-  // At most this many tokens per branch batch: bounds the logits buffer ((rows, n_vocab) floats) and the
-  // block's activations, while already giving the GEMMs enough rows.
-  static constexpr size_t kMaxBatchTokens = 256;
+  // At most this many branch tokens per batch of one example, and tokens per batch of several: they bound
+  // the block's activations while already giving the GEMMs enough rows. kMaxLogitFloats bounds the logits
+  // buffer (64 MiB: 524 rows of a 32000-token vocabulary).
+  static constexpr size_t kMaxBatchTokens = 256, kMaxMultiBatchTokens = 1024,
+                          kMaxLogitFloats = size_t(1) << 24;
+  struct Plan {
+    struct Branch {
+      std::span<const int32_t> run;
+      size_t first_row = 0;  // first row of `run` whose logits are needed
+      size_t batch_row = 0;  // where those logits land in logits_ (set per batch)
+    };
+    const TokenizedChoice* first = nullptr;  // the first scored choice; null: nothing to score
+    size_t shared = 0;                       // leading tokens all scored choices share
+    std::vector<Branch> branches;            // distinct branches
+    std::vector<size_t> branch_of;           // per choice; SIZE_MAX when unscored
+  };
+  static Plan plan(const std::vector<TokenizedChoice>& choices);
+  static void add_branches(Plan& p, size_t b0, size_t b1, std::vector<int32_t>& batch, BranchGroup& group,
+                           std::vector<int>& rows);
+  void collect(const Plan& p, const std::vector<TokenizedChoice>& choices, size_t b0, size_t b1,
+               std::vector<ChoiceScore>& out) const;
+  size_t reuse(std::span<const int32_t> tokens, size_t limit);
+  void run(std::span<const int32_t> batch, std::span<const BranchGroup> groups, std::span<const int> rows);
   std::unique_ptr<ScoringSession> session_;
   std::vector<int32_t> held_;  // the tokens in the session's cache
   std::vector<float> logits_;

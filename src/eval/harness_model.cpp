@@ -19,9 +19,9 @@ class ModelSession : public ScoringSession {
   void forward(std::span<const int32_t> tokens, int first_logit_row, float* logits) override {
     model_.forward(tokens, cache_, logits, first_logit_row);
   }
-  void forward_branches(std::span<const int32_t> tokens, std::span<const int> starts,
+  void forward_branches(std::span<const int32_t> tokens, std::span<const BranchGroup> groups,
                         std::span<const int> logit_rows, float* logits) override {
-    model_.forward_branches(tokens, starts, cache_, logit_rows, logits);
+    model_.forward_branches(tokens, groups, cache_, logit_rows, logits);
   }
   int max_tokens() const override { return cache_.max_seq; }
 

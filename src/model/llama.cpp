@@ -91,9 +91,11 @@ void rms_norm(const float* x, const float* w, int64_t n, int d, double eps, floa
   }
 }
 
-// Rows of a branch batch (forward_branches), each (n): the position of row i, and the key slots it sees,
-// [0, base[i]) and its own run [p0 + seg[i], p0 + i].
+// Rows of a branch batch (forward_branches). The rows form groups [groups[j], groups[j+1]), whose keys are
+// the p0 cached slots followed by the group's own slots. Per row (n), relative to its group: the position,
+// and the keys it sees in that layout, [0, base[i]) and [p0 + seg[i], p0 + i - group start].
 struct BranchRows {
+  std::vector<int> groups;
   std::vector<int> pos, base, seg;
 };
 
@@ -188,40 +190,69 @@ struct LlamaModel::Impl {
       return;
     }
     // Prefill: per head, row blocks of queries; block [r0, r1) attends to keys [0, p0 + r1) (causal), so the
-    // upper triangle beyond the block is never computed.
+    // upper triangle beyond the block is never computed. A branch batch runs each group (example) on its own:
+    // its keys are the p0 cached slots followed by the group's own slots, laid side by side in S, and row
+    // visibility is relative to that layout.
     constexpr int64_t kBlock = 256;
-    std::vector<float> S(size_t(kBlock) * (p0 + n));
-    for (int h = 0; h < H; ++h) {
-      const int g = h / group;
-      for (int64_t r0 = 0; r0 < n; r0 += kBlock) {
-        const int64_t rb = std::min(kBlock, n - r0);
-        const int64_t T = p0 + r0 + rb;
-        // S (rb, T) = scale · Q_h[r0:r0+rb] (rb, hd) · K_g[0:T]ᵀ (hd, T)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rb), int(T), hd, scale, q + r0 * qs + h * hd,
-                    qs, K + g * hd, kv, 0.0f, S.data(), int(T));
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < rb; ++i) {
-          float* s = S.data() + i * T;
-          const int64_t len = p0 + r0 + i + 1;  // keys visible to this query
-          if (!br) {
-            softmax_inplace(s, size_t(len));
-            std::fill(s + len, s + T, 0.0f);
-            continue;
+    const std::vector<int> whole = {0, int(n)};
+    const std::vector<int>& groups = br ? br->groups : whole;
+    int64_t widest = 0;
+    for (size_t gi = 0; gi + 1 < groups.size(); ++gi)
+      widest = std::max<int64_t>(widest, groups[gi + 1] - groups[gi]);
+    std::vector<float> S(size_t(kBlock) * size_t(p0 + widest));
+    for (size_t gi = 0; gi + 1 < groups.size(); ++gi) {
+      const int64_t gb = groups[gi], m = groups[gi + 1] - gb;
+      for (int h = 0; h < H; ++h) {
+        const int g = h / group;
+        for (int64_t r0 = 0; r0 < m; r0 += kBlock) {
+          const int64_t rb = std::min(kBlock, m - r0);
+          const int64_t T = p0 + r0 + rb, own_keys = r0 + rb;
+          const float* qb = q + (gb + r0) * qs + h * hd;
+          const float* Kg = K + size_t(p0 + gb) * kv + g * hd;  // the group's first slot
+          const float* Vg = V + size_t(p0 + gb) * kv + g * hd;
+          // S (rb, T) = scale · Q_h[rows] (rb, hd) · [K_g[0:p0]; K_g[group slots]]ᵀ (hd, T); one call when
+          // the two are adjacent (the first group).
+          if (gb == 0 || p0 == 0) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rb), int(T), hd, scale, qb, qs,
+                        gb == 0 ? K + g * hd : Kg, kv, 0.0f, S.data(), int(T));
+          } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rb), p0, hd, scale, qb, qs, K + g * hd,
+                        kv, 0.0f, S.data(), int(T));
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rb), int(own_keys), hd, scale, qb, qs,
+                        Kg, kv, 0.0f, S.data() + p0, int(T));
           }
-          // Branch row: keys [0, base) and [p0 + from, len). Slide the second run down next to the first,
-          // take the softmax of the now contiguous visible keys (the order a lone sequence would sum them
-          // in), slide it back and zero the rest, so P·V adds exact zeros for the hidden keys.
-          const int64_t base = br->base[size_t(r0 + i)], from = p0 + br->seg[size_t(r0 + i)],
-                        own = len - from;
-          std::memmove(s + base, s + from, size_t(own) * sizeof(float));
-          softmax_inplace(s, size_t(base + own));
-          std::memmove(s + from, s + base, size_t(own) * sizeof(float));
-          std::fill(s + base, s + from, 0.0f);
-          std::fill(s + len, s + T, 0.0f);
+#pragma omp parallel for schedule(static)
+          for (int64_t i = 0; i < rb; ++i) {
+            float* s = S.data() + i * T;
+            const int64_t len = p0 + r0 + i + 1;  // keys up to this query's own slot
+            if (!br) {
+              softmax_inplace(s, size_t(len));
+              std::fill(s + len, s + T, 0.0f);
+              continue;
+            }
+            // Branch row: keys [0, base) and [p0 + from, len). Slide the second run down next to the first,
+            // take the softmax of the now contiguous visible keys (the order a lone sequence would sum them
+            // in), slide it back and zero the rest, so P·V adds exact zeros for the hidden keys.
+            const size_t row = size_t(gb + r0 + i);
+            const int64_t base = br->base[row], from = p0 + br->seg[row], own = len - from;
+            std::memmove(s + base, s + from, size_t(own) * sizeof(float));
+            softmax_inplace(s, size_t(base + own));
+            std::memmove(s + from, s + base, size_t(own) * sizeof(float));
+            std::fill(s + base, s + from, 0.0f);
+            std::fill(s + len, s + T, 0.0f);
+          }
+          // out_h[rows] (rb, hd) = P (rb, T) · [V_g[0:p0]; V_g[group slots]] (T, hd)
+          float* ob = att + (gb + r0) * qs + h * hd;
+          if (gb == 0 || p0 == 0) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rb), hd, int(T), 1.0f, S.data(),
+                        int(T), gb == 0 ? V + g * hd : Vg, kv, 0.0f, ob, qs);
+          } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rb), hd, p0, 1.0f, S.data(), int(T),
+                        V + g * hd, kv, 0.0f, ob, qs);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rb), hd, int(own_keys), 1.0f,
+                        S.data() + p0, int(T), Vg, kv, 1.0f, ob, qs);
+          }
         }
-        // out_h[r0:r0+rb] (rb, hd) = P (rb, T) · V_g[0:T] (T, hd)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rb), hd, int(T), 1.0f, S.data(), int(T),
-                    V + g * hd, kv, 0.0f, att + r0 * qs + h * hd, qs);
       }
     }
   }
@@ -367,40 +398,50 @@ void LlamaModel::forward(std::span<const int32_t> tokens, KVCache& cache, float*
     head_forward(x.data() + size_t(first_logit_row) * c.n_embd, n - first_logit_row, logits);
 }
 
-void LlamaModel::forward_branches(std::span<const int32_t> tokens, std::span<const int> starts,
+void LlamaModel::forward_branches(std::span<const int32_t> tokens, std::span<const BranchGroup> groups,
                                   KVCache& cache, std::span<const int> logit_rows, float* logits) const {
   const ModelConfig& c = impl_->cfg;
   const int64_t n = int64_t(tokens.size());
   const int p0 = cache.n_past;
-  if (starts.empty() || starts.front() < 0 || starts.back() != n)
-    fail("forward_branches: branch starts must run from the trunk's end to the {} tokens", n);
-  if (n == 0) return;
   if (p0 + n > cache.max_seq)
     fail("a batch of {} tokens after {} cached exceeds the KV cache size {}", n, p0, cache.max_seq);
-  const int trunk = starts.front();
   BranchRows br;
   br.pos.resize(size_t(n));
   br.base.resize(size_t(n));
   br.seg.resize(size_t(n));
-  for (int r = 0; r < trunk; ++r) {  // causal over the cache and the trunk
-    br.pos[size_t(r)] = p0 + r;
-    br.base[size_t(r)] = p0;
-    br.seg[size_t(r)] = 0;
-  }
-  for (size_t s = 0; s + 1 < starts.size(); ++s) {
-    if (starts[s] > starts[s + 1]) fail("forward_branches: branch starts must not decrease");
-    for (int r = starts[s]; r < starts[s + 1]; ++r) {
-      br.pos[size_t(r)] = p0 + trunk + r - starts[s];
-      br.base[size_t(r)] = p0 + trunk;
-      br.seg[size_t(r)] = starts[s];
+  br.groups.push_back(0);
+  int64_t row = 0;
+  auto take = [&](int len, const char* what) {
+    if (len < 0 || row + len > n)
+      fail("forward_branches: a {} of {} rows overruns the {} tokens", what, len, n);
+  };
+  for (const BranchGroup& g : groups) {
+    const int64_t gb = row;
+    take(g.trunk, "trunk");
+    for (int r = 0; r < g.trunk; ++r, ++row) {  // causal over the cache and the trunk
+      br.pos[size_t(row)] = p0 + r;
+      br.base[size_t(row)] = p0;
+      br.seg[size_t(row)] = 0;
     }
+    for (int len : g.branches) {
+      take(len, "branch");
+      const int start = int(row - gb);
+      for (int r = 0; r < len; ++r, ++row) {
+        br.pos[size_t(row)] = p0 + g.trunk + r;
+        br.base[size_t(row)] = p0 + g.trunk;
+        br.seg[size_t(row)] = start;
+      }
+    }
+    br.groups.push_back(int(row));
   }
+  if (row != n) fail("forward_branches: the groups cover {} of the {} tokens", row, n);
   for (int r : logit_rows)
     if (r < 0 || r >= n) fail("forward_branches: logit row {} out of range [0, {})", r, n);
+  if (n == 0) return;
   std::vector<float> x(size_t(n * c.n_embd));  // (n, d)
   embed(tokens, x.data());
   for (int l = 0; l < c.n_layer; ++l) impl_->block(l, x.data(), n, cache, nullptr, &br);
-  cache.n_past = p0 + trunk;  // the trunk stays; the branches' slots are free again
+  cache.n_past = p0 + groups.front().trunk;  // the first trunk stays; every other slot is free again
   if (logit_rows.empty() || !logits) return;
   std::vector<float> sel(logit_rows.size() * size_t(c.n_embd));  // (rows, d)
   for (size_t i = 0; i < logit_rows.size(); ++i)

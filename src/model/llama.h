@@ -27,6 +27,12 @@ struct KVCache {
   void truncate(int n) { n_past = n < n_past ? n : n_past; }
 };
 
+// One group of LlamaModel::forward_branches: `trunk` rows, then branches of the given lengths.
+struct BranchGroup {
+  int trunk = 0;
+  std::vector<int> branches;
+};
+
 // The seven linear layers of a block, in HF order.
 enum class LinearKind { Q, K, V, O, Gate, Up, Down };
 inline constexpr LinearKind kAllLinears[] = {LinearKind::Q,    LinearKind::K,  LinearKind::V,   LinearKind::O,
@@ -63,14 +69,15 @@ class LlamaModel {
   // Pass first_logit_row = n (and logits = nullptr) to only fill the cache.
   void forward(std::span<const int32_t> tokens, KVCache& cache, float* logits, int first_logit_row = 0) const;
 
-  // A trunk and several branches after it in one batch (task scoring: an example's context, then its
-  // choices). tokens[0, starts[0]) is the trunk, appended to the cache like forward() does (n_past advances
-  // by starts[0]); branch s is tokens[starts[s], starts[s+1]) at the positions that follow the trunk. Each
-  // branch row attends to the cache, the trunk and the earlier rows of its own branch only, so a branch gets
-  // what it would get run alone after the trunk (up to float summation order), while the linears see one
-  // batch. starts ends at tokens.size(). The cache must hold n_past + tokens.size(); the branches' slots are
-  // dropped afterwards. logits receives (logit_rows.size(), V): the next-token logits of those batch rows.
-  void forward_branches(std::span<const int32_t> tokens, std::span<const int> starts, KVCache& cache,
+  // Task scoring's batches: groups of rows, each a trunk and branches after it (an example's context and its
+  // choices), in one forward. Every row sees the n_past cached positions; a trunk row also sees the earlier
+  // rows of its trunk, and a branch row its group's whole trunk and the earlier rows of its own branch. So a
+  // branch gets what it would get run alone after the cache and its trunk (up to float summation order),
+  // while the linears see one batch. A branch's positions follow its trunk's, which follow the cache. The
+  // groups tile tokens in order. The cache must hold n_past + tokens.size(); the first group's trunk stays in
+  // it (n_past advances by its length, as forward() would), every other row is dropped. logits receives
+  // (logit_rows.size(), V): the next-token logits of those batch rows.
+  void forward_branches(std::span<const int32_t> tokens, std::span<const BranchGroup> groups, KVCache& cache,
                         std::span<const int> logit_rows, float* logits) const;
 
   // Pieces of forward() for layer-by-layer calibration:

@@ -81,27 +81,36 @@ class FakeSession : public ScoringSession {
         fake_logits(tokens_, n_vocab_, logits + (i - size_t(first_logit_row)) * size_t(n_vocab_));
     }
   }
-  // Trunk rows extend the held tokens; row r of branch s sees the held tokens, the trunk and
-  // tokens[starts[s]..r] only.
-  void forward_branches(std::span<const int32_t> tokens, std::span<const int> starts,
+  // Row r sees the held tokens, its group's trunk up to r (a trunk row) or the whole trunk and its branch up
+  // to r (a branch row); the first group's trunk extends the held tokens.
+  void forward_branches(std::span<const int32_t> tokens, std::span<const BranchGroup> groups,
                         std::span<const int> logit_rows, float* logits) override {
     if (calls_) *calls_ += int64_t(tokens.size());
     if (tokens_.size() + tokens.size() > size_t(max_seq_)) throw std::runtime_error("fake session overflow");
-    if (starts.empty() || starts.front() < 0 || size_t(starts.back()) != tokens.size())
-      throw std::runtime_error("fake session: bad branch starts");
-    tokens_.insert(tokens_.end(), tokens.begin(), tokens.begin() + starts[0]);
-    for (size_t i = 0; i < logit_rows.size(); ++i) {
-      const int r = logit_rows[i];
-      std::vector<int32_t> prefix = tokens_;
-      if (r < starts[0]) {
-        prefix.resize(prefix.size() - size_t(starts[0] - r - 1));
-      } else {
-        size_t s = 0;
-        while (starts[s + 1] <= r) ++s;
-        prefix.insert(prefix.end(), tokens.begin() + starts[s], tokens.begin() + r + 1);
+    std::vector<std::vector<int32_t>> prefix(tokens.size());  // each row's visible tokens, itself last
+    size_t row = 0;
+    auto at = [&](size_t r) {
+      if (r >= tokens.size()) throw std::runtime_error("fake session: groups overrun the batch");
+      return tokens[r];
+    };
+    for (const BranchGroup& g : groups) {
+      std::vector<int32_t> seen = tokens_;
+      for (int r = 0; r < g.trunk; ++r, ++row) {
+        seen.push_back(at(row));
+        prefix[row] = seen;
       }
-      fake_logits(prefix, n_vocab_, logits + i * size_t(n_vocab_));
+      for (int len : g.branches) {
+        std::vector<int32_t> own = seen;
+        for (int r = 0; r < len; ++r, ++row) {
+          own.push_back(at(row));
+          prefix[row] = own;
+        }
+      }
     }
+    if (row != tokens.size()) throw std::runtime_error("fake session: groups do not tile the batch");
+    tokens_.insert(tokens_.end(), tokens.begin(), tokens.begin() + groups.front().trunk);
+    for (size_t i = 0; i < logit_rows.size(); ++i)
+      fake_logits(prefix.at(size_t(logit_rows[i])), n_vocab_, logits + i * size_t(n_vocab_));
   }
   int max_tokens() const override { return max_seq_; }
 

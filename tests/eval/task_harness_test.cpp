@@ -111,6 +111,27 @@ TEST(EvalScoring, SharedPrefixEqualsIndependentScoring) {
   EXPECT_GE(checked, 150u);
   EXPECT_EQ(forwarded, scorer.tokens_forwarded());
   EXPECT_LT(double(forwarded), 0.6 * double(total));  // the prefixes really were shared
+
+  // The same examples several to a forward (score_batch), in batches of 1 to 4 examples.
+  PrefixScorer batched(std::make_unique<test::FakeSession>(V, 2048, nullptr), V);
+  size_t multi = 0;
+  for (size_t i = 0, n = 1; i < all.size(); i += n, n = n % 4 + 1) {
+    std::vector<std::vector<TokenizedChoice>> toks;
+    for (size_t k = i; k < std::min(all.size(), i + n); ++k)
+      toks.push_back(tokenize_example(tok, all[k], 2048));
+    multi += toks.size() > 1;
+    auto got = batched.score_batch(toks);
+    ASSERT_EQ(got.size(), toks.size());
+    for (size_t e = 0; e < toks.size(); ++e)
+      for (size_t c = 0; c < toks[e].size(); ++c) {
+        bool greedy = false;
+        double want = test::reference_logprob(toks[e][c].tokens, toks[e][c].n_score, V, &greedy);
+        EXPECT_NEAR(got[e][c].logprob, want, 1e-6 * toks[e][c].n_score + 1e-12) << all[i + e].contexts[c];
+        EXPECT_EQ(got[e][c].greedy, greedy);
+        EXPECT_EQ(got[e][c].n_tokens, toks[e][c].n_score);
+      }
+  }
+  EXPECT_GE(multi, 10u);
 }
 
 TEST(EvalMetrics, AccAndAccNormDiffer) {

@@ -27,9 +27,27 @@ TEST(EvalModel, SharedPrefixEqualsIndependentScoringOnTestbed) {
   auto src = model_logit_source(model, 2048);
   PrefixScorer scorer(src->new_session(), V);
   int64_t total = 0;
+  // Examples alone (score), then again three to a forward (score_batch: one group each); entry e and
+  // e + n are the same example.
+  const size_t n = examples.size();
+  std::vector<std::vector<TokenizedChoice>> all_toks;
+  std::vector<std::vector<ChoiceScore>> all_got;
   for (const Example& ex : examples) {
-    auto toks = tokenize_example(*tok, ex, 2048);
-    auto got = scorer.score(toks);
+    all_toks.push_back(tokenize_example(*tok, ex, 2048));
+    all_got.push_back(scorer.score(all_toks.back()));
+  }
+  PrefixScorer batched(src->new_session(), V);
+  for (size_t i = 0; i < n; i += 3) {
+    std::vector<std::vector<TokenizedChoice>> three(all_toks.begin() + long(i),
+                                                    all_toks.begin() + long(std::min(n, i + 3)));
+    auto got = batched.score_batch(three);
+    all_got.insert(all_got.end(), got.begin(), got.end());
+  }
+  ASSERT_EQ(all_got.size(), 2 * n);
+  for (size_t e = 0; e < 2 * n; ++e) {
+    const Example& ex = examples[e % n];
+    const auto& toks = all_toks[e % n];
+    const auto& got = all_got[e];
     for (size_t i = 0; i < toks.size(); ++i) {
       const auto& c = toks[i];
       ASSERT_GT(c.n_score, 0);
@@ -55,10 +73,11 @@ TEST(EvalModel, SharedPrefixEqualsIndependentScoringOnTestbed) {
       EXPECT_NEAR(got[i].logprob, want, 1e-4) << ex.contexts[i].substr(0, 60) << "|" << ex.continuations[i];
       EXPECT_EQ(got[i].greedy, greedy);
       EXPECT_LT(want, 0.0);
-      total += int64_t(c.tokens.size()) - 1;
+      if (e < n) total += int64_t(c.tokens.size()) - 1;
     }
   }
   EXPECT_LT(scorer.tokens_forwarded(), total);
+  EXPECT_LT(batched.tokens_forwarded(), total);
 }
 
 }  // namespace

@@ -86,56 +86,81 @@ TEST(LlamaTestbed, KvCacheChunkingAgrees) {
   for (size_t i = 0; i < again.size(); ++i) ASSERT_NEAR(again[i], full[size_t(40 * V) + i], 2e-3f);
 }
 
-// A trunk and branches after a cached prefix in one batch (task scoring) against the trunk plus each branch
-// run alone after the prefix: the same function of the inputs up to summation order, so the chunking test's
-// tolerance applies.
+// Groups of a trunk and branches after a cached prefix in one batch (task scoring) against each trunk plus
+// branch run alone after the prefix: the same function of the inputs up to summation order, so the chunking
+// test's tolerance applies.
 TEST(LlamaTestbed, BranchBatchEqualsEachBranchAlone) {
   const auto ids = json_ids(test::testbed_refs()["golden"]["input_ids"]);
   const auto& m = testbed();
   const int64_t V = m.config().n_vocab;
   ASSERT_GE(ids.size(), 60u);
-  const int P = 12, trunk = 8;  // cached prefix ids[0, 12), trunk ids[12, 20)
-  std::span<const int32_t> all(ids);
-  // Branch 0 continues the text; branch 1 repeats it, then goes on with later text; branch 2 is one token.
-  std::vector<std::vector<int32_t>> seqs = {
-      {all.begin() + P + trunk, all.begin() + 40}, {all.begin() + P + trunk, all.begin() + 40}, {ids[5]}};
-  seqs[1].insert(seqs[1].end(), all.begin() + 50, all.begin() + 60);
-  std::vector<int32_t> batch(all.begin() + P, all.begin() + P + trunk);
-  std::vector<int> starts = {trunk}, rows;
-  for (const auto& q : seqs) {
-    batch.insert(batch.end(), q.begin(), q.end());
-    starts.push_back(int(batch.size()));
+  const int P = 12;  // cached prefix ids[0, 12)
+  auto seq = [&](size_t a, size_t b) {
+    return std::vector<int32_t>(ids.begin() + long(a), ids.begin() + long(b));
+  };
+  // Group 0: trunk ids[12, 20); branch 0 continues the text, branch 1 repeats it and goes on with later
+  // text, branch 2 is one token. Group 1: another trunk (ids[40, 46)) and two branches. Group 2: no trunk.
+  struct Case {
+    std::vector<int32_t> trunk;
+    std::vector<std::vector<int32_t>> branches;
+  };
+  std::vector<Case> cases = {{seq(12, 20), {seq(20, 40), seq(20, 40), {ids[5]}}},
+                             {seq(40, 46), {seq(46, 52), seq(52, 60)}},
+                             {{}, {seq(30, 36)}}};
+  cases[0].branches[1].insert(cases[0].branches[1].end(), ids.begin() + 50, ids.begin() + 60);
+  std::vector<int32_t> batch;
+  std::vector<BranchGroup> groups;
+  for (const Case& k : cases) {
+    BranchGroup g;
+    g.trunk = int(k.trunk.size());
+    batch.insert(batch.end(), k.trunk.begin(), k.trunk.end());
+    for (const auto& b : k.branches) {
+      batch.insert(batch.end(), b.begin(), b.end());
+      g.branches.push_back(int(b.size()));
+    }
+    groups.push_back(g);
   }
+  std::vector<int> rows;
   for (int r = 1; r < int(batch.size()); r += (r % 3 == 0 ? 1 : 2))
     rows.push_back(r);  // trunk and branch rows
   KVCache c = m.new_cache(int(P + batch.size()));
-  m.forward(all.subspan(0, P), c, nullptr, P);
+  m.forward(std::span(ids).subspan(0, P), c, nullptr, P);
   std::vector<float> got(rows.size() * size_t(V));
-  m.forward_branches(batch, starts, c, rows, got.data());
-  EXPECT_EQ(c.n_past, P + trunk);  // the trunk stays in the cache, the branches do not
+  m.forward_branches(batch, groups, c, rows, got.data());
+  EXPECT_EQ(c.n_past, P + groups[0].trunk);  // the first trunk stays in the cache, nothing else
+  // Each row's logits from a lone forward of [trunk, branch] after the prefix.
   float max_diff = 0;
   size_t checked = 0;
-  for (size_t s = 0; s < seqs.size(); ++s) {
-    c.truncate(P);
-    std::vector<int32_t> alone_ids(all.begin() + P, all.begin() + P + trunk);
-    alone_ids.insert(alone_ids.end(), seqs[s].begin(), seqs[s].end());
-    std::vector<float> alone(alone_ids.size() * size_t(V));
-    m.forward(alone_ids, c, alone.data());
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const bool in_trunk = rows[i] < trunk;
-      if (!(in_trunk && s == 0) && (rows[i] < starts[s] || rows[i] >= starts[s + 1])) continue;
-      const int at = in_trunk ? rows[i] : trunk + rows[i] - starts[s];  // row in the lone forward
-      const float* a = alone.data() + size_t(at) * size_t(V);
-      for (int64_t v = 0; v < V; ++v)
-        max_diff = std::max(max_diff, std::fabs(a[v] - got[i * size_t(V) + size_t(v)]));
-      ++checked;
+  int row = 0;
+  for (const Case& k : cases) {
+    const int trunk_row = row;
+    row += int(k.trunk.size());
+    for (size_t b = 0; b < k.branches.size(); ++b) {
+      std::vector<int32_t> alone_ids = k.trunk;
+      alone_ids.insert(alone_ids.end(), k.branches[b].begin(), k.branches[b].end());
+      c.truncate(P);
+      std::vector<float> alone(alone_ids.size() * size_t(V));
+      m.forward(alone_ids, c, alone.data());
+      for (size_t i = 0; i < rows.size(); ++i) {
+        int at = -1;  // the row in the lone forward
+        if (b == 0 && rows[i] >= trunk_row && rows[i] < trunk_row + int(k.trunk.size()))
+          at = rows[i] - trunk_row;
+        if (rows[i] >= row && rows[i] < row + int(k.branches[b].size()))
+          at = int(k.trunk.size()) + rows[i] - row;
+        if (at < 0) continue;
+        for (int64_t v = 0; v < V; ++v)
+          max_diff = std::max(max_diff, std::fabs(alone[size_t(at) * size_t(V) + size_t(v)] -
+                                                  got[i * size_t(V) + size_t(v)]));
+        ++checked;
+      }
+      row += int(k.branches[b].size());
     }
   }
   EXPECT_EQ(checked, rows.size());
   EXPECT_LT(max_diff, 2e-3f);
-  // (Without the mask, branch 1 and 2 rows would see branch 0's tokens and differ by O(1).)
-  std::vector<int> bad = {trunk, 5};
-  EXPECT_THROW(m.forward_branches(batch, bad, c, rows, got.data()), Error);
+  // (Without the masks, rows would see other branches' or groups' tokens and differ by O(1).)
+  std::vector<BranchGroup> bad = {groups[0]};
+  EXPECT_THROW(m.forward_branches(batch, bad, c, rows, got.data()), Error);  // does not tile the batch
 }
 
 TEST(LlamaTestbed, RejectsBadTokensAndOverflow) {

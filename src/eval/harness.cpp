@@ -153,17 +153,22 @@ std::vector<ChoiceScore> PrefixScorer::score(const std::vector<TokenizedChoice>&
   if (!p.first) return out;  // nothing to score
   // Reuse what the cache already holds (e.g. the previous question's 5-shot header); the rest of the shared
   // part is the trunk of the first batch. Batches of consecutive branches follow, as many as the session
-  // holds after the shared part and kMaxBatchTokens allow (a lone branch always fits: the whole sequence
-  // does).
+  // holds after the shared part and the limits allow (a lone branch always fits: the whole sequence does).
   const size_t keep = reuse(p.first->tokens, p.shared);
   std::span<const int32_t> trunk = std::span(p.first->tokens).subspan(keep, p.shared - keep);
   const size_t room = std::min(size_t(session_->max_tokens()) - p.shared, kMaxBatchTokens);
+  const size_t max_rows = std::max<size_t>(1, kMaxLogitFloats / size_t(n_vocab_));
   std::vector<int32_t> batch;
   std::vector<int> rows;
+  auto n_rows = [&](size_t b) { return p.branches[b].run.size() - p.branches[b].first_row; };
   for (size_t b0 = 0, b1 = 0; b0 < p.branches.size(); b0 = b1) {
-    size_t branch_tokens = p.branches[b0].run.size();
-    for (b1 = b0 + 1; b1 < p.branches.size() && branch_tokens + p.branches[b1].run.size() <= room; ++b1)
+    size_t branch_tokens = p.branches[b0].run.size(), logit_rows = n_rows(b0);
+    for (b1 = b0 + 1; b1 < p.branches.size() && branch_tokens + p.branches[b1].run.size() <= room &&
+                      logit_rows + n_rows(b1) <= max_rows;
+         ++b1) {
       branch_tokens += p.branches[b1].run.size();
+      logit_rows += n_rows(b1);
+    }
     batch.assign(trunk.begin(), trunk.end());
     rows.clear();
     BranchGroup g[1];
@@ -186,51 +191,56 @@ std::vector<std::vector<ChoiceScore>> PrefixScorer::score_batch(
     plans.push_back(plan(examples[e]));
     if (plans.back().first) scored.push_back(e);
   }
-  auto one_by_one = [&] {
-    for (size_t e : scored) out[e] = score(examples[e]);
-    return out;
-  };
-  if (scored.size() < 2) return one_by_one();
-  // The cache holds what all of them share (e.g. a subject's 5-shot header); each example is a group whose
-  // trunk is the rest of its shared part.
-  const Plan& p0 = plans[scored[0]];
-  size_t common = p0.shared;
-  for (size_t e : scored) {
-    const Plan& p = plans[e];
-    size_t k = 0, lim = std::min(common, p.shared);
-    while (k < lim && p.first->tokens[k] == p0.first->tokens[k]) ++k;
-    common = k;
-  }
-  size_t n_tokens = 0, n_rows = 0;
-  for (size_t e : scored) {
-    n_tokens += plans[e].shared - common;
-    for (const Plan::Branch& br : plans[e].branches) {
-      n_tokens += br.run.size();
-      n_rows += br.run.size() - br.first_row;
+  // Consecutive runs of examples, each as long as fits the session and the limits: the cache holds what
+  // the run's examples all share (e.g. a subject's 5-shot header) and each is a group whose trunk is the
+  // rest of its shared part. A run of one goes through score().
+  const size_t max_rows = std::max<size_t>(1, kMaxLogitFloats / size_t(n_vocab_));
+  for (size_t i = 0, j = 0; i < scored.size(); i = j) {
+    const Plan& p0 = plans[scored[i]];
+    size_t common = p0.shared, shared_sum = 0, branch_tokens = 0, n_rows = 0;
+    for (j = i; j < scored.size(); ++j) {
+      const Plan& p = plans[scored[j]];
+      size_t k = 0, lim = std::min(common, p.shared);
+      while (k < lim && p.first->tokens[k] == p0.first->tokens[k]) ++k;
+      size_t bt = 0, rows = 0;
+      for (const Plan::Branch& br : p.branches) {
+        bt += br.run.size();
+        rows += br.run.size() - br.first_row;
+      }
+      const size_t n_tokens = shared_sum + p.shared + branch_tokens + bt - (j - i + 1) * k;
+      if (j > i && (k + n_tokens > size_t(session_->max_tokens()) || n_tokens > kMaxBatchTokens ||
+                    n_rows + rows > max_rows))
+        break;
+      common = k;
+      shared_sum += p.shared;
+      branch_tokens += bt;
+      n_rows += rows;
     }
+    if (j - i == 1) {
+      out[scored[i]] = score(examples[scored[i]]);
+      continue;
+    }
+    const size_t keep = reuse(p0.first->tokens, common);
+    if (common > keep) {
+      auto fill = std::span(p0.first->tokens).subspan(keep, common - keep);
+      session_->forward(fill, int(fill.size()), nullptr);
+      held_.insert(held_.end(), fill.begin(), fill.end());
+      forwarded_ += int64_t(fill.size());
+    }
+    std::vector<int32_t> batch;
+    std::vector<int> rows;
+    std::vector<BranchGroup> groups(j - i);
+    for (size_t g = 0; g < j - i; ++g) {
+      Plan& p = plans[scored[i + g]];
+      batch.insert(batch.end(), p.first->tokens.begin() + std::ptrdiff_t(common),
+                   p.first->tokens.begin() + std::ptrdiff_t(p.shared));
+      groups[g].trunk = int(p.shared - common);
+      add_branches(p, 0, p.branches.size(), batch, groups[g], rows);
+    }
+    run(batch, groups, rows);
+    for (size_t g = i; g < j; ++g)
+      collect(plans[scored[g]], examples[scored[g]], 0, plans[scored[g]].branches.size(), out[scored[g]]);
   }
-  if (common + n_tokens > size_t(session_->max_tokens()) || n_tokens > kMaxMultiBatchTokens ||
-      n_rows * size_t(n_vocab_) > kMaxLogitFloats)
-    return one_by_one();
-  const size_t keep = reuse(p0.first->tokens, common);
-  if (common > keep) {
-    auto fill = std::span(p0.first->tokens).subspan(keep, common - keep);
-    session_->forward(fill, int(fill.size()), nullptr);
-    held_.insert(held_.end(), fill.begin(), fill.end());
-    forwarded_ += int64_t(fill.size());
-  }
-  std::vector<int32_t> batch;
-  std::vector<int> rows;
-  std::vector<BranchGroup> groups(scored.size());
-  for (size_t j = 0; j < scored.size(); ++j) {
-    Plan& p = plans[scored[j]];
-    batch.insert(batch.end(), p.first->tokens.begin() + std::ptrdiff_t(common),
-                 p.first->tokens.begin() + std::ptrdiff_t(p.shared));
-    groups[j].trunk = int(p.shared - common);
-    add_branches(p, 0, p.branches.size(), batch, groups[j], rows);
-  }
-  run(batch, groups, rows);
-  for (size_t e : scored) collect(plans[e], examples[e], 0, plans[e].branches.size(), out[e]);
   return out;
 }
 
@@ -257,7 +267,7 @@ std::vector<std::vector<ChoiceScore>> score_examples(const std::vector<Example>&
   // Batches of consecutive examples (one group each) scored in one forward: about kBatchChars characters of
   // text beyond what the batch's first example shares with them (an MMLU subject's header counts once), some
   // 600 tokens, enough rows for efficient GEMMs.
-  constexpr size_t kBatchChars = 2400;
+  constexpr size_t kBatchChars = 6000;
   std::vector<size_t> batch_start;
   for (size_t k = 0, used = 0; k < order.size(); ++k) {
     const Example& ex = examples[order[k]];

@@ -94,11 +94,10 @@ class PrefixScorer {
   int64_t tokens_forwarded() const { return forwarded_; }
 
  private:
-  // At most this many branch tokens per batch of one example, and tokens per batch of several: they bound
-  // the block's activations while already giving the GEMMs enough rows. kMaxLogitFloats bounds the logits
-  // buffer (64 MiB: 524 rows of a 32000-token vocabulary).
-  static constexpr size_t kMaxBatchTokens = 256, kMaxMultiBatchTokens = 1024,
-                          kMaxLogitFloats = size_t(1) << 24;
+  // At most kMaxBatchTokens tokens per forward (the trunk of a lone example aside): they bound the block's
+  // activations while giving the GEMMs enough rows that packing the weights is a small part of each call.
+  // kMaxLogitFloats bounds the logits buffer (64 MiB: 524 rows of a 32000-token vocabulary).
+  static constexpr size_t kMaxBatchTokens = 1536, kMaxLogitFloats = size_t(1) << 24;
   struct Plan {
     struct Branch {
       std::span<const int32_t> run;

@@ -42,6 +42,19 @@ void Softmax(float* HWY_RESTRICT x, size_t n) {
   for (; i < n; ++i) x[i] *= 1.0f / s;
 }
 
+void SiluMul(float* HWY_RESTRICT g, const float* HWY_RESTRICT u, size_t n) {
+  const hn::ScalableTag<float> d;
+  const size_t L = hn::Lanes(d);
+  const auto one = hn::Set(d, 1.0f);
+  size_t i = 0;
+  for (; i + L <= n; i += L) {
+    const auto x = hn::LoadU(d, g + i);
+    const auto den = hn::Add(one, hn::Exp(d, hn::Neg(x)));
+    hn::StoreU(hn::Mul(hn::Div(x, den), hn::LoadU(d, u + i)), d, g + i);
+  }
+  for (; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace lowbit
 HWY_AFTER_NAMESPACE();
@@ -50,6 +63,15 @@ HWY_AFTER_NAMESPACE();
 namespace lowbit {
 
 HWY_EXPORT(Softmax);
+HWY_EXPORT(SiluMul);
+
+void silu_mul(float* g, const float* u, size_t n) {
+  HWY_DYNAMIC_DISPATCH(SiluMul)(g, u, n);
+}
+
+void silu_mul_scalar(float* g, const float* u, size_t n) {
+  for (size_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
 
 void softmax_inplace(float* x, size_t n) {
   HWY_DYNAMIC_DISPATCH(Softmax)(x, n);

@@ -199,7 +199,7 @@ struct LlamaModel::Impl {
     int64_t widest = 0;
     for (size_t gi = 0; gi + 1 < groups.size(); ++gi)
       widest = std::max<int64_t>(widest, groups[gi + 1] - groups[gi]);
-    std::vector<float> S(size_t(kBlock) * size_t(p0 + widest));
+    UninitVector<float> S(size_t(kBlock) * size_t(p0 + widest));  // written before read
     for (size_t gi = 0; gi + 1 < groups.size(); ++gi) {
       const int64_t gb = groups[gi], m = groups[gi + 1] - gb;
       for (int h = 0; h < H; ++h) {
@@ -269,9 +269,11 @@ struct LlamaModel::Impl {
       fail("sequence of {} tokens exceeds the KV cache size {}", p0 + n, cache.max_seq);
     if (cache.kv_dim != kv) fail("KV cache does not belong to this model");
     const size_t nd = size_t(n * d);
-    std::vector<float> xn(nd), tmp(nd);                                 // (n, d)
-    std::vector<float> q(size_t(n * H * hd)), att(size_t(n * H * hd));  // (n, H*hd)
-    std::vector<float> g(size_t(n * f)), u(size_t(n * f));              // (n, f)
+    // Uninitialized: every element is written before it is read, and zero-filling them would cost more
+    // than the norms and residual adds of a short forward.
+    UninitVector<float> xn(nd), tmp(nd);                                 // (n, d)
+    UninitVector<float> q(size_t(n * H * hd)), att(size_t(n * H * hd));  // (n, H*hd)
+    UninitVector<float> g(size_t(n * f)), u(size_t(n * f));              // (n, f)
     const LayerWeights& L = m.layers[size_t(l)];
     auto lin = [&](LinearKind k) -> const Linear& { return L.lin[int(k)]; };
 
@@ -294,10 +296,11 @@ struct LlamaModel::Impl {
     if (obs) obs->observe(l, InputSite::MlpIn, xn.data(), n, d);
     linear_forward(lin(LinearKind::Gate), xn.data(), n, g.data());
     linear_forward(lin(LinearKind::Up), xn.data(), n, u.data());
-    // SwiGLU (Shazeer 2020): silu(gate) * up
-#pragma omp parallel for schedule(static) if (n > 8)
-    for (int64_t i = 0; i < n * f; ++i)
-      g[size_t(i)] = g[size_t(i)] / (1.0f + std::exp(-g[size_t(i)])) * u[size_t(i)];
+    // SwiGLU (Shazeer 2020): silu(gate) * up, in chunks across threads for long prefills
+    const int64_t n_gate = n * f, chunk = int64_t(1) << 14;
+#pragma omp parallel for schedule(static) if (n_gate > 2 * chunk)
+    for (int64_t c0 = 0; c0 < n_gate; c0 += chunk)
+      silu_mul(g.data() + c0, u.data() + c0, size_t(std::min(chunk, n_gate - c0)));
     if (obs) obs->observe(l, InputSite::DownIn, g.data(), n, f);
     linear_forward(lin(LinearKind::Down), g.data(), n, tmp.data());
     for (size_t i = 0; i < nd; ++i) x[i] += tmp[i];

@@ -158,9 +158,9 @@ struct LlamaModel::Impl {
 
   // att (n, H*hd) = softmax(q kᵀ / sqrt(hd) + causal mask) v, over the n_past + n cached positions of layer
   // l. With br (a branch batch, see forward_branches), row i sees slots [0, base[i]) and its own run
-  // [p0 + seg[i], p0 + i] only.
+  // [p0 + seg[i], p0 + i] only. With out (ascending rows of the batch), q and att hold just those rows.
   void attention(const float* q, const KVCache& cache, int l, int64_t n, int p0, float* att,
-                 const BranchRows* br = nullptr) const {
+                 const BranchRows* br = nullptr, const std::vector<int>* out = nullptr) const {
     const int hd = cfg.head_dim, H = cfg.n_head, group = cfg.n_head / cfg.n_kv_head;
     const int kv = cache.kv_dim, qs = H * hd;
     const float scale = 1.0f / std::sqrt(float(hd));
@@ -199,15 +199,19 @@ struct LlamaModel::Impl {
     int64_t widest = 0;
     for (size_t gi = 0; gi + 1 < groups.size(); ++gi)
       widest = std::max<int64_t>(widest, groups[gi + 1] - groups[gi]);
-    UninitVector<float> S(size_t(kBlock) * size_t(p0 + widest));  // written before read
-    for (size_t gi = 0; gi + 1 < groups.size(); ++gi) {
-      const int64_t gb = groups[gi], m = groups[gi + 1] - gb;
+    UninitVector<float> S(size_t(kBlock) * size_t(p0 + widest));                    // written before read
+    auto row_of = [&](int64_t j) { return out ? int64_t((*out)[size_t(j)]) : j; };  // query j's batch row
+    const int64_t n_q = out ? int64_t(out->size()) : n;
+    for (size_t gi = 0, j0 = 0; gi + 1 < groups.size(); ++gi) {
+      const int64_t gb = groups[gi];
+      int64_t j1 = j0;  // queries [j0, j1) are this group's rows
+      while (j1 < n_q && row_of(j1) < groups[gi + 1]) ++j1;
       for (int h = 0; h < H; ++h) {
         const int g = h / group;
-        for (int64_t r0 = 0; r0 < m; r0 += kBlock) {
-          const int64_t rb = std::min(kBlock, m - r0);
-          const int64_t T = p0 + r0 + rb, own_keys = r0 + rb;
-          const float* qb = q + (gb + r0) * qs + h * hd;
+        for (int64_t jb = int64_t(j0); jb < j1; jb += kBlock) {
+          const int64_t rb = std::min(kBlock, j1 - jb);
+          const int64_t own_keys = row_of(jb + rb - 1) - gb + 1, T = p0 + own_keys;
+          const float* qb = q + jb * qs + h * hd;
           const float* Kg = K + size_t(p0 + gb) * kv + g * hd;  // the group's first slot
           const float* Vg = V + size_t(p0 + gb) * kv + g * hd;
           // S (rb, T) = scale · Q_h[rows] (rb, hd) · [K_g[0:p0]; K_g[group slots]]ᵀ (hd, T); one call when
@@ -224,7 +228,8 @@ struct LlamaModel::Impl {
 #pragma omp parallel for schedule(static)
           for (int64_t i = 0; i < rb; ++i) {
             float* s = S.data() + i * T;
-            const int64_t len = p0 + r0 + i + 1;  // keys up to this query's own slot
+            const int64_t row = row_of(jb + i);
+            const int64_t len = p0 + row - gb + 1;  // keys up to this query's own slot
             if (!br) {
               softmax_inplace(s, size_t(len));
               std::fill(s + len, s + T, 0.0f);
@@ -233,8 +238,7 @@ struct LlamaModel::Impl {
             // Branch row: keys [0, base) and [p0 + from, len). Slide the second run down next to the first,
             // take the softmax of the now contiguous visible keys (the order a lone sequence would sum them
             // in), slide it back and zero the rest, so P·V adds exact zeros for the hidden keys.
-            const size_t row = size_t(gb + r0 + i);
-            const int64_t base = br->base[row], from = p0 + br->seg[row], own = len - from;
+            const int64_t base = br->base[size_t(row)], from = p0 + br->seg[size_t(row)], own = len - from;
             std::memmove(s + base, s + from, size_t(own) * sizeof(float));
             softmax_inplace(s, size_t(base + own));
             std::memmove(s + from, s + base, size_t(own) * sizeof(float));
@@ -242,7 +246,7 @@ struct LlamaModel::Impl {
             std::fill(s + len, s + T, 0.0f);
           }
           // out_h[rows] (rb, hd) = P (rb, T) · [V_g[0:p0]; V_g[group slots]] (T, hd)
-          float* ob = att + (gb + r0) * qs + h * hd;
+          float* ob = att + jb * qs + h * hd;
           if (gb == 0 || p0 == 0) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rb), hd, int(T), 1.0f, S.data(),
                         int(T), gb == 0 ? V + g * hd : Vg, kv, 0.0f, ob, qs);
@@ -254,12 +258,16 @@ struct LlamaModel::Impl {
           }
         }
       }
+      j0 = size_t(j1);
     }
   }
 
   // Block l on x (n, d) in place; keys/values go to cache rows n_past..n_past+n-1. br: a branch batch's
   // positions and visibility (forward_branches), else rows are consecutive positions under a causal mask.
-  void block(int l, float* x, int64_t n, KVCache& cache, BlockObserver* obs, const BranchRows* br) const {
+  // out (ascending batch rows; branch batches only): only these rows' outputs are needed (the last layer
+  // before the head), so the others get just their keys and values; x's other rows are left as they were.
+  void block(int l, float* x, int64_t n, KVCache& cache, BlockObserver* obs, const BranchRows* br,
+             const std::vector<int>* out = nullptr) const {
     const Impl& m = *this;
     const ModelConfig& c = m.cfg;
     const int p0 = cache.n_past;
@@ -282,28 +290,52 @@ struct LlamaModel::Impl {
     // k, v (n, Hkv*hd) go straight into the cache rows p0..p0+n-1.
     float* Kc = cache.k.data() + (size_t(l) * cache.max_seq + p0) * kv;
     float* Vc = cache.v.data() + (size_t(l) * cache.max_seq + p0) * kv;
-    linear_forward(lin(LinearKind::Q), xn.data(), n, q.data());
     linear_forward(lin(LinearKind::K), xn.data(), n, Kc);
     linear_forward(lin(LinearKind::V), xn.data(), n, Vc);
-    m.rope(q.data(), n, H, p0, br ? br->pos.data() : nullptr);
     m.rope(Kc, n, c.n_kv_head, p0, br ? br->pos.data() : nullptr);
-    m.attention(q.data(), cache, l, n, p0, att.data(), br);
-    if (obs) obs->observe(l, InputSite::OIn, att.data(), n, H * hd);
-    linear_forward(lin(LinearKind::O), att.data(), n, tmp.data());
-    for (size_t i = 0; i < nd; ++i) x[i] += tmp[i];
+    // From here on, the rows whose outputs are needed: all, or `out` gathered into xo (the residual stream).
+    const int64_t nq = out ? int64_t(out->size()) : n;
+    const int* qpos = br ? br->pos.data() : nullptr;
+    std::vector<int> out_pos;
+    UninitVector<float> xo;
+    float* xr = x;
+    if (out) {
+      if (nq == 0) return;
+      LOWBIT_ASSERT(br);
+      xo.resize(size_t(nq * d));
+      out_pos.resize(size_t(nq));
+      for (int64_t j = 0; j < nq; ++j) {
+        const int r = (*out)[size_t(j)];
+        std::copy_n(x + int64_t(r) * d, d, xo.data() + j * d);
+        std::copy_n(xn.data() + int64_t(r) * d, d, tmp.data() + j * d);  // their normed inputs
+        out_pos[size_t(j)] = br->pos[size_t(r)];
+      }
+      std::copy_n(tmp.data(), size_t(nq * d), xn.data());
+      xr = xo.data();
+      qpos = out_pos.data();
+    }
+    linear_forward(lin(LinearKind::Q), xn.data(), nq, q.data());
+    m.rope(q.data(), nq, H, p0, qpos);
+    m.attention(q.data(), cache, l, n, p0, att.data(), br, out);
+    if (obs) obs->observe(l, InputSite::OIn, att.data(), nq, H * hd);
+    linear_forward(lin(LinearKind::O), att.data(), nq, tmp.data());
+    const size_t nqd = size_t(nq * d);
+    for (size_t i = 0; i < nqd; ++i) xr[i] += tmp[i];
 
-    rms_norm(x, L.ffn_norm.data(), n, d, c.norm_eps, xn.data());
-    if (obs) obs->observe(l, InputSite::MlpIn, xn.data(), n, d);
-    linear_forward(lin(LinearKind::Gate), xn.data(), n, g.data());
-    linear_forward(lin(LinearKind::Up), xn.data(), n, u.data());
+    rms_norm(xr, L.ffn_norm.data(), nq, d, c.norm_eps, xn.data());
+    if (obs) obs->observe(l, InputSite::MlpIn, xn.data(), nq, d);
+    linear_forward(lin(LinearKind::Gate), xn.data(), nq, g.data());
+    linear_forward(lin(LinearKind::Up), xn.data(), nq, u.data());
     // SwiGLU (Shazeer 2020): silu(gate) * up, in chunks across threads for long prefills
-    const int64_t n_gate = n * f, chunk = int64_t(1) << 14;
+    const int64_t n_gate = nq * f, chunk = int64_t(1) << 14;
 #pragma omp parallel for schedule(static) if (n_gate > 2 * chunk)
     for (int64_t c0 = 0; c0 < n_gate; c0 += chunk)
       silu_mul(g.data() + c0, u.data() + c0, size_t(std::min(chunk, n_gate - c0)));
-    if (obs) obs->observe(l, InputSite::DownIn, g.data(), n, f);
-    linear_forward(lin(LinearKind::Down), g.data(), n, tmp.data());
-    for (size_t i = 0; i < nd; ++i) x[i] += tmp[i];
+    if (obs) obs->observe(l, InputSite::DownIn, g.data(), nq, f);
+    linear_forward(lin(LinearKind::Down), g.data(), nq, tmp.data());
+    for (size_t i = 0; i < nqd; ++i) xr[i] += tmp[i];
+    if (out)
+      for (int64_t j = 0; j < nq; ++j) std::copy_n(xo.data() + j * d, d, x + int64_t((*out)[size_t(j)]) * d);
   }
 };
 
@@ -443,7 +475,12 @@ void LlamaModel::forward_branches(std::span<const int32_t> tokens, std::span<con
   if (n == 0) return;
   std::vector<float> x(size_t(n * c.n_embd));  // (n, d)
   embed(tokens, x.data());
-  for (int l = 0; l < c.n_layer; ++l) impl_->block(l, x.data(), n, cache, nullptr, &br);
+  // The last layer computes outputs only for the rows the head needs (the rest only feed it keys/values).
+  std::vector<int> out(logit_rows.begin(), logit_rows.end());
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  for (int l = 0; l < c.n_layer; ++l)
+    impl_->block(l, x.data(), n, cache, nullptr, &br, l + 1 == c.n_layer ? &out : nullptr);
   cache.n_past = p0 + groups.front().trunk;  // the first trunk stays; every other slot is free again
   if (logit_rows.empty() || !logits) return;
   std::vector<float> sel(logit_rows.size() * size_t(c.n_embd));  // (rows, d)

@@ -11,10 +11,12 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <vector>
 
 #include "core/json.h"
 #include "eval/perplexity.h"
@@ -94,6 +96,24 @@ TEST(TestbedQuant, MatchesTorchReferenceAndCalibratedMethodsBeatRtn) {
   const Json ref = reference();
   ASSERT_EQ(ref["settings"]["nsamples"], 4);
   ASSERT_EQ(ref["settings"]["max_windows"], 2);
+  // GPTQ's tolerance is the reference's own sensitivity to rounding. It accumulates H in fp64 and
+  // factorizes with LAPACK in a different order than we do; error feedback turns those 1e-7 differences into
+  // occasional code flips at near-ties that then propagate through the later columns and layers (the layer
+  // test below sees 15 of 147456 codes flip). With 4 calibration windows this is chaotic: the fixture holds
+  // the reference rerun with H accumulated in fp32, and that alone moves it by s = 0.01% (w8) to 7.2%
+  // (w2g128), median 1.1% (measured). Changing our SwiGLU's exp by a few ulp moved our own results by up to
+  // 2.4%. A case may differ by twice the larger of its own s and the median s. (The issue allows 2% at 128
+  // windows, where the chaos is smaller: see the closing notes.)
+  const Json& fp32h = ref["ppl_fp32_hessian"]["wikitext2"];
+  std::map<std::string, double> spread;
+  std::vector<double> spreads;
+  for (const auto& [label, v] : fp32h.items()) {
+    spread[label] = std::abs(v.get<double>() / ref["ppl"]["wikitext2"].at(label).get<double>() - 1);
+    spreads.push_back(spread[label]);
+  }
+  ASSERT_EQ(spreads.size(), 7u);
+  std::nth_element(spreads.begin(), spreads.begin() + 3, spreads.end());
+  const double median_spread = spreads[3];
   int compared = 0;
   for (const auto& [label, v] : ref["ppl"]["wikitext2"].items()) {
     const double r = v.get<double>();
@@ -101,13 +121,12 @@ TEST(TestbedQuant, MatchesTorchReferenceAndCalibratedMethodsBeatRtn) {
     const double rel = std::abs(p.at(label) / r - 1);
     // FP and RTN: the same codes (both divide in fp32 by the same fp16-rounded scale), so only the forward's
     // summation order differs: fp32 logits carry ~1e-6 relative error, which moves a mean NLL of ~4.5 nats by
-    // ~1e-5; 1e-4 leaves a 10x margin. GPTQ: the reference accumulates H in fp64 and factorizes with LAPACK
-    // in a different order; error feedback turns those 1e-7 differences into occasional code flips at
-    // near-ties that then propagate through the later columns and layers (the layer test below sees 15 of
-    // 147456 codes flip). With 4 calibration windows this is chaotic: the reference itself moves by 1.4%
-    // (w4g128) when its H is accumulated in fp32 instead of fp64 (measured). 3% is twice that; the issue
-    // allows 2% at 128 windows.
-    const double tol = label.rfind("gptq", 0) == 0 ? 3e-2 : 1e-4;
+    // ~1e-5; 1e-4 leaves a 10x margin.
+    double tol = 1e-4;
+    if (label.rfind("gptq", 0) == 0) {
+      ASSERT_TRUE(spread.count(label)) << label;
+      tol = 2 * std::max(spread.at(label), median_spread);
+    }
     EXPECT_LT(rel, tol) << label << ": lowbit " << p.at(label) << " reference " << r;
     ++compared;
   }

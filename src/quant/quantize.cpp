@@ -202,6 +202,9 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
     int T = cfg.seqlen;
     if (cfg.method == "awq" && cfg.awq_seqlen > 0) T = std::min(T, cfg.awq_seqlen);
     acts = embed_windows(model, calib, T, parse_act_storage(cfg.calib_acts), cfg.spill_dir);
+    // The embedding rows the windows touched are not read again here (a tied head is not run).
+    const TensorView emb = model.checkpoint().get("model.embed_tokens.weight");
+    release_mapped_pages(emb.data, size_t(emb.numel()) * dtype_size(emb.dtype));
   }
   AwqOptions aopt;
   aopt.spec = spec_of(cfg);
@@ -230,6 +233,7 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
       }
     }
     for (const Linear& o : originals) release_mapped_pages(o.dense.data, dense_bytes(o));
+    release_free_memory();  // the layer's freed work buffers, so the next layer's start from a trimmed heap
     lr.seconds = lt.seconds();
     rep.layers.push_back(lr);
     progress.add(1);

@@ -88,8 +88,9 @@ class PrefixScorer {
   PrefixScorer(std::unique_ptr<ScoringSession> session, int n_vocab);
   // One example's choices.
   std::vector<ChoiceScore> score(const std::vector<TokenizedChoice>& choices);
-  // Several examples in one forward, each a group (trunk + branches) after what they all share, when they
-  // fit the session and the limits below; otherwise one by one. Results equal score() on each.
+  // Several examples in as few forwards as the session and the limits below allow: consecutive runs of them,
+  // each run one forward with a group (trunk + branches) per example after what the run shares (a run of one
+  // goes through score()). Results equal score() on each, up to float summation order.
   std::vector<std::vector<ChoiceScore>> score_batch(std::span<const std::vector<TokenizedChoice>> examples);
   int64_t tokens_forwarded() const { return forwarded_; }
 

@@ -52,6 +52,17 @@ std::vector<TokenizedChoice> tokenize_example(const Tokenizer& tok, const Exampl
 PrefixScorer::PrefixScorer(std::unique_ptr<ScoringSession> session, int n_vocab)
     : session_(std::move(session)), n_vocab_(n_vocab) {}
 
+// Length of the common prefix of a and b, at most limit.
+static size_t common_prefix(std::span<const int32_t> a, std::span<const int32_t> b, size_t limit) {
+  size_t k = 0, lim = std::min({limit, a.size(), b.size()});
+  while (k < lim && a[k] == b[k]) ++k;
+  return k;
+}
+
+size_t PrefixScorer::max_logit_rows() const {
+  return std::max<size_t>(1, kMaxLogitFloats / size_t(n_vocab_));
+}
+
 PrefixScorer::Plan PrefixScorer::plan(const std::vector<TokenizedChoice>& choices) {
   Plan p;
   // shared: tokens every scored choice has in common, stopping one short of each choice's context end so that
@@ -66,9 +77,7 @@ PrefixScorer::Plan PrefixScorer::plan(const std::vector<TokenizedChoice>& choice
       p.shared = ctx_len - 1;
       continue;
     }
-    size_t k = 0, lim = std::min(p.shared, ctx_len - 1);
-    while (k < lim && c.tokens[k] == p.first->tokens[k]) ++k;
-    p.shared = k;
+    p.shared = common_prefix(c.tokens, p.first->tokens, std::min(p.shared, ctx_len - 1));
   }
   // Each scored choice runs tokens [shared, len - 1) as a branch after the shared part (its last token is
   // only a target); its logit rows start at its last context token. Choices with identical branch tokens
@@ -122,8 +131,7 @@ void PrefixScorer::collect(const Plan& p, const std::vector<TokenizedChoice>& ch
 
 // Truncates the cache to the longest prefix of `tokens` (at most `limit`) it already holds.
 size_t PrefixScorer::reuse(std::span<const int32_t> tokens, size_t limit) {
-  size_t keep = 0;
-  while (keep < std::min(limit, held_.size()) && held_[keep] == tokens[keep]) ++keep;
+  const size_t keep = common_prefix(held_, tokens, limit);
   session_->truncate(int(keep));
   held_.resize(keep);
   return keep;
@@ -157,7 +165,7 @@ std::vector<ChoiceScore> PrefixScorer::score(const std::vector<TokenizedChoice>&
   const size_t keep = reuse(p.first->tokens, p.shared);
   std::span<const int32_t> trunk = std::span(p.first->tokens).subspan(keep, p.shared - keep);
   const size_t room = std::min(size_t(session_->max_tokens()) - p.shared, kMaxBatchTokens);
-  const size_t max_rows = std::max<size_t>(1, kMaxLogitFloats / size_t(n_vocab_));
+  const size_t max_rows = max_logit_rows();
   std::vector<int32_t> batch;
   std::vector<int> rows;
   auto n_rows = [&](size_t b) { return p.branches[b].run.size() - p.branches[b].first_row; };
@@ -194,14 +202,13 @@ std::vector<std::vector<ChoiceScore>> PrefixScorer::score_batch(
   // Consecutive runs of examples, each as long as fits the session and the limits: the cache holds what
   // the run's examples all share (e.g. a subject's 5-shot header) and each is a group whose trunk is the
   // rest of its shared part. A run of one goes through score().
-  const size_t max_rows = std::max<size_t>(1, kMaxLogitFloats / size_t(n_vocab_));
+  const size_t max_rows = max_logit_rows();
   for (size_t i = 0, j = 0; i < scored.size(); i = j) {
     const Plan& p0 = plans[scored[i]];
     size_t common = p0.shared, shared_sum = 0, branch_tokens = 0, n_rows = 0;
     for (j = i; j < scored.size(); ++j) {
       const Plan& p = plans[scored[j]];
-      size_t k = 0, lim = std::min(common, p.shared);
-      while (k < lim && p.first->tokens[k] == p0.first->tokens[k]) ++k;
+      const size_t k = common_prefix(p.first->tokens, p0.first->tokens, std::min(common, p.shared));
       size_t bt = 0, rows = 0;
       for (const Plan::Branch& br : p.branches) {
         bt += br.run.size();
@@ -266,7 +273,7 @@ std::vector<std::vector<ChoiceScore>> score_examples(const std::vector<Example>&
   for (const Example& e : examples) n_requests += int64_t(e.continuations.size());
   // Batches of consecutive examples (one group each) scored in one forward: about kBatchChars characters of
   // text beyond what the batch's first example shares with them (an MMLU subject's header counts once), some
-  // 600 tokens, enough rows for efficient GEMMs.
+  // 1500 tokens: enough rows for efficient GEMMs (PrefixScorer::score_batch splits what does not fit).
   constexpr size_t kBatchChars = 6000;
   std::vector<size_t> batch_start;
   for (size_t k = 0, used = 0; k < order.size(); ++k) {

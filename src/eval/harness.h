@@ -111,6 +111,7 @@ class PrefixScorer {
     std::vector<size_t> branch_of;           // per choice; SIZE_MAX when unscored
   };
   static Plan plan(const std::vector<TokenizedChoice>& choices);
+  size_t max_logit_rows() const;  // kMaxLogitFloats in rows of n_vocab (at least 1)
   static void add_branches(Plan& p, size_t b0, size_t b1, std::vector<int32_t>& batch, BranchGroup& group,
                            std::vector<int>& rows);
   void collect(const Plan& p, const std::vector<TokenizedChoice>& choices, size_t b0, size_t b1,

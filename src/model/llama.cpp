@@ -304,13 +304,13 @@ struct LlamaModel::Impl {
       LOWBIT_ASSERT(br);
       xo.resize(size_t(nq * d));
       out_pos.resize(size_t(nq));
+      // Gathered in place in xn: out ascends, so row out[j] >= j is never a row already overwritten.
       for (int64_t j = 0; j < nq; ++j) {
         const int r = (*out)[size_t(j)];
         std::copy_n(x + int64_t(r) * d, d, xo.data() + j * d);
-        std::copy_n(xn.data() + int64_t(r) * d, d, tmp.data() + j * d);  // their normed inputs
+        if (r != j) std::copy_n(xn.data() + int64_t(r) * d, d, xn.data() + j * d);  // their normed inputs
         out_pos[size_t(j)] = br->pos[size_t(r)];
       }
-      std::copy_n(tmp.data(), size_t(nq * d), xn.data());
       xr = xo.data();
       qpos = out_pos.data();
     }
@@ -498,9 +498,8 @@ size_t LlamaModel::f32_weights_extra_bytes() const {
   return n * sizeof(float);
 }
 
-size_t LlamaModel::keep_f32_weights() {
+void LlamaModel::keep_f32_weights() {
   Impl& m = *impl_;
-  const size_t bytes = f32_weights_extra_bytes();
   for (LayerWeights& L : m.layers)
     for (Linear& w : L.lin)
       if (!w.quant && w.dense.dtype != DType::F32) {
@@ -515,7 +514,6 @@ size_t LlamaModel::keep_f32_weights() {
     m.head.dtype = DType::F32;
     m.head.data = m.head_f32.data();
   }
-  return bytes;
 }
 
 const Linear& LlamaModel::linear(int layer, LinearKind k) const {

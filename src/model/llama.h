@@ -90,9 +90,9 @@ class LlamaModel {
 
   // Replaces the dense f16/bf16 linears and the LM head with resident f32 copies (exact: widening rounds
   // nothing). Batched forwards otherwise widen every weight panel in every call, which for task scoring's
-  // many short forwards costs about as much as the arithmetic. Costs 4 bytes per such weight; returns the
-  // bytes added. Packed quantized linears are left as they are.
-  size_t keep_f32_weights();
+  // many short forwards costs about as much as the arithmetic. Costs 4 bytes per such weight
+  // (f32_weights_extra_bytes()). Packed quantized linears are left as they are.
+  void keep_f32_weights();
   // What keep_f32_weights() would add, in bytes.
   size_t f32_weights_extra_bytes() const;
 

@@ -8,10 +8,23 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "core/mmap.h"
+#include "core/progress.h"
 #include "core/sha256.h"
 #include "test_util.h"
 
 namespace lowbit {
+
+TEST(Progress, FormatsRatesAndDurations) {
+  EXPECT_EQ(format_rate(2151.84, "tok"), "2151.8 tok/s");
+  EXPECT_EQ(format_rate(1.0, "layer"), "1.0 layer/s");
+  EXPECT_EQ(format_rate(1 / 38.0, "layer"), "38.0 s/layer");  // was "0.0 layer/s" for a slow GPTQ layer
+  EXPECT_EQ(format_rate(0, "tok"), "- tok/s");
+  EXPECT_EQ(format_duration(42), "0:42");
+  EXPECT_EQ(format_duration(3723), "1:02:03");
+  EXPECT_EQ(format_duration(NAN), "?");
+  EXPECT_EQ(format_bytes(512), "512 B");
+  EXPECT_EQ(format_bytes(3u << 20), "3.00 MiB");
+}
 
 TEST(Sha256, KnownVectors) {
   EXPECT_EQ(sha256_hex("", 0), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");

@@ -47,6 +47,13 @@ std::string format_bytes(uint64_t n) {
   return u == 0 ? fmt::format("{} B", n) : fmt::format("{:.2f} {}", v, units[u]);
 }
 
+std::string format_rate(double per_second, const std::string& unit) {
+  if (!(per_second > 0) || !std::isfinite(per_second)) return fmt::format("- {}/s", unit);
+  // Slow work (a GPTQ layer takes tens of seconds) reads as time per unit, not "0.0 layer/s".
+  if (per_second < 1) return fmt::format("{:.1f} s/{}", 1 / per_second, unit);
+  return fmt::format("{:.1f} {}/s", per_second, unit);
+}
+
 void Progress::draw(bool final) {
   double t = timer_.seconds();
   double frac = total_ ? double(done_) / double(total_) : 1.0;
@@ -54,7 +61,7 @@ void Progress::draw(bool final) {
   std::string bar(size_t(fill), '#');
   bar.append(size_t(width - fill), '.');
   double rate = t > 0 ? double(rate_count_) / t : 0;
-  std::string rate_s = unit_.empty() ? "" : fmt::format("  {:.1f} {}/s", rate, unit_);
+  std::string rate_s = unit_.empty() ? "" : "  " + format_rate(rate, unit_);
   std::string eta = final ? fmt::format("  {} elapsed", format_duration(t))
                           : fmt::format("  ETA {}", format_duration(frac > 0 ? t * (1 - frac) / frac : NAN));
   std::string line = fmt::format("{}  [{}]  {}/{}{}{}", label_, bar, done_, total_, rate_s, eta);

@@ -28,6 +28,7 @@ class Progress {
 
 std::string format_duration(double seconds);  // 0:42, 1:02:03
 std::string format_bytes(uint64_t n);         // 1.23 GiB
-std::string format_rate(double per_second, const std::string& unit);  // "12.3 tok/s", or "38.4 s/layer" below 1/s
+std::string format_rate(double per_second,
+                        const std::string& unit);  // "12.3 tok/s", or "38.4 s/layer" below 1/s
 
 }  // namespace lowbit

@@ -2,6 +2,7 @@
 // the same store and table as an uninterrupted run; two shards merged equal one unsharded run; a bad study
 // file fails before any work (no store is created).
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
@@ -132,6 +133,8 @@ TEST_F(StudyRun, UninterruptedRunStoresEveryCellAndReports) {
   ASSERT_EQ(run_to_end(study_args(dir_, "ref"), dir_ + "/ref2.log"), 0);
   const std::string log = read_file(dir_ + "/ref2.log");
   EXPECT_NE(log.find("computed 0 cells"), std::string::npos) << log;
+  // ... and still reports the whole study's compute time, summed over the cells stored by the first run.
+  EXPECT_NE(log.find(fmt::format("its {} stored cells took", kTinyCells)), std::string::npos) << log;
   EXPECT_EQ(metrics_by_key(dir_ + "/ref.sqlite"), ref_);
 }
 

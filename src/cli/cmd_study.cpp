@@ -114,15 +114,11 @@ void add_study(CLI::App& app, Global& g, Commands& out) {
     ResultStore store(store_path);
     const StudySummary s = run_study(spec, store, so);
     // A study resumed across several runs took the sum of its cells' own times, not this run's wall time.
-    double study_seconds = 0;
-    int64_t stored = 0;
-    for (const CellRecord& c : store.cells())
-      if (s.plan_keys.count(c.key)) study_seconds += c.seconds, ++stored;
     fmt::print(stderr,
                "study {}: computed {} cells in {:.1f} s ({} were already stored); its {} stored cells took "
                "{} in all; store {}\n",
-               spec.name, s.computed, s.seconds, s.already_stored, stored, format_duration(study_seconds),
-               store_path);
+               spec.name, s.computed, s.seconds, s.already_stored, s.stored_cells,
+               format_duration(s.stored_seconds), store_path);
     if (!o->no_report) {
       const std::string dir =
           o->report_dir.empty() ? "lowbit-results/" + spec.name + "-report" : o->report_dir;

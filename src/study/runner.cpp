@@ -208,6 +208,8 @@ class Runner {
     }
     sum.computed = computed_;
     sum.seconds = timer.seconds();
+    for (const CellRecord& c : store_.cells())
+      if (sum.plan_keys.count(c.key)) sum.stored_seconds += c.seconds, ++sum.stored_cells;
     return sum;
   }
 

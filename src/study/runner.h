@@ -42,6 +42,8 @@ struct StudySummary {
   int64_t computed = 0;
   double seconds = 0;
   std::set<std::string> plan_keys;  // every cell of the whole study (all shards)
+  int64_t stored_cells = 0;         // of plan_keys, in the store at the end
+  double stored_seconds = 0;  // their own times summed: the study's cost over every run that stored them
 };
 
 // Validates the inputs first (check_study_inputs, unless opt.inputs_checked), then computes the missing

@@ -107,7 +107,15 @@ void add_study(CLI::App& app, Global& g, Commands& out) {
     check_study_inputs(spec, so.paths);
     so.inputs_checked = true;
     if (o->check) {
-      fmt::print("{}: {} models x {} rows; inputs OK\n", spec.source, spec.models.size(), spec.rows.size());
+      // The plan against the store, which --check never creates (a missing one holds nothing).
+      const bool have_store = std::filesystem::exists(store_path);
+      ResultStore store(have_store ? store_path : ":memory:");
+      const std::set<std::string> keys = study_keys(spec, store, so.paths);
+      int64_t stored = 0;
+      for (const std::string& k : keys) stored += store.has(k);
+      fmt::print("{}: {} models x {} rows, {} cells; inputs OK; {} of them stored in {}{}, {} to compute\n",
+                 spec.source, spec.models.size(), spec.rows.size(), keys.size(), stored, store_path,
+                 have_store ? "" : " (not there yet)", int64_t(keys.size()) - stored);
       return 0;
     }
     ensure_parent(store_path);

@@ -150,13 +150,6 @@ Plan make_plan(const StudySpec& spec, ResultStore& store, const SearchPaths& pat
   return plan;
 }
 
-std::string fmt_duration(double s) {
-  if (!(s >= 0) || s > 1e7) return "?";
-  const int64_t t = int64_t(s + 0.5);
-  return t >= 3600 ? fmt::format("{}h{:02}m", t / 3600, t / 60 % 60)
-                   : fmt::format("{}m{:02}s", t / 60, t % 60);
-}
-
 // Removes temporary directories that killed runs left for this cache entry (their process is gone).
 void remove_stale_tmp(const std::string& final_dir) {
   const fs::path p(final_dir);
@@ -385,10 +378,10 @@ class Runner {
     const double elapsed = run_timer_.seconds();
     const int64_t left = total_ - done_;
     std::string eta = computed_ > 0
-                          ? "ETA ~" + fmt_duration(compute_seconds_ / double(computed_) * double(left))
+                          ? "ETA ~" + format_duration(compute_seconds_ / double(computed_) * double(left))
                           : "ETA after the first cell";
     fmt::print(stderr, "[study {} {}/{} cells, {:.0f}%, elapsed {}, {}] {} · {} · {}\n", spec_.name, done_,
-               total_, total_ ? 100.0 * double(done_) / double(total_) : 100.0, fmt_duration(elapsed), eta,
+               total_, total_ ? 100.0 * double(done_) / double(total_) : 100.0, format_duration(elapsed), eta,
                pm.name, row.label(), what);
   }
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
@@ -136,6 +137,25 @@ TEST_F(StudyRun, UninterruptedRunStoresEveryCellAndReports) {
   // ... and still reports the whole study's compute time, summed over the cells stored by the first run.
   EXPECT_NE(log.find(fmt::format("its {} stored cells took", kTinyCells)), std::string::npos) << log;
   EXPECT_EQ(metrics_by_key(dir_ + "/ref.sqlite"), ref_);
+  // --check counts the plan's cells against the store, and never creates one.
+  auto check = [&](const std::string& name) {
+    std::vector<std::string> args = study_args(dir_, name);
+    args.push_back("--check");
+    const std::string log_path = dir_ + "/check-" + name + ".log";
+    EXPECT_EQ(run_to_end(args, log_path), 0);
+    return read_file(log_path);
+  };
+  const std::string full = check("ref");
+  EXPECT_NE(full.find(fmt::format("{} cells; inputs OK; {} of them stored", kTinyCells, kTinyCells)),
+            std::string::npos)
+      << full;
+  EXPECT_NE(full.find(", 0 to compute"), std::string::npos) << full;
+  const std::string none = check("absent");
+  EXPECT_NE(none.find(fmt::format("0 of them stored in {}/absent.sqlite (not there yet), {} to compute", dir_,
+                                  kTinyCells)),
+            std::string::npos)
+      << none;
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/absent.sqlite"));
 }
 
 TEST_F(StudyRun, KilledAtRandomPointsAndRestartedEqualsUninterrupted) {

@@ -155,7 +155,8 @@ def main():
         calib = np.load(os.path.join(a.tokens, "calib.npy"))
         meta = {"generator": "tools/ref_quant_model.py", "nsamples": int(calib.shape[0]),
                 "calib_seqlen": int(calib.shape[1]), "seqlen": a.seqlen, "max_windows": a.max_windows,
-                "fp32_scales": a.fp32_scales, "true_sequential": a.true_sequential}
+                "fp32_scales": a.fp32_scales, "fp32_hessian": a.fp32_hessian,
+                "true_sequential": a.true_sequential}
         with open(a.json, "w") as f:
             json.dump({"settings": meta, "ppl": out}, f, indent=1)
             f.write("\n")

@@ -3,7 +3,7 @@
 // files for tools/ref_quant.py. Build after `cmake --build --preset release` with tools/build_quant_eval.sh.
 //
 //   quant_eval MODEL --method rtn|gptq|awq --wbits 4 --group 128 [--act-order] [--calib FILE --nsamples 16
-//              --seqlen 2048] [--eval wikitext2,ptb,c4-sample] [--max-windows N]
+//              --seqlen 2048] [--damp 0.01] [--eval wikitext2,ptb,c4-sample] [--max-windows N]
 //   quant_eval MODEL --dump DIR --layer 3 --site mlp|attn|o|down --calib FILE --nsamples 16 --seqlen 2048
 //   quant_eval MODEL --dump-tokens DIR --calib FILE --nsamples 16 --seqlen 2048 [--eval wikitext2,...]
 //     writes the calibration windows (calib.npy, (nsamples, seqlen) int32) and each text's token stream
@@ -106,6 +106,8 @@ int main(int argc, char** argv) try {
       cfg.seqlen = std::stoi(next());
     else if (a == "--seed")
       cfg.seed = std::stoull(next());
+    else if (a == "--damp")
+      cfg.damp = std::stod(next());
     else if (a == "--awq-seqlen")
       cfg.awq_seqlen = std::stoi(next());
     else if (a == "--eval")

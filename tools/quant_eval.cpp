@@ -221,7 +221,7 @@ int main(int argc, char** argv) try {
                   l.awq_alpha[1], l.awq_alpha[2], l.awq_alpha[3]);
     for (const LinearReport& l : r.linears)
       if (l.layer == 0 || l.layer == int(r.layers.size()) - 1)
-        std::printf("  %d %-18s rel_err %.4f loss %.3f\n", l.layer, linear_name(l.kind), l.rel_err, l.loss);
+        std::printf("  %d %-18s rel_err %.7f loss %.3f\n", l.layer, linear_name(l.kind), l.rel_err, l.loss);
   }
   for (const std::string& ds : split_list(evals)) {
     const EvalText et = build_eval_text(ds, paths);

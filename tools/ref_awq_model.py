@@ -48,16 +48,19 @@ def fq(W, a):
     return ref_quant.rtn(W, a.wbits, a.group, False, True)[0]
 
 
-def scales(mean_abs, alpha):
-    s = mean_abs.pow(alpha).clamp(min=1e-4)
-    return s / (s.max() * s.min()).sqrt()
+def scales(mean_abs, alpha, fp64=False):
+    """mean_abs in fp64; s in fp32 (pow in fp32 like lowbit's powf, or in fp64 and rounded once: a change of s by
+    at most an ulp, the reference's rounding perturbation)."""
+    s = mean_abs.pow(alpha) if fp64 else mean_abs.float().pow(alpha)
+    s = s.clamp(min=1e-4)
+    return (s / (s.max() * s.min()).sqrt()).float()
 
 
-def search(mean_abs, loss):
+def search(mean_abs, loss, fp64=False):
     """Returns (alpha, s) with the least loss(s) over the 20-point grid (the first on ties)."""
     best = (float("inf"), None, None)
     for r in range(20):
-        s = scales(mean_abs, r / 20)
+        s = scales(mean_abs, r / 20, fp64)
         e = loss(s)
         if e < best[0]:
             best = (e, r / 20, s)
@@ -78,7 +81,7 @@ def clip(W, X, a):
         delta = fq(torch.maximum(torch.minimum(W, mm), -mm), a) - W
         for gi in range(G):
             sl = slice(gi * g, (gi + 1) * g)
-            err = (X[:, sl] @ delta[:, sl].T).double().pow(2).mean(0)  # (rows,)
+            err = (X[:, sl].to(a.dtype) @ delta[:, sl].T.to(a.dtype)).double().pow(2).mean(0)  # (rows,)
             better = err < best_err[:, gi]
             best_err[better, gi] = err[better]
             best_m[better, gi] = m[better, gi]
@@ -105,7 +108,7 @@ def quantize_model(model, calib, a):
 
         outs = [model.block(l, x, tables, w=w, hook=capture) for x in xs]  # full precision
         X = {n: torch.cat(v) for n, v in caps.items()}  # (tokens, cols)
-        mean_abs = {n: X[n].abs().double().mean(0).float() for n in SITES}
+        mean_abs = {n: X[n].abs().double().mean(0) for n in SITES}
         Wo = W["self_attn.o_proj"]
         attn_ref = X["self_attn.o_proj"] @ Wo.T
 
@@ -128,25 +131,27 @@ def quantize_model(model, calib, a):
             return float((torch.cat(got) - attn_ref).double().pow(2).mean())
 
         def linear_loss(n):
-            Xn, ref = X[n], X[n] @ W[n].T
-            return lambda s: float((Xn @ (fq(W[n] * s, a) / s).T - ref).double().pow(2).mean())
+            Xn = X[n].to(a.dtype)
+            ref = Xn @ W[n].T.to(a.dtype)
+            return lambda s: float((Xn @ (fq(W[n] * s, a) / s).T.to(a.dtype) - ref).double().pow(2).mean())
 
         def mlp(Wg, Wu, h):
-            return (torch.nn.functional.silu(h @ Wg.T) * (h @ Wu.T)) @ W["mlp.down_proj"].T
+            Wg, Wu, Wd = Wg.to(a.dtype), Wu.to(a.dtype), W["mlp.down_proj"].to(a.dtype)
+            return (torch.nn.functional.silu(h @ Wg.T) * (h @ Wu.T)) @ Wd.T
 
-        h = X["mlp.gate_proj"]
+        h = X["mlp.gate_proj"].to(a.dtype)
         mlp_ref = mlp(W["mlp.gate_proj"], W["mlp.up_proj"], h)
 
         def mlp_loss(s):
             Wg, Wu = fq(W["mlp.gate_proj"] * s, a) / s, fq(W["mlp.up_proj"] * s, a) / s
             return float((mlp(Wg, Wu, h) - mlp_ref).double().pow(2).mean())
 
-        al_attn, s_attn = search(mean_abs["self_attn.q_proj"], attn_loss)
+        al_attn, s_attn = search(mean_abs["self_attn.q_proj"], attn_loss, a.fp64_scales)
         search_o = W["self_attn.v_proj"].shape == Wo.shape
-        al_o, s_o = search(mean_abs["self_attn.o_proj"], linear_loss("self_attn.o_proj")) if search_o else (
+        al_o, s_o = search(mean_abs["self_attn.o_proj"], linear_loss("self_attn.o_proj"), a.fp64_scales) if search_o else (
             float("nan"), None)
-        al_mlp, s_mlp = search(mean_abs["mlp.gate_proj"], mlp_loss)
-        al_down, s_down = search(mean_abs["mlp.down_proj"], linear_loss("mlp.down_proj"))
+        al_mlp, s_mlp = search(mean_abs["mlp.gate_proj"], mlp_loss, a.fp64_scales)
+        al_down, s_down = search(mean_abs["mlp.down_proj"], linear_loss("mlp.down_proj"), a.fp64_scales)
         alphas.append([al_attn, al_o, al_mlp, al_down])
 
         # Fold: norm / s and the next columns * s, or the previous rows / s and the next columns * s.
@@ -174,6 +179,9 @@ def quantize_model(model, calib, a):
         for n in ref_quant_model.LINEARS:
             Wc = clip(Wf[n], clip_x[n], a) if n in clip_x else Wf[n]
             w[p + n + ".weight"] = fq(Wc, a)
+            if a.verbose:  # lowbit's quant_eval prints the same ||W' - Q(W')|| / ||W'|| of the scaled, clipped W'
+                rel = float((Wc - w[p + n + ".weight"]).double().norm() / Wc.double().norm())
+                print(f"  {l} {n:<18} rel_err {rel:.7f}", file=sys.stderr)
         xs = outs
         print(f"  layer {l}: {time.time() - t0:.1f} s  awq alpha {al_attn:.2f} {al_o:.2f} {al_mlp:.2f} "
               f"{al_down:.2f}", file=sys.stderr, flush=True)
@@ -190,13 +198,22 @@ def main():
     ap.add_argument("--seqlen", type=int, default=2048)
     ap.add_argument("--max-windows", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fp64-search", action="store_true",
+                    help="the MLP's and down_proj's scale losses and the clip errors in fp64 (default fp32 products, as lowbit): "
+                         "the reference's own sensitivity to rounding")
+    ap.add_argument("--fp64-scales", action="store_true",
+                    help="s_X^a in fp64, rounded to fp32 once (s moves by at most an ulp): the reference's own "
+                         "sensitivity to rounding")
+    ap.add_argument("--verbose", action="store_true", help="print each linear's relative quantization error")
     ap.add_argument("--json", default="")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    a.dtype = torch.float64 if a.fp64_search else torch.float32
     model = ref_score.Llama(a.model)
     calib = np.load(os.path.join(a.tokens, "calib.npy"))
     out = {"settings": {"generator": "tools/ref_awq_model.py", "nsamples": int(calib.shape[0]),
-                        "awq_seqlen": a.awq_seqlen, "seqlen": a.seqlen, "max_windows": a.max_windows},
+                        "awq_seqlen": a.awq_seqlen, "fp64_search": a.fp64_search,
+                        "fp64_scales": a.fp64_scales, "seqlen": a.seqlen, "max_windows": a.max_windows},
            "ppl": {}, "alpha": {}}
     for case in a.cases.split(","):
         a.wbits, a.group = (int(v) for v in case.split(":"))

@@ -3,7 +3,7 @@
 // (seed 0) and the first 2 windows of 2048 tokens of WikiText-2.
 //  - RTN and GPTQ perplexities equal those of an independent PyTorch implementation run on the same tokens
 //    (tools/ref_quant_model.py; fixture testbed_quant_ref.json, regenerate with the command in its
-//    "settings").
+//    "settings"); so do AWQ's (tools/ref_awq_model.py; testbed_awq_ref.json), with the same α everywhere.
 //  - GPTQ and AWQ beat RTN at every setting of the table at 4 bits and below; w8 is within 0.1% of
 //  FP.
 //  - On single real layers (same X, Hessian accumulated by the reference), RTN and GPTQ reach the reference's
@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -44,9 +45,12 @@ struct Setting {
   }
 };
 
+// AWQ's chosen α per layer, [layer][InputSite], by setting label.
+using Alphas = std::map<std::string, std::vector<std::array<double, 4>>>;
+
 // Every setting's perplexity. (One test below checks all properties: ctest runs each TEST in its own
 // process, so separate tests would quantize the model again.)
-std::map<std::string, double> perplexities() {
+std::map<std::string, double> perplexities(Alphas& alphas) {
   {
     const std::string mp = test::model_path("testbed-25m");
     auto tok = load_tokenizer_for_model(mp);
@@ -74,7 +78,9 @@ std::map<std::string, double> perplexities() {
         qc.seqlen = 2048;
         qc.seed = 0;
         qc.quiet = true;
-        quantize_model(model, *tok, qc);
+        const QuantReport rep = quantize_model(model, *tok, qc);
+        if (std::string(s.method) == "awq")
+          for (const LayerReport& l : rep.layers) alphas[s.label()].push_back(l.awq_alpha);
       }
       ppl[s.label()] = perplexity(model, ids, po).ppl;
       std::printf("  %-20s wikitext2 (2 windows) ppl %.4f\n", s.label().c_str(), ppl[s.label()]);
@@ -90,7 +96,8 @@ Json reference(const char* name = "testbed_quant_ref.json") {
 }
 
 TEST(TestbedQuant, MatchesTorchReferenceAndCalibratedMethodsBeatRtn) {
-  const auto p = perplexities();
+  Alphas alphas;
+  const auto p = perplexities(alphas);
 
   // 1. RTN and GPTQ (and the FP forward) against the independent implementation.
   const Json ref = reference();
@@ -131,6 +138,42 @@ TEST(TestbedQuant, MatchesTorchReferenceAndCalibratedMethodsBeatRtn) {
     ++compared;
   }
   EXPECT_EQ(compared, 14);
+
+  // 1b. AWQ against its independent implementation (tools/ref_awq_model.py, fixture testbed_awq_ref.json):
+  // the same α at every layer and site (a discrete choice, so exact), and the same perplexity up to
+  // rounding chaos. Clipping picks one of 10 bounds per (row, group) by an output error that changes when a
+  // single code of Q(W·s) flips, so an ulp of difference in s (our powf and torch's pow differ in the last
+  // bit) changes some choices: the fixture holds the reference rerun with s computed in fp64 and rounded once
+  // (s moves by at most an ulp, α stays), and that alone moves its perplexity by 0.03% (w4g128) and 0.70%
+  // (w3g128). A setting may differ by twice the larger of the two.
+  const Json awq = reference("testbed_awq_ref.json");
+  ASSERT_EQ(awq["settings"]["nsamples"], 4);
+  ASSERT_EQ(awq["settings"]["max_windows"], 2);
+  ASSERT_EQ(awq["settings"]["awq_seqlen"], 512);
+  double awq_spread = 0;
+  for (const auto& [label, v] : awq["ppl_fp64_scales"]["wikitext2"].items())
+    awq_spread =
+        std::max(awq_spread, std::abs(v.get<double>() / awq["ppl"]["wikitext2"].at(label).get<double>() - 1));
+  int awq_compared = 0;
+  for (const auto& [label, v] : awq["ppl"]["wikitext2"].items()) {
+    SCOPED_TRACE(label);
+    ASSERT_TRUE(p.count(label) && alphas.count(label));
+    const Json& ref_alpha = awq["alpha"].at(label);
+    ASSERT_EQ(ref_alpha.size(), alphas.at(label).size());
+    for (size_t l = 0; l < ref_alpha.size(); ++l)
+      for (size_t site = 0; site < 4; ++site) {
+        const double ours = alphas.at(label)[l][site];
+        if (ref_alpha[l][site].is_null())  // not searched (o_proj with GQA)
+          EXPECT_TRUE(std::isnan(ours)) << "layer " << l << " site " << site;
+        else
+          EXPECT_NEAR(ours, ref_alpha[l][site].get<double>(), 1e-9) << "layer " << l << " site " << site;
+      }
+    const double r = v.get<double>();
+    EXPECT_LT(std::abs(p.at(label) / r - 1), 2 * awq_spread)
+        << "lowbit " << p.at(label) << " reference " << r << " (its spread " << awq_spread << ")";
+    ++awq_compared;
+  }
+  EXPECT_EQ(awq_compared, 2);
 
   // 2. GPTQ and AWQ beat RTN at every setting of the table at 4 bits and below.
   for (const char* s : {"w4 g-1", "w4 g128", "w3 g128", "w3 g-1", "w2 g128"})

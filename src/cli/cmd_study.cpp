@@ -111,8 +111,7 @@ void add_study(CLI::App& app, Global& g, Commands& out) {
       const bool have_store = std::filesystem::exists(store_path);
       ResultStore store(have_store ? store_path : ":memory:");
       const std::set<std::string> keys = study_keys(spec, store, so.paths);
-      int64_t stored = 0;
-      for (const std::string& k : keys) stored += store.has(k);
+      const int64_t stored = stored_tally(store, keys).cells;
       fmt::print("{}: {} models x {} rows, {} cells; inputs OK; {} of them stored in {}{}, {} to compute\n",
                  spec.source, spec.models.size(), spec.rows.size(), keys.size(), stored, store_path,
                  have_store ? "" : " (not there yet)", int64_t(keys.size()) - stored);

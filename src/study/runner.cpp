@@ -201,8 +201,9 @@ class Runner {
     }
     sum.computed = computed_;
     sum.seconds = timer.seconds();
-    for (const CellRecord& c : store_.cells())
-      if (sum.plan_keys.count(c.key)) sum.stored_seconds += c.seconds, ++sum.stored_cells;
+    const StoredTally stored = stored_tally(store_, sum.plan_keys);
+    sum.stored_cells = stored.cells;
+    sum.stored_seconds = stored.seconds;
     return sum;
   }
 
@@ -405,6 +406,13 @@ StudySummary run_study(const StudySpec& spec, ResultStore& store, const StudyOpt
   if (!opt.inputs_checked) check_study_inputs(spec, opt.paths);
   Runner r(spec, store, opt, make_plan(spec, store, opt.paths));
   return r.run();
+}
+
+StoredTally stored_tally(const ResultStore& store, const std::set<std::string>& keys) {
+  StoredTally t;
+  for (const CellRecord& c : store.cells())
+    if (keys.count(c.key)) t.seconds += c.seconds, ++t.cells;
+  return t;
 }
 
 std::set<std::string> study_keys(const StudySpec& spec, ResultStore& store, const SearchPaths& paths) {

@@ -50,6 +50,13 @@ struct StudySummary {
 // cells.
 StudySummary run_study(const StudySpec& spec, ResultStore& store, const StudyOptions& opt);
 
+// How many of `keys` the store holds, and those cells' own times summed.
+struct StoredTally {
+  int64_t cells = 0;
+  double seconds = 0;
+};
+StoredTally stored_tally(const ResultStore& store, const std::set<std::string>& keys);
+
 // The keys of every cell of the study (all shards), for reports limited to one study.
 std::set<std::string> study_keys(const StudySpec& spec, ResultStore& store, const SearchPaths& paths);
 

@@ -75,13 +75,14 @@ def clip(W, X, a):
     absmax = W.abs().view(rows, G, g).amax(-1)  # (rows, G)
     best_err = torch.full((rows, G), float("inf"), dtype=torch.float64)
     best_m = absmax.clone()
+    X = X.to(a.dtype)
     for i in range(10):
         m = absmax * (1 - i / 20)
         mm = m.repeat_interleave(g, dim=1)
         delta = fq(torch.maximum(torch.minimum(W, mm), -mm), a) - W
         for gi in range(G):
             sl = slice(gi * g, (gi + 1) * g)
-            err = (X[:, sl].to(a.dtype) @ delta[:, sl].T.to(a.dtype)).double().pow(2).mean(0)  # (rows,)
+            err = (X[:, sl] @ delta[:, sl].T.to(a.dtype)).double().pow(2).mean(0)  # (rows,)
             better = err < best_err[:, gi]
             best_err[better, gi] = err[better]
             best_m[better, gi] = m[better, gi]
@@ -220,7 +221,8 @@ def main():
         label = f"awq w{a.wbits} g{a.group}"
         t0 = time.time()
         w, alphas = quantize_model(model, calib, a)
-        out["alpha"][label] = alphas
+        # JSON has no NaN: a site that was not searched (o_proj with GQA) is null.
+        out["alpha"][label] = [[None if v != v else v for v in layer] for layer in alphas]
         for ds in a.eval.split(","):
             ids = np.load(os.path.join(a.tokens, ds + ".npy"))
             ppl, n = ref_quant_model.perplexity(model, w, ids, a.seqlen, a.max_windows)

@@ -73,7 +73,7 @@ def clip(W, X, a):
     g = a.group if a.group > 0 else cols
     G = cols // g
     absmax = W.abs().view(rows, G, g).amax(-1)  # (rows, G)
-    best_err = torch.full((rows, G), float("inf"), dtype=torch.float64)
+    best_err = torch.full((rows, G), float("inf"), dtype=torch.float64, device=W.device)
     best_m = absmax.clone()
     X = X.to(a.dtype)
     for i in range(10):
@@ -95,7 +95,7 @@ def quantize_model(model, calib, a):
     w = dict(model.w)
     T = min(a.awq_seqlen, calib.shape[1]) if a.awq_seqlen > 0 else calib.shape[1]
     tables = model.rope_tables(T)
-    xs = [w["model.embed_tokens.weight"][torch.from_numpy(row[:T].astype(np.int64))] for row in calib]
+    xs = [w["model.embed_tokens.weight"][model.ids(row[:T])] for row in calib]
     alphas = []
     for l in range(model.cfg["num_hidden_layers"]):
         t0 = time.time()
@@ -206,15 +206,17 @@ def main():
                     help="s_X^a in fp64, rounded to fp32 once (s moves by at most an ulp): the reference's own "
                          "sensitivity to rounding")
     ap.add_argument("--verbose", action="store_true", help="print each linear's relative quantization error")
+    ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda (TF32 is switched off)")
     ap.add_argument("--json", default="")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     a.dtype = torch.float64 if a.fp64_search else torch.float32
-    model = ref_score.Llama(a.model)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    model = ref_score.Llama(a.model, a.device)
     calib = np.load(os.path.join(a.tokens, "calib.npy"))
     out = {"settings": {"generator": "tools/ref_awq_model.py", "nsamples": int(calib.shape[0]),
                         "awq_seqlen": a.awq_seqlen, "fp64_search": a.fp64_search,
-                        "fp64_scales": a.fp64_scales, "seqlen": a.seqlen, "max_windows": a.max_windows},
+                        "fp64_scales": a.fp64_scales, "seqlen": a.seqlen, "max_windows": a.max_windows, "device": a.device},
            "ppl": {}, "alpha": {}}
     for case in a.cases.split(","):
         a.wbits, a.group = (int(v) for v in case.split(":"))

@@ -28,7 +28,7 @@ import torch
 
 def ranges(x, bits, sym):
     """(xmin, xmax) per row of x (rows, n) under the GPTQ convention."""
-    zeros = torch.zeros(x.shape[0], dtype=x.dtype)
+    zeros = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     xmin = torch.minimum(x.min(dim=1).values, zeros)
     xmax = torch.maximum(x.max(dim=1).values, zeros)
     if sym:
@@ -77,7 +77,7 @@ def rtn(W, bits, group, sym, fp16):
 def hessian_from_x(X, seqlen):
     """GPTQ's add_batch: H = 2/n_samples * sum over samples of x^T x, as a running average (fp32)."""
     cols = X.shape[1]
-    H = torch.zeros(cols, cols)
+    H = torch.zeros(cols, cols, device=X.device)
     n = 0
     for t0 in range(0, X.shape[0], seqlen):
         inp = X[t0:t0 + seqlen].t()

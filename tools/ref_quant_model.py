@@ -51,7 +51,7 @@ class Hessians:
             return
         x = inp.to(self.dtype)
         if name not in self.H:
-            self.H[name] = torch.zeros(x.shape[1], x.shape[1], dtype=self.dtype)
+            self.H[name] = torch.zeros(x.shape[1], x.shape[1], dtype=self.dtype, device=x.device)
             self.n[name] = 0
         n = self.n[name]
         self.H[name] *= n / (n + 1)
@@ -64,7 +64,7 @@ def quantize(W, H, a):
     fp16 = not a.fp32_scales
     if a.method == "rtn":
         return ref_quant.rtn(W, a.wbits, a.group, a.sym, fp16)[0]
-    return ref_quant.gptq(W, H.float(), a.wbits, a.group, a.sym, fp16, act_order=a.act_order)[0]
+    return ref_quant.gptq(W, H.float(), a.wbits, a.group, a.sym, fp16, act_order=a.act_order, damp=a.damp)[0]
 
 
 @torch.no_grad()
@@ -80,7 +80,7 @@ def quantize_model(model, a):
     calib = np.load(os.path.join(a.tokens, "calib.npy"))
     tables = model.rope_tables(calib.shape[1])
     emb = model.w["model.embed_tokens.weight"]
-    xs = [emb[torch.from_numpy(row.astype(np.int64))] for row in calib]
+    xs = [emb[model.ids(row)] for row in calib]
     for l in range(L):
         t0 = time.time()
         for group in SEQUENTIAL if a.true_sequential else [LINEARS]:
@@ -103,7 +103,7 @@ def perplexity(model, w, ids, seqlen, max_windows):
     tables = model.rope_tables(seqlen)
     losses = []
     for i in range(n):
-        win = torch.from_numpy(ids[i * seqlen:(i + 1) * seqlen].astype(np.int64))
+        win = model.ids(ids[i * seqlen:(i + 1) * seqlen])
         x = w["model.embed_tokens.weight"][win]
         for l in range(model.cfg["num_hidden_layers"]):
             x = model.block(l, x, tables, w=w)
@@ -130,10 +130,13 @@ def main():
     ap.add_argument("--max-windows", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cases", default="", help="method:wbits:group[:act],... (overrides the single case)")
+    ap.add_argument("--damp", type=float, default=0.01, help="GPTQ dampening, fraction of mean(diag H)")
+    ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda (TF32 is switched off)")
     ap.add_argument("--json", default="", help="write {settings, ppl: {dataset: {case: ppl}}} here")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    model = ref_score.Llama(a.model)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    model = ref_score.Llama(a.model, a.device)
     cases = [(a.method, a.wbits, a.group, a.act_order)]
     if a.cases:
         cases = [(c.split(":")[0], int(c.split(":")[1]), int(c.split(":")[2]), c.endswith(":act"))
@@ -156,7 +159,7 @@ def main():
         meta = {"generator": "tools/ref_quant_model.py", "nsamples": int(calib.shape[0]),
                 "calib_seqlen": int(calib.shape[1]), "seqlen": a.seqlen, "max_windows": a.max_windows,
                 "fp32_scales": a.fp32_scales, "fp32_hessian": a.fp32_hessian,
-                "true_sequential": a.true_sequential}
+                "true_sequential": a.true_sequential, "damp": a.damp, "device": a.device}
         with open(a.json, "w") as f:
             json.dump({"settings": meta, "ppl": out}, f, indent=1)
             f.write("\n")

@@ -184,14 +184,18 @@ def load_safetensors(model_dir):
 
 
 class Llama:
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, device="cpu"):
+        self.dev = torch.device(device)  # 'cuda' runs the reference on a GPU (fp32 products, TF32 off)
         self.cfg = c = json.load(open(os.path.join(model_dir, "config.json")))
-        self.w = load_safetensors(model_dir)
+        self.w = {k: v.to(self.dev) for k, v in load_safetensors(model_dir).items()}
         self.nh, self.nkv = c["num_attention_heads"], c["num_key_value_heads"]
         self.hd = c.get("head_dim") or c["hidden_size"] // self.nh
         self.eps = c["rms_norm_eps"]
-        self.inv_freq = 1.0 / (c["rope_theta"] ** (torch.arange(0, self.hd, 2, dtype=torch.int64).float() / self.hd))
+        self.inv_freq = 1.0 / (c["rope_theta"] ** (torch.arange(0, self.hd, 2, dtype=torch.int64, device=self.dev).float() / self.hd))
         self.head = self.w.get("lm_head.weight", self.w["model.embed_tokens.weight"])
+
+    def ids(self, arr):  # token ids (numpy) as an index tensor on the model's device
+        return torch.from_numpy(np.asarray(arr).astype(np.int64)).to(self.dev)
 
     def norm(self, x, w):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * w
@@ -202,9 +206,9 @@ class Llama:
         return x * cos + rot * sin
 
     def rope_tables(self, T):
-        freqs = torch.outer(torch.arange(T).float(), self.inv_freq)
+        freqs = torch.outer(torch.arange(T, device=self.dev).float(), self.inv_freq)
         emb = torch.cat([freqs, freqs], dim=-1)
-        return emb.cos(), emb.sin(), torch.full((T, T), float("-inf")).triu(1)
+        return emb.cos(), emb.sin(), torch.full((T, T), float("-inf"), device=self.dev).triu(1)
 
     def block(self, l, x, tables, w=None, hook=None):
         """Decoder layer l on x (T, d). w: weights by name (default the model's); hook(name, input) is called
@@ -235,7 +239,7 @@ class Llama:
 
     @torch.no_grad()
     def logits(self, ids, last=None):  # logits of every position, or of the last `last` positions
-        x = self.w["model.embed_tokens.weight"][torch.tensor(ids)]
+        x = self.w["model.embed_tokens.weight"][torch.tensor(ids, device=self.dev)]
         tables = self.rope_tables(len(ids))
         for l in range(self.cfg["num_hidden_layers"]):
             x = self.block(l, x, tables)
@@ -253,7 +257,7 @@ def score(model, tok, ctx, cont, max_length=2048):
     if n == 0:
         return 0.0, True, truncated
     lp = torch.log_softmax(model.logits(whole[:-1], last=n).double(), dim=-1)
-    tgt = torch.tensor(whole[-n:])
+    tgt = model.ids(whole[-n:])
     rows = lp[-n:]
     return float(rows.gather(1, tgt[:, None]).sum()), bool((rows.argmax(-1) == tgt).all()), truncated
 

@@ -3,7 +3,10 @@
 // files for tools/ref_quant.py. Build after `cmake --build --preset release` with tools/build_quant_eval.sh.
 //
 //   quant_eval MODEL --method rtn|gptq|awq --wbits 4 --group 128 [--act-order] [--calib FILE --nsamples 16
-//              --seqlen 2048] [--damp 0.01] [--eval wikitext2,ptb,c4-sample] [--max-windows N]
+//              --seqlen 2048] [--damp 0.01] [--all-linears] [--eval wikitext2,ptb,c4-sample]
+//              [--max-windows N]
+//     --all-linears prints every linear's rel_err (default: the first and last layer's); --eval "" skips
+//     the perplexity.
 //   quant_eval MODEL --dump DIR --layer 3 --site mlp|attn|o|down --calib FILE --nsamples 16 --seqlen 2048
 //   quant_eval MODEL --dump-tokens DIR --calib FILE --nsamples 16 --seqlen 2048 [--eval wikitext2,...]
 //     writes the calibration windows (calib.npy, (nsamples, seqlen) int32) and each text's token stream
@@ -76,6 +79,7 @@ int main(int argc, char** argv) try {
   std::string model_path = argv[1], dump, dump_tokens, evals = "wikitext2", site_name = "mlp";
   QuantConfig cfg;
   int max_windows = 0, layer = 0;
+  bool all_linears = false;  // print every linear's rel_err, not only the first and last layer's
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -112,6 +116,8 @@ int main(int argc, char** argv) try {
       cfg.awq_seqlen = std::stoi(next());
     else if (a == "--eval")
       evals = next();
+    else if (a == "--all-linears")
+      all_linears = true;
     else if (a == "--max-windows")
       max_windows = std::stoi(next());
     else if (a == "--dump")
@@ -220,7 +226,7 @@ int main(int argc, char** argv) try {
       std::printf("  layer %d: %.1f s  awq alpha %.2f %.2f %.2f %.2f\n", l.layer, l.seconds, l.awq_alpha[0],
                   l.awq_alpha[1], l.awq_alpha[2], l.awq_alpha[3]);
     for (const LinearReport& l : r.linears)
-      if (l.layer == 0 || l.layer == int(r.layers.size()) - 1)
+      if (all_linears || l.layer == 0 || l.layer == int(r.layers.size()) - 1)
         std::printf("  %d %-18s rel_err %.7f loss %.3f\n", l.layer, linear_name(l.kind), l.rel_err, l.loss);
   }
   for (const std::string& ds : split_list(evals)) {

@@ -89,7 +89,11 @@ def quantize_model(model, a):
                 model.block(l, x, tables, w=w, hook=hs)
             for n in group:
                 k = f"model.layers.{l}.{n}.weight"
-                w[k] = quantize(w[k], hs.H[n], a)
+                q = quantize(w[k], hs.H[n], a)
+                if a.verbose:  # quant_eval --all-linears prints the same ||W - Q(W)||_F / ||W||_F
+                    rel = float((w[k] - q).double().norm() / w[k].double().norm())
+                    print(f"  {l} {n:<18} rel_err {rel:.7f}", file=sys.stderr)
+                w[k] = q
         xs = [model.block(l, x, tables, w=w) for x in xs]
         print(f"  layer {l}: {time.time() - t0:.1f} s", file=sys.stderr)
     return w
@@ -130,6 +134,7 @@ def main():
     ap.add_argument("--max-windows", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cases", default="", help="method:wbits:group[:act],... (overrides the single case)")
+    ap.add_argument("--verbose", action="store_true", help="print each linear's relative quantization error")
     ap.add_argument("--damp", type=float, default=0.01, help="GPTQ dampening, fraction of mean(diag H)")
     ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda (TF32 is switched off)")
     ap.add_argument("--json", default="", help="write {settings, ppl: {dataset: {case: ppl}}} here")

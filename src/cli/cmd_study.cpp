@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <map>
 
 #include "cli/common.h"
 #include "core/error.h"
@@ -27,11 +28,24 @@ void ensure_parent(const std::string& file) {
 }
 
 // Renders the cells (all of the store's, or one study's) into dir and prints the Markdown table.
-void report(const ResultStore& store, const std::set<std::string>* keys, const std::string& dir,
+// A study's cells are reported in its plan order (`keys`), not the store's: cells that another study stored
+// earlier (the same row and column at the same settings) would otherwise put rows out of the study's order.
+void report(const ResultStore& store, const std::vector<std::string>* keys, const std::string& dir,
             const std::string& title, const SearchPaths& paths) {
+  std::map<std::string, int64_t> position;
+  if (keys)
+    for (size_t i = 0; i < keys->size(); ++i) position.emplace((*keys)[i], int64_t(i));
   std::vector<CellRecord> cells;
-  for (CellRecord& c : store.cells())
-    if (!keys || keys->count(c.key)) cells.push_back(std::move(c));
+  for (CellRecord& c : store.cells()) {
+    if (!keys) {
+      cells.push_back(std::move(c));
+      continue;
+    }
+    auto it = position.find(c.key);
+    if (it == position.end()) continue;
+    c.seq = it->second;  // the report lays rows out by seq (first appearance)
+    cells.push_back(std::move(c));
+  }
   if (cells.empty()) fail("{}: no results to report", store.path());
   ReportOptions ro;
   ro.title = title;
@@ -110,7 +124,7 @@ void add_study(CLI::App& app, Global& g, Commands& out) {
       // The plan against the store, which --check never creates (a missing one holds nothing).
       const bool have_store = std::filesystem::exists(store_path);
       ResultStore store(have_store ? store_path : ":memory:");
-      const std::set<std::string> keys = study_keys(spec, store, so.paths);
+      const std::vector<std::string> keys = study_keys(spec, store, so.paths);
       const int64_t stored = stored_tally(store, keys).cells;
       fmt::print("{}: {} models x {} rows, {} cells; inputs OK; {} of them stored in {}{}, {} to compute\n",
                  spec.source, spec.models.size(), spec.rows.size(), keys.size(), stored, store_path,
@@ -153,7 +167,7 @@ void add_report(CLI::App& app, Global& g, Commands& out) {
       report(store, nullptr, o->dir, o->title.empty() ? "lowbit study" : o->title, paths);
     } else {
       const StudySpec spec = load_study(o->study);
-      const std::set<std::string> keys = study_keys(spec, store, paths);
+      const std::vector<std::string> keys = study_keys(spec, store, paths);
       report(store, &keys, o->dir, o->title.empty() ? "lowbit study: " + spec.name : o->title, paths);
     }
     return 0;

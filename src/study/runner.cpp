@@ -178,7 +178,7 @@ class Runner {
     const std::set<std::string> have = store_.keys();
     std::vector<const Unit*> mine;
     for (const Unit& u : plan_.units) {
-      for (const auto& k : u.keys) sum.plan_keys.insert(k);
+      sum.plan_keys.insert(sum.plan_keys.end(), u.keys.begin(), u.keys.end());
       if (u.index % opt_.shard_count != opt_.shard_index - 1) continue;
       mine.push_back(&u);
       for (const auto& k : u.keys) {
@@ -408,16 +408,18 @@ StudySummary run_study(const StudySpec& spec, ResultStore& store, const StudyOpt
   return r.run();
 }
 
-StoredTally stored_tally(const ResultStore& store, const std::set<std::string>& keys) {
+StoredTally stored_tally(const ResultStore& store, const std::vector<std::string>& keys) {
+  const std::set<std::string> wanted(keys.begin(), keys.end());
   StoredTally t;
   for (const CellRecord& c : store.cells())
-    if (keys.count(c.key)) t.seconds += c.seconds, ++t.cells;
+    if (wanted.count(c.key)) t.seconds += c.seconds, ++t.cells;
   return t;
 }
 
-std::set<std::string> study_keys(const StudySpec& spec, ResultStore& store, const SearchPaths& paths) {
-  std::set<std::string> keys;
-  for (const Unit& u : make_plan(spec, store, paths).units) keys.insert(u.keys.begin(), u.keys.end());
+std::vector<std::string> study_keys(const StudySpec& spec, ResultStore& store, const SearchPaths& paths) {
+  std::vector<std::string> keys;
+  for (const Unit& u : make_plan(spec, store, paths).units)
+    keys.insert(keys.end(), u.keys.begin(), u.keys.end());
   return keys;
 }
 

@@ -41,8 +41,8 @@ struct StudySummary {
   int64_t already_stored = 0;  // found in the store at start
   int64_t computed = 0;
   double seconds = 0;
-  std::set<std::string> plan_keys;  // every cell of the whole study (all shards)
-  int64_t stored_cells = 0;         // of plan_keys, in the store at the end
+  std::vector<std::string> plan_keys;  // every cell of the whole study (all shards), in plan order
+  int64_t stored_cells = 0;            // of plan_keys, in the store at the end
   double stored_seconds = 0;  // their own times summed: the study's cost over every run that stored them
 };
 
@@ -55,10 +55,11 @@ struct StoredTally {
   int64_t cells = 0;
   double seconds = 0;
 };
-StoredTally stored_tally(const ResultStore& store, const std::set<std::string>& keys);
+StoredTally stored_tally(const ResultStore& store, const std::vector<std::string>& keys);
 
-// The keys of every cell of the study (all shards), for reports limited to one study.
-std::set<std::string> study_keys(const StudySpec& spec, ResultStore& store, const SearchPaths& paths);
+// The keys of every cell of the study (all shards), in plan order (the study's rows, then columns), for
+// reports limited to one study.
+std::vector<std::string> study_keys(const StudySpec& spec, ResultStore& store, const SearchPaths& paths);
 
 // Copies every cell of `from` that `into` lacks; returns the number copied. A key present in both with
 // different metrics is reported (the first store wins) and counted in *conflicts.

@@ -203,6 +203,34 @@ TEST_F(StudyRun, ShardsMergedEqualOneRun) {
   EXPECT_EQ(read_file(dir_ + "/merged-report/report.md"), read_file(dir_ + "/ref-report/report.md"));
 }
 
+TEST_F(StudyRun, ReportListsRowsInTheStudysOrderNotTheStores) {
+  // The same cells under a study that lists its rows the other way round: the store holds them in the first
+  // study's order, the report must follow the second study's.
+  std::string reversed(kTiny);
+  const size_t rows = reversed.find("[[rows]]");
+  reversed = reversed.substr(0, rows) +
+             "[[rows]]\nmethod = \"gptq\"\nwbits = 3\ngroup = 128\n"
+             "[[rows]]\nmethod = \"rtn\"\nwbits = [2, 4]\ngroup = 128\n"
+             "[[rows]]\nmethod = \"fp16\"\n";
+  test::write_bytes(dir_ + "/reversed.toml", reversed);
+  ASSERT_EQ(run_to_end({"report", dir_ + "/ref.sqlite", "--study", dir_ + "/reversed.toml", "-o",
+                        dir_ + "/reversed-report"},
+                       dir_ + "/reversed.log"),
+            0)
+      << read_file(dir_ + "/reversed.log");
+  const std::string md = read_file(dir_ + "/reversed-report/report.md");
+  const size_t gptq = md.find("| GPTQ "), rtn2 = md.find("| RTN    |   2 "),
+               rtn4 = md.find("| RTN    |   4 "), fp16 = md.find("| FP16 ");
+  ASSERT_NE(fp16, std::string::npos) << md;
+  EXPECT_LT(gptq, rtn2) << md;
+  EXPECT_LT(rtn2, rtn4) << md;
+  EXPECT_LT(rtn4, fp16) << md;
+  // The first study's own report keeps its order.
+  const std::string ref = read_file(dir_ + "/ref-report/report.md");
+  EXPECT_LT(ref.find("| FP16 "), ref.find("| RTN    |   4 ")) << ref;
+  EXPECT_LT(ref.find("| RTN    |   4 "), ref.find("| GPTQ ")) << ref;
+}
+
 TEST(StudyCli, BadStudyFailsBeforeAnyWork) {
   const std::string dir = test::temp_dir("badstudy");
   test::write_bytes(dir + "/bad.toml",

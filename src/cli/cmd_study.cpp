@@ -37,13 +37,11 @@ void report(const ResultStore& store, const std::vector<std::string>* keys, cons
     for (size_t i = 0; i < keys->size(); ++i) position.emplace((*keys)[i], int64_t(i));
   std::vector<CellRecord> cells;
   for (CellRecord& c : store.cells()) {
-    if (!keys) {
-      cells.push_back(std::move(c));
-      continue;
+    if (keys) {
+      auto it = position.find(c.key);
+      if (it == position.end()) continue;
+      c.seq = it->second;  // the report lays rows out by seq (first appearance)
     }
-    auto it = position.find(c.key);
-    if (it == position.end()) continue;
-    c.seq = it->second;  // the report lays rows out by seq (first appearance)
     cells.push_back(std::move(c));
   }
   if (cells.empty()) fail("{}: no results to report", store.path());

@@ -180,9 +180,8 @@ def quantize_model(model, calib, a):
         for n in ref_quant_model.LINEARS:
             Wc = clip(Wf[n], clip_x[n], a) if n in clip_x else Wf[n]
             w[p + n + ".weight"] = fq(Wc, a)
-            if a.verbose:  # lowbit's quant_eval prints the same ||W' - Q(W')|| / ||W'|| of the scaled, clipped W'
-                rel = float((Wc - w[p + n + ".weight"]).double().norm() / Wc.double().norm())
-                print(f"  {l} {n:<18} rel_err {rel:.7f}", file=sys.stderr)
+            if a.verbose:  # of the scaled, clipped W', as lowbit's quant_eval prints it
+                ref_quant_model.print_rel_err(l, n, Wc, w[p + n + ".weight"])
         xs = outs
         print(f"  layer {l}: {time.time() - t0:.1f} s  awq alpha {al_attn:.2f} {al_o:.2f} {al_mlp:.2f} "
               f"{al_down:.2f}", file=sys.stderr, flush=True)
@@ -211,7 +210,6 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     a.dtype = torch.float64 if a.fp64_search else torch.float32
-    torch.backends.cuda.matmul.allow_tf32 = False
     model = ref_score.Llama(a.model, a.device)
     calib = np.load(os.path.join(a.tokens, "calib.npy"))
     out = {"settings": {"generator": "tools/ref_awq_model.py", "nsamples": int(calib.shape[0]),

@@ -60,6 +60,12 @@ class Hessians:
         self.H[name] += x.t() @ x
 
 
+def print_rel_err(layer, name, W, Q):
+    """||W - Q||_F / ||W||_F of one linear, in the format of quant_eval --all-linears (compared line by line)."""
+    rel = float((W - Q).double().norm() / W.double().norm())
+    print(f"  {layer} {name:<18} rel_err {rel:.7f}", file=sys.stderr)
+
+
 def quantize(W, H, a):
     fp16 = not a.fp32_scales
     if a.method == "rtn":
@@ -90,9 +96,8 @@ def quantize_model(model, a):
             for n in group:
                 k = f"model.layers.{l}.{n}.weight"
                 q = quantize(w[k], hs.H[n], a)
-                if a.verbose:  # quant_eval --all-linears prints the same ||W - Q(W)||_F / ||W||_F
-                    rel = float((w[k] - q).double().norm() / w[k].double().norm())
-                    print(f"  {l} {n:<18} rel_err {rel:.7f}", file=sys.stderr)
+                if a.verbose:
+                    print_rel_err(l, n, w[k], q)
                 w[k] = q
         xs = [model.block(l, x, tables, w=w) for x in xs]
         print(f"  layer {l}: {time.time() - t0:.1f} s", file=sys.stderr)
@@ -140,7 +145,6 @@ def main():
     ap.add_argument("--json", default="", help="write {settings, ppl: {dataset: {case: ppl}}} here")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    torch.backends.cuda.matmul.allow_tf32 = False
     model = ref_score.Llama(a.model, a.device)
     cases = [(a.method, a.wbits, a.group, a.act_order)]
     if a.cases:

@@ -186,6 +186,7 @@ def load_safetensors(model_dir):
 class Llama:
     def __init__(self, model_dir, device="cpu"):
         self.dev = torch.device(device)  # 'cuda' runs the reference on a GPU (fp32 products, TF32 off)
+        torch.backends.cuda.matmul.allow_tf32 = False
         self.cfg = c = json.load(open(os.path.join(model_dir, "config.json")))
         self.w = {k: v.to(self.dev) for k, v in load_safetensors(model_dir).items()}
         self.nh, self.nkv = c["num_attention_heads"], c["num_key_value_heads"]

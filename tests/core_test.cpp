@@ -116,6 +116,44 @@ TEST(MappedFile, ReleasePagesKeepsTheDataAndIgnoresOtherMemory) {
   std::vector<char> anon(bytes.begin(), bytes.end());
   EXPECT_FALSE(release_mapped_pages(anon.data(), anon.size()));
   EXPECT_EQ(std::string(anon.begin(), anon.end()), bytes);
+  // The read-pattern advice works on the same ranges and never changes what is read.
+  EXPECT_TRUE(expect_random_reads(f.data(), f.size(), true));
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(f.data()), f.size()), bytes);
+  EXPECT_TRUE(expect_random_reads(f.data(), f.size(), false));
+  EXPECT_FALSE(expect_random_reads(f.data() + 1, f.size(), true));
+  EXPECT_FALSE(expect_random_reads(anon.data(), anon.size(), true));
+}
+
+// Bytes handed to a scratch file come back unchanged through its mappings, which outlive the file object
+// and whose pages can be dropped and faulted back; plain write/read round-trips at any offset.
+TEST(ScratchFile, MappingsAndReadsReturnWhatWasWritten) {
+  std::vector<std::shared_ptr<const uint8_t>> maps;
+  std::vector<std::string> want;
+  {
+    ScratchFile f(test::temp_dir("scratch"), 100);
+    std::string z(100, 'x');
+    f.read(0, z.data(), z.size());
+    EXPECT_EQ(z, std::string(100, '\0'));  // the initial size reads as zeros
+    for (size_t n : {1u, 4096u, 5000u, 3u}) {
+      std::string b(n, '\0');
+      for (size_t i = 0; i < n; ++i) b[i] = char((i * 7 + n) % 251);
+      maps.push_back(f.append_mapped(b.data(), b.size()));
+      want.push_back(b);
+    }
+    const std::string w = "written at 37";
+    f.write(37, w.data(), w.size());
+    std::string r(w.size(), '\0');
+    f.read(37, r.data(), r.size());
+    EXPECT_EQ(r, w);
+    EXPECT_THROW(f.read(1u << 30, r.data(), r.size()), Error);  // past the end
+  }
+  for (size_t i = 0; i < maps.size(); ++i) {
+    const char* p = reinterpret_cast<const char*>(maps[i].get());
+    EXPECT_EQ(std::string(p, want[i].size()), want[i]) << i;
+    EXPECT_TRUE(release_mapped_pages(maps[i].get(), want[i].size()));
+    EXPECT_EQ(std::string(p, want[i].size()), want[i]) << i;
+  }
+  EXPECT_THROW(ScratchFile("/nonexistent-dir/for/lowbit"), Error);
 }
 
 }  // namespace

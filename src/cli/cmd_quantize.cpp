@@ -41,7 +41,9 @@ void add_quantize(CLI::App& app, Global& g, Commands& out) {
       "--calib-acts", o->q.calib_acts,
       "Where the calibration activations live: f32 (RAM), bf16 (RAM, half; rounds them), disk (f32 "
       "in a temporary file, same results as f32)");
-  sub->add_option("--spill-dir", o->q.spill_dir, "Directory for --calib-acts disk (default $TMPDIR or /tmp)");
+  sub->add_option(
+      "--spill-dir", o->q.spill_dir,
+      "Directory for scratch files: finished layers, --calib-acts disk (default $TMPDIR or /tmp)");
   sub->add_option("--out", o->out, "Output directory")->required();
   sub->add_flag("--json", o->json, "Print the summary as JSON");
   out.emplace_back(sub, [&g, o]() {

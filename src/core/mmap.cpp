@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -26,7 +27,10 @@ std::map<uintptr_t, uintptr_t>& live_maps() {
 
 }  // namespace
 
-bool release_mapped_pages(const void* p, size_t n) {
+namespace {
+
+// madvise(advice) on the whole pages inside [p, p + n) when the range lies in a live MappedFile.
+bool advise_mapped(const void* p, size_t n, int advice) {
   const uintptr_t b = reinterpret_cast<uintptr_t>(p), e = b + n;
   {
     std::lock_guard<std::mutex> lock(g_maps_mu);
@@ -37,8 +41,18 @@ bool release_mapped_pages(const void* p, size_t n) {
   }
   const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
   const uintptr_t lo = (b + page - 1) / page * page, hi = e / page * page;
-  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, advice);
   return true;
+}
+
+}  // namespace
+
+bool release_mapped_pages(const void* p, size_t n) {
+  return advise_mapped(p, n, MADV_DONTNEED);
+}
+
+bool expect_random_reads(const void* p, size_t n, bool random) {
+  return advise_mapped(p, n, random ? MADV_RANDOM : MADV_NORMAL);
 }
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
@@ -77,6 +91,71 @@ MappedFile::~MappedFile() {
     }
     ::munmap(const_cast<uint8_t*>(data_), size_);
   }
+}
+
+ScratchFile::ScratchFile(const std::string& dir, uint64_t bytes) : dir_(dir) {
+  if (dir_.empty()) {
+    const char* t = std::getenv("TMPDIR");
+    dir_ = t && *t ? t : "/tmp";
+  }
+  std::string tmpl = dir_ + "/lowbit-scratch-XXXXXX";
+  fd_ = ::mkstemp(tmpl.data());
+  if (fd_ < 0) fail("{}: cannot create a scratch file: {}", dir_, std::strerror(errno));
+  ::unlink(tmpl.c_str());
+  if (bytes > 0 && ::ftruncate(fd_, off_t(bytes)) != 0) {
+    const int e = errno;
+    ::close(fd_);
+    fail("{}: cannot size a scratch file to {} bytes: {}", dir_, bytes, std::strerror(e));
+  }
+  end_ = bytes;
+}
+
+ScratchFile::~ScratchFile() {
+  ::close(fd_);
+}
+
+void ScratchFile::write(uint64_t off, const void* p, size_t n) const {
+  const char* c = static_cast<const char*>(p);
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd_, c, n, off_t(off));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0)
+      fail("{}: writing a scratch file failed: {}", dir_, w < 0 ? std::strerror(errno) : "no space");
+    c += w, off += uint64_t(w), n -= size_t(w);
+  }
+}
+
+void ScratchFile::read(uint64_t off, void* p, size_t n) const {
+  char* c = static_cast<char*>(p);
+  while (n > 0) {
+    const ssize_t r = ::pread(fd_, c, n, off_t(off));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0)
+      fail("{}: reading a scratch file failed: {}", dir_, r < 0 ? std::strerror(errno) : "short file");
+    c += r, off += uint64_t(r), n -= size_t(r);
+  }
+}
+
+std::shared_ptr<const uint8_t> ScratchFile::append_mapped(const void* p, size_t n) {
+  LOWBIT_ASSERT(n > 0);
+  const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+  const uint64_t off = (end_ + page - 1) / page * page;
+  write(off, p, n);
+  end_ = off + n;
+  void* m = ::mmap(nullptr, n, PROT_READ, MAP_SHARED, fd_, off_t(off));
+  if (m == MAP_FAILED) fail("{}: cannot map a scratch file: {}", dir_, std::strerror(errno));
+  const uintptr_t b = reinterpret_cast<uintptr_t>(m);
+  {
+    std::lock_guard<std::mutex> lock(g_maps_mu);
+    live_maps()[b] = b + n;
+  }
+  return std::shared_ptr<const uint8_t>(static_cast<const uint8_t*>(m), [n](const uint8_t* q) {
+    {
+      std::lock_guard<std::mutex> lock(g_maps_mu);
+      live_maps().erase(reinterpret_cast<uintptr_t>(q));
+    }
+    ::munmap(const_cast<uint8_t*>(q), n);
+  });
 }
 
 std::string read_file(const std::string& path) {

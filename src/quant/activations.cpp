@@ -1,14 +1,10 @@
 #include "quant/activations.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdlib>
 #include <cstring>
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/mmap.h"
 
 namespace lowbit {
 
@@ -19,42 +15,6 @@ ActStorage parse_act_storage(const std::string& s) {
   fail("calibration activations '{}' is not one of f32, bf16, disk", s);
 }
 
-// An unlinked temporary file: it disappears with the last descriptor, also when the process is killed.
-struct Activations::SpillFile {
-  int fd = -1;
-  std::string dir;
-  SpillFile(const std::string& d, uint64_t bytes) : dir(d) {
-    std::string tmpl = dir + "/lowbit-acts-XXXXXX";
-    fd = mkstemp(tmpl.data());
-    if (fd < 0) fail("{}: cannot create the activation spill file: {}", dir, std::strerror(errno));
-    unlink(tmpl.c_str());
-    if (ftruncate(fd, off_t(bytes)) != 0) {
-      const int e = errno;
-      close(fd);
-      fail("{}: cannot size the activation spill file to {} bytes: {}", dir, bytes, std::strerror(e));
-    }
-  }
-  ~SpillFile() { close(fd); }
-  void write(uint64_t off, const void* p, size_t n) const {
-    const char* c = static_cast<const char*>(p);
-    while (n > 0) {
-      const ssize_t w = pwrite(fd, c, n, off_t(off));
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) fail("{}: writing the activation spill file failed: {}", dir, std::strerror(errno));
-      c += w, off += uint64_t(w), n -= size_t(w);
-    }
-  }
-  void read(uint64_t off, void* p, size_t n) const {
-    char* c = static_cast<char*>(p);
-    while (n > 0) {
-      const ssize_t r = pread(fd, c, n, off_t(off));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) fail("{}: reading the activation spill file failed: {}", dir, std::strerror(errno));
-      c += r, off += uint64_t(r), n -= size_t(r);
-    }
-  }
-};
-
 Activations::Activations(int n_, int T_, int d_, ActStorage storage, std::string spill_dir)
     : n(n_), T(T_), d(d_), storage_(storage), spill_dir_(std::move(spill_dir)) {
   const size_t total = size_t(n) * window_size();
@@ -63,12 +23,7 @@ Activations::Activations(int n_, int T_, int d_, ActStorage storage, std::string
   } else if (storage_ == ActStorage::BF16) {
     bf16_.assign(total, 0);
   } else {
-    std::string dir = spill_dir_;
-    if (dir.empty()) {
-      const char* t = std::getenv("TMPDIR");
-      dir = t && *t ? t : "/tmp";
-    }
-    spill_ = std::make_shared<SpillFile>(dir, uint64_t(total) * sizeof(float));  // ftruncate: reads as zeros
+    spill_ = std::make_shared<ScratchFile>(spill_dir_, uint64_t(total) * sizeof(float));  // reads as zeros
   }
 }
 

@@ -14,6 +14,8 @@
 
 namespace lowbit {
 
+class ScratchFile;
+
 enum class ActStorage { F32, BF16, Disk };
 
 // "f32" | "bf16" | "disk"; throws a one-line Error naming the accepted values.
@@ -41,12 +43,11 @@ class Activations {
   std::vector<float> all() const;
 
  private:
-  struct SpillFile;
   ActStorage storage_ = ActStorage::F32;
   std::string spill_dir_;
   std::vector<float> f32_;
   std::vector<uint16_t> bf16_;
-  std::shared_ptr<SpillFile> spill_;
+  std::shared_ptr<ScratchFile> spill_;
 };
 
 }  // namespace lowbit

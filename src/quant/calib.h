@@ -35,6 +35,7 @@ CalibSet load_calibration(const Tokenizer& tok, const std::string& path, int nsa
                           uint64_t seed);
 
 // Embeddings of the first T tokens of every window (T ≤ seqlen; a prefix is exact for a causal model).
+// Releases the embedding table's mapped pages as it goes, so none of it stays resident.
 Activations embed_windows(const LlamaModel& model, const CalibSet& calib, int T,
                           ActStorage storage = ActStorage::F32, const std::string& spill_dir = "");
 

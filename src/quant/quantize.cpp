@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <set>
 
 #include "core/dtype.h"
@@ -37,14 +38,20 @@ int64_t group_of(const QuantConfig& c) {
   return c.group > 0 ? c.group : 0;
 }
 
+// ‖W − Ŵ‖ / ‖W‖, dequantizing a few rows at a time (a whole f32 copy of a 1B model's down_proj is 64 MiB).
 double rel_err(const std::vector<float>& w, const QuantizedWeight& q) {
-  std::vector<float> deq(w.size());
-  dequantize_rows(q, 0, q.rows, deq.data());
+  const int64_t step = 64;
+  std::vector<float> deq(size_t(std::min(step, q.rows) * q.cols));
   double num = 0, den = 0;
-  for (size_t i = 0; i < w.size(); ++i) {
-    const double e = double(w[i]) - deq[i];
-    num += e * e;
-    den += double(w[i]) * w[i];
+  for (int64_t r0 = 0; r0 < q.rows; r0 += step) {
+    const int64_t nr = std::min(step, q.rows - r0);
+    dequantize_rows(q, r0, nr, deq.data());
+    const float* wr = w.data() + size_t(r0 * q.cols);
+    for (size_t i = 0; i < size_t(nr * q.cols); ++i) {
+      const double e = double(wr[i]) - deq[i];
+      num += e * e;
+      den += double(wr[i]) * wr[i];
+    }
   }
   return den > 0 ? std::sqrt(num / den) : 0;
 }
@@ -61,6 +68,28 @@ LinearReport linear_report(int layer, LinearKind k, const QuantizedWeight& q) {
 
 size_t dense_bytes(const Linear& l) {
   return l.quant ? 0 : size_t(l.dense.rows * l.dense.cols) * dtype_size(l.dense.dtype);
+}
+
+// The same packed weight, its bytes moved to a read-only mapping of the scratch file (codes, scales, zeros,
+// g_idx, each 64-byte aligned, in one piece). Bitwise the same data, so everything computed from it is too.
+std::shared_ptr<const QuantizedWeight> spill_weight(ScratchFile& scratch, const QuantizedWeight& q) {
+  auto up = [](size_t n) { return (n + 63) / 64 * 64; };
+  const size_t nc = size_t(q.rows) * q.row_bytes(), ns = size_t(q.rows * q.n_groups()) * sizeof(uint16_t),
+               nz = size_t(q.rows * q.n_groups()), ng = q.g_idx ? size_t(q.cols) * sizeof(int32_t) : 0;
+  const size_t os = up(nc), oz = os + up(ns), og = oz + up(nz), total = og + ng;
+  std::vector<uint8_t> buf(total, 0);
+  std::memcpy(buf.data(), q.codes, nc);
+  std::memcpy(buf.data() + os, q.scales, ns);
+  std::memcpy(buf.data() + oz, q.zeros, nz);
+  if (ng) std::memcpy(buf.data() + og, q.g_idx, ng);
+  std::shared_ptr<const uint8_t> m = scratch.append_mapped(buf.data(), total);
+  auto out = std::make_shared<QuantizedWeight>(q);
+  out->codes = m.get();
+  out->scales = reinterpret_cast<const uint16_t*>(m.get() + os);
+  out->zeros = m.get() + oz;
+  out->g_idx = ng ? reinterpret_cast<const int32_t*>(m.get() + og) : nullptr;
+  out->owner = std::move(m);
+  return out;
 }
 
 void install(LlamaModel& model, int layer, LinearKind k, std::shared_ptr<const QuantizedWeight> q) {
@@ -201,15 +230,16 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
     rep.calib_stream_tokens = calib.stream_tokens;
     int T = cfg.seqlen;
     if (cfg.method == "awq" && cfg.awq_seqlen > 0) T = std::min(T, cfg.awq_seqlen);
+    // Leaves none of the embedding table resident: it is not read again here (a tied head is not run).
     acts = embed_windows(model, calib, T, parse_act_storage(cfg.calib_acts), cfg.spill_dir);
-    // The embedding rows the windows touched are not read again here (a tied head is not run).
-    const TensorView emb = model.checkpoint().get("model.embed_tokens.weight");
-    release_mapped_pages(emb.data, size_t(emb.numel()) * dtype_size(emb.dtype));
   }
   AwqOptions aopt;
   aopt.spec = spec_of(cfg);
   aopt.group_size = group_of(cfg);
 
+  // Finished layers are moved here, so quantized layers do not pile up in RAM while the next are computed
+  // (16 × 32 MiB for a 1B model at 4 bits; 4 GiB for an 8B one).
+  ScratchFile scratch(cfg.spill_dir);
   Progress progress(
       fmt::format("{} w{}{}", cfg.method, cfg.wbits, cfg.group > 0 ? fmt::format("g{}", cfg.group) : ""),
       uint64_t(L), "layer", cfg.quiet);
@@ -233,6 +263,7 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
       }
     }
     for (const Linear& o : originals) release_mapped_pages(o.dense.data, dense_bytes(o));
+    for (LinearKind k : kAllLinears) install(model, l, k, spill_weight(scratch, *model.linear(l, k).quant));
     release_free_memory();  // the layer's freed work buffers, so the next layer's start from a trimmed heap
     lr.seconds = lt.seconds();
     rep.layers.push_back(lr);

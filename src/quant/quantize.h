@@ -32,8 +32,8 @@ struct QuantConfig {
   // 0 = the whole window.
   int awq_seqlen = 512;
   std::string calib_acts = "f32";  // f32 | bf16 | disk (quant/activations.h)
-  std::string spill_dir;           // for disk; empty = $TMPDIR or /tmp
-  bool quiet = false;              // no progress bar
+  std::string spill_dir;  // scratch files (finished layers, disk activations); empty = $TMPDIR or /tmp
+  bool quiet = false;     // no progress bar
 };
 
 struct LinearReport {

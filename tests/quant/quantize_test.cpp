@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "kernels/linear.h"
+#include "quant/rtn.h"
 #include "synth.h"
 #include "test_util.h"
 
@@ -133,6 +134,33 @@ TEST(Quantize, EightBitIsNearlyLossless) {
   quantize_model(*r4, f.tok, f.cfg("rtn", 4, -1));
   // Error variance scales with S² ∝ 4^−bits: 8-bit ≈ 1/256 of 4-bit; require at least 1/100.
   EXPECT_LT(logit_mse(*m, *fp, f), 1e-2 * logit_mse(*r4, *fp, f));
+}
+
+// quantize_model moves each finished layer to a scratch-file mapping; what the model then holds must be,
+// byte for byte, what quantize_rtn makes of the same weights.
+TEST(Quantize, FinishedLayersHoldExactlyTheQuantizedBytes) {
+  Fixture f;
+  auto fp = test::make_synth_model({}), m = test::make_synth_model({});
+  quantize_model(*m, f.tok, f.cfg("rtn", 3, 32));
+  QuantSpec spec;
+  spec.bits = 3;
+  for (int l = 0; l < 2; ++l)
+    for (LinearKind k : kAllLinears) {
+      const Linear& src = fp->linear(l, k);
+      const std::vector<float> w = linear_to_f32(src);
+      const auto want = quantize_rtn(w.data(), src.rows(), src.cols(), spec, Granularity::Group, 32);
+      const QuantizedWeight& got = *m->linear(l, k).quant;
+      ASSERT_EQ(got.rows, want->rows);
+      ASSERT_EQ(got.n_groups(), want->n_groups());
+      const size_t nc = got.row_bytes() * size_t(got.rows), ng = size_t(got.rows * got.n_groups());
+      EXPECT_EQ(std::vector<uint8_t>(got.codes, got.codes + nc),
+                std::vector<uint8_t>(want->codes, want->codes + nc));
+      EXPECT_EQ(std::vector<uint16_t>(got.scales, got.scales + ng),
+                std::vector<uint16_t>(want->scales, want->scales + ng));
+      EXPECT_EQ(std::vector<uint8_t>(got.zeros, got.zeros + ng),
+                std::vector<uint8_t>(want->zeros, want->zeros + ng));
+      EXPECT_NE(got.codes, want->codes);
+    }
 }
 
 // Spilling the calibration activations to disk changes nothing (same f32 values); bf16 rounds the inputs

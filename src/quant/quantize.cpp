@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <set>
 
 #include "core/dtype.h"
@@ -239,7 +240,12 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
 
   // Finished layers are moved here, so quantized layers do not pile up in RAM while the next are computed
   // (16 × 32 MiB for a 1B model at 4 bits; 4 GiB for an 8B one).
-  ScratchFile scratch(cfg.spill_dir);
+  std::optional<ScratchFile> scratch;
+  try {
+    scratch.emplace(cfg.spill_dir);
+  } catch (const Error& e) {
+    fail("{} (quantized layers are kept there; choose another directory with --spill-dir)", e.what());
+  }
   Progress progress(
       fmt::format("{} w{}{}", cfg.method, cfg.wbits, cfg.group > 0 ? fmt::format("g{}", cfg.group) : ""),
       uint64_t(L), "layer", cfg.quiet);
@@ -263,7 +269,7 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
       }
     }
     for (const Linear& o : originals) release_mapped_pages(o.dense.data, dense_bytes(o));
-    for (LinearKind k : kAllLinears) install(model, l, k, spill_weight(scratch, *model.linear(l, k).quant));
+    for (LinearKind k : kAllLinears) install(model, l, k, spill_weight(*scratch, *model.linear(l, k).quant));
     release_free_memory();  // the layer's freed work buffers, so the next layer's start from a trimmed heap
     lr.seconds = lt.seconds();
     rep.layers.push_back(lr);

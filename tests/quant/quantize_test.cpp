@@ -192,6 +192,12 @@ TEST(Quantize, CalibrationActivationStorage) {
   bad.calib_acts = "fp8";
   auto m = test::make_synth_model({});
   EXPECT_EQ(error_of(*m, f.tok, bad), "calibration activations 'fp8' is not one of f32, bf16, disk");
+  QuantConfig nodir = f.cfg("rtn");
+  nodir.spill_dir = "/nonexistent/lowbit-spill";
+  EXPECT_EQ(
+      error_of(*m, f.tok, nodir),
+      "/nonexistent/lowbit-spill: cannot create a scratch file: No such file or directory (quantized layers "
+      "are kept there; choose another directory with --spill-dir)");
 }
 
 }  // namespace

@@ -244,7 +244,7 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
   try {
     scratch.emplace(cfg.spill_dir);
   } catch (const Error& e) {
-    fail("{} (quantized layers are kept there; choose another directory with --spill-dir)", e.what());
+    fail("{} (quantized layers are kept there; choose another with --spill-dir or TMPDIR)", e.what());
   }
   Progress progress(
       fmt::format("{} w{}{}", cfg.method, cfg.wbits, cfg.group > 0 ? fmt::format("g{}", cfg.group) : ""),

@@ -197,7 +197,7 @@ TEST(Quantize, CalibrationActivationStorage) {
   EXPECT_EQ(
       error_of(*m, f.tok, nodir),
       "/nonexistent/lowbit-spill: cannot create a scratch file: No such file or directory (quantized layers "
-      "are kept there; choose another directory with --spill-dir)");
+      "are kept there; choose another with --spill-dir or TMPDIR)");
 }
 
 }  // namespace

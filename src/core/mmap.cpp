@@ -25,9 +25,15 @@ std::map<uintptr_t, uintptr_t>& live_maps() {
   return m;
 }
 
-}  // namespace
-
-namespace {
+// A mapping of n bytes at p enters (a MappedFile's, a ScratchFile's) or leaves the registry.
+void register_map(const void* p, size_t n) {
+  std::lock_guard<std::mutex> lock(g_maps_mu);
+  live_maps()[reinterpret_cast<uintptr_t>(p)] = reinterpret_cast<uintptr_t>(p) + n;
+}
+void unregister_map(const void* p) {
+  std::lock_guard<std::mutex> lock(g_maps_mu);
+  live_maps().erase(reinterpret_cast<uintptr_t>(p));
+}
 
 // madvise(advice) on the whole pages inside [p, p + n) when the range lies in a live MappedFile.
 bool advise_mapped(const void* p, size_t n, int advice) {
@@ -77,18 +83,14 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
       fail("{}: cannot mmap: {}", path, std::strerror(e));
     }
     data_ = static_cast<const uint8_t*>(p);
-    std::lock_guard<std::mutex> lock(g_maps_mu);
-    live_maps()[reinterpret_cast<uintptr_t>(p)] = reinterpret_cast<uintptr_t>(p) + size_;
+    register_map(p, size_);
   }
   ::close(fd);
 }
 
 MappedFile::~MappedFile() {
   if (data_) {
-    {
-      std::lock_guard<std::mutex> lock(g_maps_mu);
-      live_maps().erase(reinterpret_cast<uintptr_t>(data_));
-    }
+    unregister_map(data_);
     ::munmap(const_cast<uint8_t*>(data_), size_);
   }
 }
@@ -144,16 +146,9 @@ std::shared_ptr<const uint8_t> ScratchFile::append_mapped(const void* p, size_t 
   end_ = off + n;
   void* m = ::mmap(nullptr, n, PROT_READ, MAP_SHARED, fd_, off_t(off));
   if (m == MAP_FAILED) fail("{}: cannot map a scratch file: {}", dir_, std::strerror(errno));
-  const uintptr_t b = reinterpret_cast<uintptr_t>(m);
-  {
-    std::lock_guard<std::mutex> lock(g_maps_mu);
-    live_maps()[b] = b + n;
-  }
+  register_map(m, n);
   return std::shared_ptr<const uint8_t>(static_cast<const uint8_t*>(m), [n](const uint8_t* q) {
-    {
-      std::lock_guard<std::mutex> lock(g_maps_mu);
-      live_maps().erase(reinterpret_cast<uintptr_t>(q));
-    }
+    unregister_map(q);
     ::munmap(const_cast<uint8_t*>(q), n);
   });
 }

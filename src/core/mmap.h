@@ -58,7 +58,6 @@ class ScratchFile {
   // registered like a MappedFile's (release_mapped_pages works on it) and outlives this object. None of
   // its pages are resident until read.
   std::shared_ptr<const uint8_t> append_mapped(const void* p, size_t n);
-  const std::string& dir() const { return dir_; }
 
  private:
   int fd_ = -1;

@@ -7,7 +7,6 @@
 #include <limits>
 #include <random>
 
-#include "core/dtype.h"
 #include "core/error.h"
 #include "core/mmap.h"
 #include "core/sha256.h"
@@ -69,7 +68,7 @@ Activations embed_windows(const LlamaModel& model, const CalibSet& calib, int T,
   // Only the rows of the windows' tokens are wanted, not the whole table: no read-around, and the pages
   // are let go after every window (a fault still maps up to 16 neighbouring cached pages).
   const TensorView emb = model.checkpoint().get("model.embed_tokens.weight");
-  const size_t emb_bytes = size_t(emb.numel()) * dtype_size(emb.dtype);
+  const size_t emb_bytes = emb.nbytes;
   expect_random_reads(emb.data, emb_bytes, true);
   for (int i = 0; i < a.n; ++i) {
     model.embed(std::span<const int32_t>(calib.tokens.data() + size_t(i) * calib.seqlen, size_t(T)),

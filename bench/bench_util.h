@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/blas.h"
 #include "core/sys.h"
 
 namespace lowbit::bench {

@@ -46,7 +46,8 @@ int main(int argc, char** argv) {
     // Bandwidth in the STREAM "copy" convention: bytes read + bytes written per second.
     const double bw = bench::copy_bandwidth_gbs();
     const double bound = bw * 1e9 / double(bytes);
-    fmt::print("model {}  threads {}  weights read per token {}\n", path, num_threads(), format_bytes(bytes));
+    fmt::print("model {}  threads {}  OpenBLAS {}  weights read per token {}\n", path, num_threads(),
+               blas_kernels_description(), format_bytes(bytes));
     fmt::print("decode {:.2f} tokens/s ({} tokens, {:.2f} s)\n", tps, n, s);
     fmt::print(
         "copy bandwidth {:.1f} GB/s (read+write) -> bound {:.2f} tokens/s; achieved {:.0f}% of bound\n", bw,

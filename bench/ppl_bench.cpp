@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
     const double flops = r.windows * (2 * L * lin + attn);
     const double gflops = flops / r.seconds / 1e9;
     const double peak = bench::sgemm_peak_gflops(seqlen, c.n_ff, c.n_embd);
-    fmt::print("model {}  dataset {}  threads {}\n", path, dataset, num_threads());
+    fmt::print("model {}  dataset {}  threads {}  OpenBLAS {}\n", path, dataset, num_threads(),
+               blas_kernels_description());
     fmt::print("ppl {:.4f}  windows {} x {}\n", r.ppl, r.windows, seqlen);
     fmt::print("wall {:.2f} s (load+tokenize {:.2f} s, forward {:.2f} s)\n", total_s, setup_s, r.seconds);
     fmt::print("prefill {:.0f} tokens/s\n", r.windows * L / r.seconds);

@@ -56,8 +56,8 @@ int main(int argc, char** argv) {
     const QuantReport r = quantize_model(model, *tok, q);
     const uint64_t rss = peak_rss_bytes();
     const double peak = bench::sgemm_peak_gflops(2048, 2048, 2048);
-    fmt::print("model {}  threads {}  {} w{} g{}  calibration {} x {}\n", path, num_threads(), q.method,
-               q.wbits, q.group, q.nsamples, q.seqlen);
+    fmt::print("model {}  threads {}  OpenBLAS {}  {} w{} g{}  calibration {} x {}\n", path, num_threads(),
+               blas_kernels_description(), q.method, q.wbits, q.group, q.nsamples, q.seqlen);
     fmt::print("wall {:.1f} s ({:.2f} s per layer)\n", r.seconds, r.seconds / c.n_layer);
     if (r.hessian_flops > 0) {
       const double g = r.hessian_flops / 1e9 / r.hessian_seconds;

@@ -2,13 +2,15 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "core/blas.h"
 #include "core/error.h"
 #include "core/sys.h"
 
 int main(int argc, char** argv) {
   using namespace lowbit;
   CLI::App app{"lowbit: low-bit quantization of LLaMA-family models, with exact evaluation"};
-  app.set_version_flag("--version", std::string("lowbit ") + LOWBIT_VERSION);
+  app.set_version_flag("--version", fmt::format("lowbit {} (OpenBLAS kernels: {})", LOWBIT_VERSION,
+                                                blas_kernels_description()));
   app.require_subcommand(1);
   cli::Global g;
   app.add_option("--models-dir", g.models_dir,

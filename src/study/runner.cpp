@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 
+#include "core/blas.h"
 #include "core/error.h"
 #include "core/mmap.h"
 #include "core/progress.h"
@@ -282,6 +283,7 @@ class Runner {
       rec.params = col.params;
       rec.provenance = {{"git_revision", git_revision()},
                         {"threads", num_threads()},
+                        {"blas_kernels", blas_kernels_description()},
                         {"model_path", pm.path},
                         {"study", spec_.name}};
       if (!plan_.calibration.is_null() && method_needs_calibration(row.quant.method))

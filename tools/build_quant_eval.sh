@@ -7,5 +7,5 @@ c++ -std=c++20 -O2 -march=x86-64-v2 -fopenmp -DFMT_SHARED -DHWY_SHARED_DEFINE -I
   -isystem /usr/include/x86_64-linux-gnu/openblas-openmp tools/quant_eval.cpp -o $B/quant_eval \
   -Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-openmp \
   $B/liblowbit_eval.a $B/liblowbit_quant.a $B/liblowbit_model.a $B/liblowbit_io.a $B/liblowbit_kernels.a $B/liblowbit_formats.a \
-  $B/liblowbit_core.a -lfmt -lhwy -lopenblas -lpcre2-8 -lsentencepiece -lgomp -lpthread
+  $B/liblowbit_core.a -Wl,--undefined=lowbit_blas_startup_check -lfmt -lhwy -lopenblas -lpcre2-8 -lsentencepiece -lgomp -lpthread
 echo "built $B/quant_eval"

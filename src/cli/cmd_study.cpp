@@ -123,10 +123,12 @@ void add_study(CLI::App& app, Global& g, Commands& out) {
       const bool have_store = std::filesystem::exists(store_path);
       ResultStore store(have_store ? store_path : ":memory:");
       const std::vector<std::string> keys = study_keys(spec, store, so.paths);
-      const int64_t stored = stored_tally(store, keys).cells;
-      fmt::print("{}: {} models x {} rows, {} cells; inputs OK; {} of them stored in {}{}, {} to compute\n",
-                 spec.source, spec.models.size(), spec.rows.size(), keys.size(), stored, store_path,
-                 have_store ? "" : " (not there yet)", int64_t(keys.size()) - stored);
+      const StoredTally t = stored_tally(store, keys);
+      fmt::print(
+          "{}: {} models x {} rows, {} cells; inputs OK; {} of them stored in {}{}, taking {} in all; {} to "
+          "compute\n",
+          spec.source, spec.models.size(), spec.rows.size(), keys.size(), t.cells, store_path,
+          have_store ? "" : " (not there yet)", format_duration(t.seconds), int64_t(keys.size()) - t.cells);
       return 0;
     }
     ensure_parent(store_path);

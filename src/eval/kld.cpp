@@ -24,7 +24,7 @@ int64_t argmax_row(const float* x, int64_t V) {
 }
 }  // namespace
 
-double kl_divergence_row(const float* p, const float* q, int64_t V) {
+KlRow kl_divergence_row_scalar(const float* p, const float* q, int64_t V) {
   float mp, mq;
   const double lp = log_sum_exp(p, V, &mp), lq = log_sum_exp(q, V, &mq);
   double kl = 0;
@@ -32,7 +32,7 @@ double kl_divergence_row(const float* p, const float* q, int64_t V) {
     const double logp = double(p[i]) - lp, logq = double(q[i]) - lq;
     kl += std::exp(logp) * (logp - logq);
   }
-  return std::max(kl, 0.0);  // rounding can leave -1e-17 for identical rows
+  return {std::max(kl, 0.0), argmax_row(p, V), argmax_row(q, V)};  // rounding can leave -1e-17 for equal rows
 }
 
 void KldAccumulator::add(const float* base, const float* model, int64_t rows, int64_t V) {
@@ -41,8 +41,9 @@ void KldAccumulator::add(const float* base, const float* model, int64_t rows, in
   int64_t agree = 0;
 #pragma omp parallel for reduction(+ : agree) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
-    kl_[off + size_t(r)] = kl_divergence_row(base + r * V, model + r * V, V);
-    agree += argmax_row(base + r * V, V) == argmax_row(model + r * V, V);
+    const KlRow k = kl_divergence_row(base + r * V, model + r * V, V);
+    kl_[off + size_t(r)] = k.kl;
+    agree += k.argmax_p == k.argmax_q;
   }
   agree_ += agree;
 }

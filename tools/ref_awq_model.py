@@ -223,7 +223,7 @@ def main():
         w, alphas = quantize_model(model, calib, a)
         # JSON has no NaN: a site that was not searched (o_proj with GQA) is null.
         out["alpha"][label] = [[None if v != v else v for v in layer] for layer in alphas]
-        for ds in a.eval.split(","):
+        for ds in filter(None, a.eval.split(",")):  # --eval "" quantizes only
             ids = np.load(os.path.join(a.tokens, ds + ".npy"))
             ppl, n = ref_quant_model.perplexity(model, w, ids, a.seqlen, a.max_windows)
             print(f"ref {label}: {ds} ppl {ppl:.4f} ({n} windows, {time.time() - t0:.0f} s)", flush=True)

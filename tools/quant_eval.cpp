@@ -143,7 +143,8 @@ int main(int argc, char** argv) try {
       const std::vector<int32_t> ids = tok->encode_with_bos(build_eval_text(ds, paths).text);
       write_npy(dump_tokens + "/" + ds + ".npy", ids.data(), {int64_t(ids.size())}, "<i4");
     }
-    std::printf("dumped calib.npy%s%s to %s\n", evals.empty() ? "" : " and ", evals.c_str(), dump_tokens.c_str());
+    std::printf("dumped calib.npy%s%s to %s\n", evals.empty() ? "" : " and ", evals.c_str(),
+                dump_tokens.c_str());
     return 0;
   }
 

@@ -1,5 +1,7 @@
-// KL divergence (eval/kld.h): the scalar row against PyTorch (fixture kld_ref.json from tools/ref_kld.py), the
-// SIMD row against the scalar one, the accumulator's summary, and the perplexity hook's row alignment.
+// KL divergence (eval/kld.h): the scalar row against PyTorch (fixture kld_ref.json from tools/ref_kld.py),
+// the SIMD row against the scalar one, the accumulator's summary, and the perplexity hook's row alignment.
+#include "eval/kld.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,7 +13,6 @@
 #include <vector>
 
 #include "core/json.h"
-#include "eval/kld.h"
 #include "eval/perplexity.h"
 #include "kernels/linear.h"
 #include "model/llama.h"
@@ -79,7 +80,8 @@ TEST(Kld, RowsMatchPyTorch) {
     ref_rows(kind, r, V, p, q);
     const double want = c["kl"], tol = kl_tolerance(p, q);
     const std::string at = kind + " V=" + std::to_string(V) + " r=" + std::to_string(r);
-    for (const KlRow& got : {kl_divergence_row_scalar(p.data(), q.data(), V), kl_divergence_row(p.data(), q.data(), V)}) {
+    for (const KlRow& got :
+         {kl_divergence_row_scalar(p.data(), q.data(), V), kl_divergence_row(p.data(), q.data(), V)}) {
       EXPECT_NEAR(got.kl, std::max(want, 0.0), tol) << at;
       EXPECT_EQ(got.argmax_p, c["argmax_p"].get<int64_t>()) << at;
       EXPECT_EQ(got.argmax_q, c["argmax_q"].get<int64_t>()) << at;
@@ -98,7 +100,8 @@ TEST(Kld, SimdMatchesScalarOnRaggedRows) {
         p[size_t(i)] = 3 * n01(rng);
         q[size_t(i)] = p[size_t(i)] + scale * n01(rng) - 2.5f;
       }
-      const KlRow s = kl_divergence_row_scalar(p.data(), q.data(), V), v = kl_divergence_row(p.data(), q.data(), V);
+      const KlRow s = kl_divergence_row_scalar(p.data(), q.data(), V),
+                  v = kl_divergence_row(p.data(), q.data(), V);
       EXPECT_NEAR(v.kl, s.kl, kl_tolerance(p, q)) << V << " " << scale;
       EXPECT_EQ(v.argmax_p, s.argmax_p) << V;
       EXPECT_EQ(v.argmax_q, s.argmax_q) << V;

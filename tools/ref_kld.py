@@ -44,7 +44,7 @@ def main():
                 kl = torch.nn.functional.kl_div(lq, lp, reduction="sum", log_target=True).item()
                 cases.append({"kind": kind, "V": V, "r": r, "kl": kl,
                               "argmax_p": int(torch.argmax(tp).item()), "argmax_q": int(torch.argmax(tq).item())})
-    json.dump({"generator": "tools/ref_kld.py", "torch": torch.__version__, "cases": cases}, 
+    json.dump({"generator": "tools/ref_kld.py", "torch": torch.__version__, "cases": cases},
               open(1, "w"), indent=1)
 
 

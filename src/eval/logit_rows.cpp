@@ -115,12 +115,9 @@ double log_softmax_at(const float* row, int n_vocab, int32_t target, bool* is_ar
   size_t n = size_t(n_vocab);
   float m = HWY_DYNAMIC_DISPATCH(MaxOf)(row, n);
   double s = HWY_DYNAMIC_DISPATCH(SumExp)(row, n, m);
-  if (is_argmax) {
-    // torch.argmax returns the first maximum: target is greedy when it is a maximum and none comes before it.
-    bool first = row[target] >= m;
-    for (int32_t j = 0; first && j < target; ++j) first = !(row[j] >= m);
-    *is_argmax = first;
-  }
+  // torch.argmax returns the first maximum: target is greedy when it is a maximum and none comes before it
+  // (the scan stops at target).
+  if (is_argmax) *is_argmax = row[target] >= m && first_index_of(row, int64_t(target) + 1, m) == target;
   return double(row[target]) - double(m) - std::log(s);
 }
 

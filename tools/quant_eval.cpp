@@ -26,9 +26,9 @@
 #include "io/tokenizer.h"
 #include "kernels/linear.h"
 #include "quant/calib.h"
-#include "quant/gptq.h"
+#include "quant/methods/gptq.h"
+#include "quant/methods/rtn.h"
 #include "quant/quantize.h"
-#include "quant/rtn.h"
 
 using namespace lowbit;
 
@@ -93,15 +93,15 @@ int main(int argc, char** argv) try {
     else if (a == "--group")
       cfg.group = std::stoi(next());
     else if (a == "--sym")
-      cfg.sym = true;
+      cfg.options["sym"] = true;
     else if (a == "--act-order")
-      cfg.act_order = true;
+      cfg.options["act_order"] = true;
     else if (a == "--static-groups")
-      cfg.static_groups = true;
+      cfg.options["static_groups"] = true;
     else if (a == "--true-sequential")
-      cfg.true_sequential = true;
+      cfg.options["true_sequential"] = true;
     else if (a == "--mse")
-      cfg.mse = true;
+      cfg.options["mse"] = true;
     else if (a == "--calib")
       cfg.calib_file = next();
     else if (a == "--nsamples")
@@ -111,9 +111,9 @@ int main(int argc, char** argv) try {
     else if (a == "--seed")
       cfg.seed = std::stoull(next());
     else if (a == "--damp")
-      cfg.damp = std::stod(next());
+      cfg.options["damp"] = std::stod(next());
     else if (a == "--awq-seqlen")
-      cfg.awq_seqlen = std::stoi(next());
+      cfg.options["awq_seqlen"] = std::stoi(next());
     else if (a == "--eval")
       evals = next();
     else if (a == "--all-linears")
@@ -187,15 +187,15 @@ int main(int argc, char** argv) try {
       bool act;
     };
     for (const Case& c :
-         {Case{"rtn_w4g128", "rtn", 4, 128, false}, Case{"rtn_w3", "rtn", 3, 0, false},
-          Case{"gptq_w4g128", "gptq", 4, 128, false}, Case{"gptq_w4", "gptq", 4, 0, false},
+         {Case{"rtn_w4g128", "rtn", 4, 128, false}, Case{"rtn_w3", "rtn", 3, kPerChannel, false},
+          Case{"gptq_w4g128", "gptq", 4, 128, false}, Case{"gptq_w4", "gptq", 4, kPerChannel, false},
           Case{"gptq_w3g128", "gptq", 3, 128, false}, Case{"gptq_w2g128", "gptq", 2, 128, false},
           Case{"gptq_w4g128_act", "gptq", 4, 128, true}}) {
       QuantSpec s;
       s.bits = c.bits;
       std::shared_ptr<const QuantizedWeight> q;
       if (std::string(c.method) == "rtn") {
-        q = quantize_rtn(W.data(), rows, cols, s, c.group ? Granularity::Group : Granularity::Channel,
+        q = quantize_rtn(W.data(), rows, cols, s, c.group > 0 ? Granularity::Group : Granularity::Channel,
                          c.group);
       } else {
         GptqOptions o;
@@ -221,8 +221,8 @@ int main(int argc, char** argv) try {
   if (cfg.method != "fp") {
     const QuantReport r = quantize_model(model, *tok, cfg);
     std::printf("%s w%d g%d%s: %.1f s, peak RSS %.0f MiB, %.3f bits/weight\n", cfg.method.c_str(), cfg.wbits,
-                cfg.group, cfg.act_order ? " act-order" : "", r.seconds, double(r.peak_rss) / (1 << 20),
-                r.bits_per_weight);
+                cfg.group, cfg.opt<bool>("act_order") ? " act-order" : "", r.seconds,
+                double(r.peak_rss) / (1 << 20), r.bits_per_weight);
     for (const LayerReport& l : r.layers)
       std::printf("  layer %d: %.1f s  awq alpha %.2f %.2f %.2f %.2f\n", l.layer, l.seconds, l.awq_alpha[0],
                   l.awq_alpha[1], l.awq_alpha[2], l.awq_alpha[3]);
@@ -238,8 +238,8 @@ int main(int argc, char** argv) try {
     po.label = ds;
     const PplResult pr = perplexity(model, ids, po);
     std::printf("%s %s w%d g%d%s: %s ppl %.4f (%d windows, %.0f s)\n", model_path.c_str(), cfg.method.c_str(),
-                cfg.wbits, cfg.group, cfg.act_order ? " act-order" : "", ds.c_str(), pr.ppl, pr.windows,
-                pr.seconds);
+                cfg.wbits, cfg.group, cfg.opt<bool>("act_order") ? " act-order" : "", ds.c_str(), pr.ppl,
+                pr.windows, pr.seconds);
   }
   return 0;
 } catch (const std::exception& e) {

@@ -1,8 +1,11 @@
-// lowbit quantize MODEL --method rtn|gptq|awq --wbits B --group G --out DIR: quantize every block linear into
-// the packed format and write a checkpoint lowbit loads back.
+// lowbit quantize MODEL --method M --wbits B --group G --out DIR: quantize every block linear with a
+// registered method (quant/method.h) and write a checkpoint lowbit loads back. The method flags come from the
+// registry.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
+#include <map>
 
 #include "cli/common.h"
 #include "core/error.h"
@@ -13,25 +16,48 @@
 
 namespace lowbit::cli {
 
+namespace {
+
+// --method's help: every registered method with its summary.
+std::string methods_help() {
+  std::string h = "Quantization method:";
+  for (const Method* m : quant_method_list())
+    h += fmt::format("\n  {}: {}{}", m->name, m->summary, m->needs_calibration ? " (needs --calib)" : "");
+  return h;
+}
+
+}  // namespace
+
 void add_quantize(CLI::App& app, Global& g, Commands& out) {
-  auto* sub =
-      app.add_subcommand("quantize", "Quantize a model's weights (RTN, GPTQ, AWQ) into a packed checkpoint");
+  auto* sub = app.add_subcommand("quantize", "Quantize a model's weights into a packed checkpoint");
   struct Opts {
     std::string model, out;
     QuantConfig q;
     bool json = false;
+    // Method options as typed (the registry's schema converts and checks them), by option name.
+    std::map<std::string, std::string> values;
+    std::map<std::string, bool> flags;
   };
   auto o = std::make_shared<Opts>();
   sub->add_option("model", o->model, "Model (HF directory or a name under the models dir)")->required();
-  sub->add_option("--method", o->q.method, "rtn, gptq or awq")->required();
-  sub->add_option("--wbits", o->q.wbits, "Weight bits (2..8)")->required();
+  sub->add_option("--method", o->q.method, methods_help())->required();
+  sub->add_option("--wbits", o->q.wbits, "Weight bits (2..8 for the affine methods)")->required();
   sub->add_option("--group", o->q.group, "Input columns per scale/zero group; -1 = per output channel");
-  sub->add_flag("--sym", o->q.sym, "Symmetric quantization (default asymmetric)");
-  sub->add_flag("--act-order", o->q.act_order, "GPTQ: quantize columns by decreasing Hessian diagonal");
-  sub->add_flag("--static-groups", o->q.static_groups, "GPTQ: groups fixed before act-order");
-  sub->add_flag("--true-sequential", o->q.true_sequential, "GPTQ: q/k/v, then o, then gate/up, then down");
-  sub->add_flag("--mse", o->q.mse, "MSE shrink search for the quantization range");
-  sub->add_option("--damp", o->q.damp, "GPTQ relative dampening");
+  // One flag per method option, from the registry; the help names the methods that take it.
+  std::vector<std::pair<const MethodOption*, CLI::Option*>> method_opts;
+  for (const OptionUse& u : all_method_options()) {
+    const MethodOption& mo = *u.option;
+    std::string help = fmt::format("{}: {}", fmt::join(u.methods, ", "), mo.help);
+    CLI::Option* opt;
+    if (mo.type == OptionType::Bool) {
+      opt = sub->add_flag(mo.flag(), o->flags[mo.name], help);
+    } else {
+      help += fmt::format(" (default {})", mo.def.is_string() ? mo.def.get<std::string>() : mo.def.dump());
+      opt = sub->add_option(mo.flag(), o->values[mo.name], help);
+      opt->type_name(mo.type == OptionType::Int ? "INT" : mo.type == OptionType::Number ? "FLOAT" : "TEXT");
+    }
+    method_opts.emplace_back(&mo, opt);
+  }
   sub->add_option("--calib", o->q.calib_file,
                   "Calibration text file (path, or relative to the data dir, e.g. calib/testbed-calib.txt)");
   sub->add_option("--nsamples", o->q.nsamples, "Calibration windows");
@@ -46,10 +72,32 @@ void add_quantize(CLI::App& app, Global& g, Commands& out) {
       "Directory for scratch files: finished layers, --calib-acts disk (default $TMPDIR or /tmp)");
   sub->add_option("--out", o->out, "Output directory")->required();
   sub->add_flag("--json", o->json, "Print the summary as JSON");
-  out.emplace_back(sub, [&g, o]() {
-    LoadedModel lm = load_model(g, o->model);
+  out.emplace_back(sub, [&g, o, method_opts]() {
     QuantConfig q = o->q;
-    if (q.group == 0) q.group = -1;
+    for (const auto& [mo, opt] : method_opts) {
+      if (opt->count() == 0) continue;
+      if (mo->type == OptionType::Bool) {
+        q.options[mo->name] = o->flags[mo->name];
+        continue;
+      }
+      const std::string& v = o->values[mo->name];
+      if (mo->type == OptionType::String) {
+        q.options[mo->name] = v;
+        continue;
+      }
+      size_t used = 0;
+      Json parsed;
+      try {
+        parsed = mo->type == OptionType::Int ? Json(std::stoll(v, &used)) : Json(std::stod(v, &used));
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != v.size())
+        fail("{} '{}': expected {}", mo->flag(), v, mo->type == OptionType::Int ? "an integer" : "a number");
+      q.options[mo->name] = parsed;
+    }
+    validate_quant_options(q);
+    LoadedModel lm = load_model(g, o->model);
     if (!q.calib_file.empty()) q.calib_file = resolve_data_path(q.calib_file, g.paths());
     QuantReport rep = quantize_model(*lm.model, *lm.tokenizer, q);
     const Json qc = quantization_config_json(q, rep, lm.path);
@@ -68,8 +116,9 @@ void add_quantize(CLI::App& app, Global& g, Commands& out) {
     if (o->json) {
       fmt::print("{}\n", summary.dump(2));
     } else {
-      fmt::print("quantized {} -> {}  ({} w{} g{}{})\n", lm.path, o->out, q.method, q.wbits, q.group,
-                 q.act_order ? " act-order" : "");
+      std::string opts;
+      for (auto& [k, v] : q.options.items()) opts += " " + k + "=" + v.dump();
+      fmt::print("quantized {} -> {}  ({} w{} g{}{})\n", lm.path, o->out, q.method, q.wbits, q.group, opts);
       fmt::print("  {:.1f} s, peak RSS {}, model.safetensors {}, {:.3f} bits per quantized weight\n",
                  rep.seconds, format_bytes(peak_rss_bytes()), format_bytes(bytes), rep.bits_per_weight);
       if (rep.hessian_flops > 0)

@@ -17,6 +17,11 @@
 
 namespace lowbit {
 
+// "Per output channel" (one scale/zero group per row), spelled one way everywhere a group size is chosen: the
+// CLI's --group, the study spec's group, quantization_config's group_size and the quantizers' options. (The
+// stored weight itself has group_size == cols.)
+inline constexpr int kPerChannel = -1;
+
 struct QuantizedWeight {
   int bits = 4;                       // 2..8
   int64_t rows = 0;                   // out_features

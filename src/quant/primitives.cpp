@@ -114,7 +114,9 @@ void check_finite(const float* w, int64_t rows, int64_t cols, std::string_view n
 
 void check_quant_shape(int bits, int64_t group_size, int64_t cols, std::string_view name) {
   if (bits < 2 || bits > 8) fail("{}: {}-bit quantization is not supported (bits must be 2..8)", name, bits);
-  if (group_size < 0) fail("{}: group size {} is negative", name, group_size);
+  if (group_size <= 0 && group_size != kPerChannel)
+    fail("{}: group size {} is invalid (a positive size, or {} for per channel)", name, group_size,
+         kPerChannel);
   if (group_size > 0 && cols % group_size != 0)
     fail("{}: group size {} does not divide in_features {}", name, group_size, cols);
 }

@@ -115,7 +115,7 @@ inline bool worth_parallel(double flops) {
 
 // Checks every value is finite; throws "<name> contains NaN at (r, c)" (or Inf).
 void check_finite(const float* w, int64_t rows, int64_t cols, std::string_view name);
-// Validates bits / group against a (rows, cols) weight; group_size 0 means per-channel.
+// Validates bits / group against a (rows, cols) weight; group_size kPerChannel means per channel.
 void check_quant_shape(int bits, int64_t group_size, int64_t cols, std::string_view name);
 
 }  // namespace lowbit

@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstring>
 #include <optional>
-#include <set>
 
 #include "core/dtype.h"
 #include "core/error.h"
@@ -14,30 +13,30 @@
 #include "core/progress.h"
 #include "core/sys.h"
 #include "kernels/linear.h"
-#include "quant/awq.h"
 #include "quant/calib.h"
-#include "quant/gptq.h"
-#include "quant/rtn.h"
 
 namespace lowbit {
 
-namespace {
-
-std::string tensor_name(int layer, LinearKind k) {
+std::string linear_tensor_name(int layer, LinearKind k) {
   return fmt::format("model.layers.{}.{}.weight", layer, linear_name(k));
 }
 
-QuantSpec spec_of(const QuantConfig& c) {
+QuantSpec affine_spec(const QuantConfig& c) {
   QuantSpec s;
   s.bits = c.wbits;
-  s.sym = c.sym;
-  s.mse = c.mse;
+  const Method& m = method_or_fail(c.method);
+  s.sym = m.option("sym") && c.opt<bool>("sym");
+  s.mse = m.option("mse") && c.opt<bool>("mse");
   return s;
 }
 
-int64_t group_of(const QuantConfig& c) {
-  return c.group > 0 ? c.group : 0;
+const Json& QuantConfig::option_default(const std::string& key) const {
+  const MethodOption* o = method_or_fail(method).option(key);
+  if (!o) fail("method {} has no option '{}'", method, key);
+  return o->def;
 }
+
+namespace {
 
 // ‖W − Ŵ‖ / ‖W‖, dequantizing a few rows at a time (a whole f32 copy of a 1B model's down_proj is 64 MiB).
 double rel_err(const std::vector<float>& w, const QuantizedWeight& q) {
@@ -55,16 +54,6 @@ double rel_err(const std::vector<float>& w, const QuantizedWeight& q) {
     }
   }
   return den > 0 ? std::sqrt(num / den) : 0;
-}
-
-LinearReport linear_report(int layer, LinearKind k, const QuantizedWeight& q) {
-  LinearReport r;
-  r.layer = layer;
-  r.kind = k;
-  r.rows = q.rows;
-  r.cols = q.cols;
-  r.bits_per_weight = q.bits_per_weight();
-  return r;
 }
 
 size_t dense_bytes(const Linear& l) {
@@ -93,99 +82,54 @@ std::shared_ptr<const QuantizedWeight> spill_weight(ScratchFile& scratch, const 
   return out;
 }
 
-void install(LlamaModel& model, int layer, LinearKind k, std::shared_ptr<const QuantizedWeight> q) {
+}  // namespace
+
+LinearReport linear_report(int layer, LinearKind k, const QuantizedWeight& q) {
+  LinearReport r;
+  r.layer = layer;
+  r.kind = k;
+  r.rows = q.rows;
+  r.cols = q.cols;
+  r.bits_per_weight = q.bits_per_weight();
+  return r;
+}
+
+LinearReport linear_report(int layer, LinearKind k, const std::vector<float>& w, const QuantizedWeight& q) {
+  LinearReport r = linear_report(layer, k, q);
+  r.rel_err = rel_err(w, q);
+  return r;
+}
+
+void install_linear(LlamaModel& model, int layer, LinearKind k, std::shared_ptr<const QuantizedWeight> q) {
   Linear l;
   l.quant = std::move(q);
   model.set_linear(layer, k, std::move(l));
 }
 
-void quantize_layer_rtn(LlamaModel& model, int layer, const QuantConfig& cfg, QuantReport& rep) {
-  for (LinearKind k : kAllLinears) {
-    const Linear& lin = model.linear(layer, k);
-    const std::vector<float> w = linear_to_f32(lin);
-    auto q = quantize_rtn(w.data(), lin.rows(), lin.cols(), spec_of(cfg),
-                          cfg.group > 0 ? Granularity::Group : Granularity::Channel, group_of(cfg));
-    LinearReport r = linear_report(layer, k, *q);
-    r.rel_err = rel_err(w, *q);
-    rep.linears.push_back(r);
-    install(model, layer, k, std::move(q));
-  }
-}
-
-// GPTQ's llama.py: Hessians from the block with every earlier group already quantized (true-sequential) or
-// all from the full-precision block; then the block's outputs with the quantized weights become the next
-// inputs.
-void quantize_layer_gptq(LlamaModel& model, int layer, Activations& acts, const QuantConfig& cfg,
-                         QuantReport& rep) {
-  using K = LinearKind;
-  std::vector<std::vector<K>> groups;
-  if (cfg.true_sequential)
-    groups = {{K::K, K::V, K::Q}, {K::O}, {K::Up, K::Gate}, {K::Down}};
-  else
-    groups = {{K::Q, K::K, K::V, K::O, K::Gate, K::Up, K::Down}};
-  GptqOptions opt;
-  opt.spec = spec_of(cfg);
-  opt.group_size = group_of(cfg);
-  opt.act_order = cfg.act_order;
-  opt.static_groups = cfg.static_groups;
-  opt.damp = cfg.damp;
-  for (const auto& group : groups) {
-    std::set<InputSite> sites;
-    for (K k : group) sites.insert(input_site(k));
-    HessianObserver obs(std::vector<InputSite>(sites.begin(), sites.end()));
-    run_block(model, layer, acts, &obs, false);
-    rep.hessian_seconds += obs.seconds();
-    rep.hessian_flops += obs.flops();
-    for (size_t i = 0; i < group.size(); ++i) {
-      const K k = group[i];
-      const Linear& lin = model.linear(layer, k);
-      const std::vector<float> w = linear_to_f32(lin);
-      // The last linear reading a site takes its H instead of copying it.
-      const bool last = std::none_of(group.begin() + long(i) + 1, group.end(),
-                                     [&](K later) { return input_site(later) == input_site(k); });
-      GptqResult g = gptq_quantize(w.data(), lin.rows(), lin.cols(),
-                                   last ? obs.take_hessian(input_site(k)) : obs.hessian(input_site(k)), opt,
-                                   tensor_name(layer, k));
-      LinearReport r = linear_report(layer, k, *g.weight);
-      r.rel_err = rel_err(w, *g.weight);
-      r.loss = g.loss;
-      r.damp = g.damp_used;
-      rep.linears.push_back(r);
-      install(model, layer, k, std::move(g.weight));
-    }
-  }
-  run_block(model, layer, acts, nullptr, true);
-}
-
-}  // namespace
-
-const std::vector<std::string>& quant_methods() {
-  static const std::vector<std::string> m{"rtn", "gptq", "awq"};
-  return m;
+std::vector<std::string> quant_methods() {
+  std::vector<std::string> names;
+  for (const Method* m : quant_method_list()) names.push_back(m->name);
+  return names;
 }
 
 bool method_needs_calibration(const std::string& method) {
-  return method == "gptq" || method == "awq";
+  const Method* m = find_method(method);
+  return m && m->needs_calibration;
 }
 
 void validate_quant_options(const QuantConfig& c) {
-  const bool gptq = c.method == "gptq", awq = c.method == "awq";
-  if (std::find(quant_methods().begin(), quant_methods().end(), c.method) == quant_methods().end())
-    fail("--method '{}' is not one of {}", c.method, fmt::join(quant_methods(), ", "));
-  if (c.wbits < 2 || c.wbits > 8)
-    fail("--wbits {} is not supported by {} (supported: 2..8 bits)", c.wbits, c.method);
-  if (c.group < -1) fail("--group {} is invalid (a positive group size, or -1 for per-channel)", c.group);
-  if (!gptq) {
-    if (c.act_order) fail("--act-order applies to gptq only, not {}", c.method);
-    if (c.static_groups) fail("--static-groups applies to gptq only, not {}", c.method);
-    if (c.true_sequential) fail("--true-sequential applies to gptq only, not {}", c.method);
-  }
-  if (gptq && !(c.damp > 0 && std::isfinite(c.damp))) fail("--damp {} must be a positive number", c.damp);
-  if (method_needs_calibration(c.method)) {
+  const Method& m = method_or_fail(c.method);
+  if (c.wbits < m.min_bits || c.wbits > m.max_bits)
+    fail("--wbits {} is not supported by {} (supported: {}..{} bits)", c.wbits, c.method, m.min_bits,
+         m.max_bits);
+  if (c.group == 0 || c.group < kPerChannel)
+    fail("--group {} is invalid (a positive group size, or {} for per-channel)", c.group, kPerChannel);
+  resolve_method_options(m, c.options);
+  if (m.validate) m.validate(c);
+  if (m.needs_calibration) {
     if (c.calib_file.empty()) fail("--method {} needs a calibration text (--calib FILE)", c.method);
     if (c.nsamples < 1) fail("--nsamples {} must be at least 1", c.nsamples);
     if (c.seqlen < 1) fail("--seqlen {} must be at least 1", c.seqlen);
-    if (awq && c.awq_seqlen < 0) fail("awq_seqlen {} must be >= 0", c.awq_seqlen);
     parse_act_storage(c.calib_acts);
   }
 }
@@ -193,13 +137,13 @@ void validate_quant_options(const QuantConfig& c) {
 void validate_quant_settings(const ModelConfig& mc, const QuantConfig& c) {
   validate_quant_options(c);
   // in_features of the block linears: q/k/v/gate/up read n_embd, o reads n_head·head_dim, down reads n_ff.
-  if (c.group > 0)
+  if (c.group != kPerChannel)
     for (LinearKind k : kAllLinears) {
       const int width = k == LinearKind::O      ? mc.n_head * mc.head_dim
                         : k == LinearKind::Down ? mc.n_ff
                                                 : mc.n_embd;
       if (width % c.group != 0)
-        fail("--group {} does not divide in_features {} of {}", c.group, width, tensor_name(0, k));
+        fail("--group {} does not divide in_features {} of {}", c.group, width, linear_tensor_name(0, k));
     }
 }
 
@@ -209,7 +153,7 @@ void validate_quant_config(const LlamaModel& model, const QuantConfig& c) {
   for (int l = 0; l < mc.n_layer; ++l)
     for (LinearKind k : kAllLinears) {
       const Linear& lin = model.linear(l, k);
-      const std::string name = tensor_name(l, k);
+      const std::string name = linear_tensor_name(l, k);
       if (lin.quant) fail("{} is already quantized; quantize a full-precision model", name);
       const std::vector<float> w = linear_to_f32(lin);
       check_finite(w.data(), lin.rows(), lin.cols(), name);
@@ -218,25 +162,24 @@ void validate_quant_config(const LlamaModel& model, const QuantConfig& c) {
     }
 }
 
-QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantConfig& cfg) {
+QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantConfig& given) {
   Timer timer;
-  validate_quant_config(model, cfg);
+  validate_quant_config(model, given);
+  const Method& method = method_or_fail(given.method);
+  QuantConfig cfg = given;
+  cfg.options = resolve_method_options(method, given.options);  // every option, defaults filled in
   QuantReport rep;
   rep.config = cfg;
   const int L = model.config().n_layer;
   Activations acts;
-  if (cfg.method != "rtn") {
+  if (method.needs_calibration) {
     const CalibSet calib = load_calibration(tok, cfg.calib_file, cfg.nsamples, cfg.seqlen, cfg.seed);
     rep.calib_sha256 = calib.sha256;
     rep.calib_stream_tokens = calib.stream_tokens;
-    int T = cfg.seqlen;
-    if (cfg.method == "awq" && cfg.awq_seqlen > 0) T = std::min(T, cfg.awq_seqlen);
+    const int T = method.calib_tokens ? method.calib_tokens(cfg) : cfg.seqlen;
     // Leaves none of the embedding table resident: it is not read again here (a tied head is not run).
     acts = embed_windows(model, calib, T, parse_act_storage(cfg.calib_acts), cfg.spill_dir);
   }
-  AwqOptions aopt;
-  aopt.spec = spec_of(cfg);
-  aopt.group_size = group_of(cfg);
 
   // Finished layers are moved here, so quantized layers do not pile up in RAM while the next are computed
   // (16 × 32 MiB for a 1B model at 4 bits; 4 GiB for an 8B one).
@@ -246,30 +189,23 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
   } catch (const Error& e) {
     fail("{} (quantized layers are kept there; choose another with --spill-dir or TMPDIR)", e.what());
   }
-  Progress progress(
-      fmt::format("{} w{}{}", cfg.method, cfg.wbits, cfg.group > 0 ? fmt::format("g{}", cfg.group) : ""),
-      uint64_t(L), "layer", cfg.quiet);
+  Progress progress(fmt::format("{} w{}{}", cfg.method, cfg.wbits,
+                                cfg.group != kPerChannel ? fmt::format("g{}", cfg.group) : ""),
+                    uint64_t(L), "layer", cfg.quiet);
   for (int l = 0; l < L; ++l) {
     Timer lt;
     LayerReport lr;
     lr.layer = l;
     std::vector<Linear> originals;  // keeps the source weights alive until their pages are released below
     for (LinearKind k : kAllLinears) originals.push_back(model.linear(l, k));
-    if (cfg.method == "rtn") {
-      quantize_layer_rtn(model, l, cfg, rep);
-    } else if (cfg.method == "gptq") {
-      quantize_layer_gptq(model, l, acts, cfg, rep);
-    } else {
-      const AwqLayerResult a = awq_quantize_layer(model, l, acts, aopt);
-      lr.awq_alpha = a.alpha;
-      for (LinearKind k : kAllLinears) {
-        LinearReport r = linear_report(l, k, *a.weights[size_t(int(k))]);
-        r.rel_err = a.rel_err[size_t(int(k))];
-        rep.linears.push_back(r);
-      }
-    }
+    LayerJob job{model, l, cfg, method.needs_calibration ? &acts : nullptr, rep, lr};
+    method.quantize_layer(job);
     for (const Linear& o : originals) release_mapped_pages(o.dense.data, dense_bytes(o));
-    for (LinearKind k : kAllLinears) install(model, l, k, spill_weight(*scratch, *model.linear(l, k).quant));
+    for (LinearKind k : kAllLinears) {
+      const Linear& q = model.linear(l, k);
+      if (!q.quant) fail("method {} left {} unquantized", method.name, linear_tensor_name(l, k));
+      install_linear(model, l, k, spill_weight(*scratch, *q.quant));
+    }
     release_free_memory();  // the layer's freed work buffers, so the next layer's start from a trimmed heap
     lr.seconds = lt.seconds();
     rep.layers.push_back(lr);
@@ -289,20 +225,14 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
 }
 
 Json quantization_config_json(const QuantConfig& q, const QuantReport& rep, const std::string& source_model) {
-  Json qc = {{"quant_method", q.method},
-             {"bits", q.wbits},
-             {"group_size", q.group},
-             {"sym", q.sym},
-             {"desc_act", q.act_order},
-             {"static_groups", q.static_groups},
-             {"true_sequential", q.true_sequential},
-             {"mse", q.mse},
-             {"damp_percent", q.damp},
-             {"format", "lowbit-packed-v1"},
+  const Method& m = method_or_fail(q.method);
+  Json qc = {{"quant_method", q.method}, {"bits", q.wbits}, {"group_size", q.group}};
+  for (const MethodOption& o : m.options) qc[o.json_key()] = q.opt<Json>(o.name);
+  qc.update({{"format", "lowbit-packed-v1"},
              {"bits_per_weight", rep.bits_per_weight},
              {"source_model", source_model},
-             {"lowbit_version", LOWBIT_VERSION}};
-  if (method_needs_calibration(q.method))
+             {"lowbit_version", LOWBIT_VERSION}});
+  if (m.needs_calibration)
     qc["calibration"] = {{"file", q.calib_file},   {"sha256", rep.calib_sha256},
                          {"nsamples", q.nsamples}, {"seqlen", q.seqlen},
                          {"seed", q.seed},         {"activations", q.calib_acts}};

@@ -10,30 +10,35 @@
 #include "core/json.h"
 #include "io/tokenizer.h"
 #include "model/llama.h"
+#include "quant/method.h"
+#include "quant/primitives.h"
 
 namespace lowbit {
 
 struct QuantConfig {
-  std::string method = "gptq";  // rtn | gptq | awq
-  int wbits = 4;                // 2..8
-  int group = 128;              // input columns per (S, Z); -1 (or 0) = per output channel
-  bool sym = false;
-  bool act_order = false;      // GPTQ only
-  bool static_groups = false;  // GPTQ only
-  // GPTQ only: q/k/v, then o, then gate/up, then down, each calibrated with the earlier ones quantized
-  bool true_sequential = false;
-  double damp = 0.01;  // GPTQ relative dampening
-  bool mse = false;    // MSE shrink search for the (S, Z) ranges (GPTQ's --mse; RTN and AWQ too)
+  std::string method = "gptq";  // a registered method (quant/method.h)
+  int wbits = 4;                // within the method's min_bits..max_bits
+  int group = 128;              // input columns per (S, Z); kPerChannel (-1) = one group per output channel
+  // The method's own options by name (its MethodOption schema): given ones only, or all of them once
+  // quantize_model has resolved the defaults. Read them with opt<T>().
+  Json options = Json::object();
+  // Calibration, for the methods that need it.
   int nsamples = 128, seqlen = 2048;
   uint64_t seed = 0;
-  std::string calib_file;  // required by gptq and awq
-  // AWQ runs its search on the first awq_seqlen tokens of each window (exact for a causal model): llm-awq's
-  // default calibration is 128 × 512 tokens, and its 20 × 4 block re-evaluations scale with the token count.
-  // 0 = the whole window.
-  int awq_seqlen = 512;
+  std::string calib_file;          // required by methods with needs_calibration
   std::string calib_acts = "f32";  // f32 | bf16 | disk (quant/activations.h)
   std::string spill_dir;  // scratch files (finished layers, disk activations); empty = $TMPDIR or /tmp
   bool quiet = false;     // no progress bar
+
+  // An option's value: the given one, else the method's default (throws if the method has no such option).
+  template <class T>
+  T opt(const std::string& key) const {
+    if (auto it = options.find(key); it != options.end()) return it->get<T>();
+    return option_default(key).get<T>();
+  }
+
+ private:
+  const Json& option_default(const std::string& key) const;
 };
 
 struct LinearReport {
@@ -66,8 +71,8 @@ struct QuantReport {
   int64_t calib_stream_tokens = 0;
 };
 
-// The methods quantize_model knows (a new method file adds its name here), and which need a calibration text.
-const std::vector<std::string>& quant_methods();
+// The names of the registered methods (quant/method.h), and whether one needs a calibration text.
+std::vector<std::string> quant_methods();
 bool method_needs_calibration(const std::string& method);
 
 // The checks of the settings alone: method, bits, group, options that the method does not take, calibration
@@ -89,5 +94,15 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
 // format, bits per weight, source model, lowbit version, and the calibration (file, sha256, nsamples, seqlen,
 // seed) for calibrated methods.
 Json quantization_config_json(const QuantConfig& q, const QuantReport& rep, const std::string& source_model);
+
+// For method files (quant/methods/): the pieces every per-layer function needs.
+std::string linear_tensor_name(int layer, LinearKind k);  // "model.layers.3.self_attn.q_proj.weight"
+QuantSpec affine_spec(const QuantConfig& cfg);  // wbits, and the sym / mse options if the method has them
+// The report line of a packed linear: its shape and storage bits per weight; with the source weight w, also
+// its relative error ‖W − Ŵ‖_F / ‖W‖_F.
+LinearReport linear_report(int layer, LinearKind k, const QuantizedWeight& q);
+LinearReport linear_report(int layer, LinearKind k, const std::vector<float>& w, const QuantizedWeight& q);
+// Replaces the model's linear with the packed weight.
+void install_linear(LlamaModel& model, int layer, LinearKind k, std::shared_ptr<const QuantizedWeight> q);
 
 }  // namespace lowbit

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "quant/method.h"
 #include "study/report_internal.h"
 
 namespace lowbit::report_detail {
@@ -77,9 +78,12 @@ std::string group_text(const Json& row) {
 
 std::string method_label(const Json& row) {
   std::string m = row.contains("method") ? json_scalar(row["method"]) : "?";
-  // fp16 -> FP16, rtn -> RTN, gptq -> GPTQ, awq -> AWQ; methods of later issues likewise upper-cased.
+  // The registry's label (gptq -> GPTQ); fp16 and methods this build does not know, upper-cased.
   std::string name = m;
-  for (char& c : name) c = char(std::toupper(static_cast<unsigned char>(c)));
+  if (const Method* method = find_method(m))
+    name = method->label;
+  else
+    for (char& c : name) c = char(std::toupper(static_cast<unsigned char>(c)));
   // Settings other than the table's own columns tell rows apart: "GPTQ (act-order)", "RTN (sym=false)".
   std::vector<std::string> opts;
   for (auto it = row.begin(); it != row.end(); ++it) {

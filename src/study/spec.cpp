@@ -19,7 +19,7 @@ namespace lowbit {
 std::string StudyRow::label() const {
   if (baseline()) return "fp16";
   std::string s = fmt::format("{} w{} a{} {}", quant.method, quant.wbits, settings.value("abits", 16),
-                              quant.group > 0 ? fmt::format("g{}", quant.group) : "per-channel");
+                              quant.group != kPerChannel ? fmt::format("g{}", quant.group) : "per-channel");
   for (auto& [k, v] : settings.items())
     if (k != "method" && k != "wbits" && k != "abits" && k != "group")
       s += v.is_boolean() ? (v.get<bool>() ? " " + k : " no-" + k) : fmt::format(" {}={}", k, v.dump());
@@ -127,22 +127,51 @@ void check_nonneg(const Section& s, const std::string& key, int64_t v) {
   if (v < 0) s.bad(key, fmt::format("{} must be >= 0", v));
 }
 
+// The spec keys of a row: its axes, then every registered method's options.
+std::vector<std::string> row_keys() {
+  std::vector<std::string> k{"method", "wbits", "abits", "group"};
+  for (const OptionUse& u : all_method_options()) k.push_back(u.option->name);
+  return k;
+}
+
+// The value of method option o in a row, typed by its schema (the settings keep the type, so store keys
+// stay stable: damp is always a float, awq_seqlen an integer).
+Json option_value(const Section& s, const MethodOption& o) {
+  switch (o.type) {
+    case OptionType::Bool:
+      return s.boolean(o.name, false);
+    case OptionType::Int:
+      return s.integer(o.name, 0);
+    case OptionType::Number:
+      return s.number(o.name, 0);
+    case OptionType::String:
+      return s.string(o.name, "");
+  }
+  return nullptr;
+}
+
 std::vector<StudyRow> expand_rows(const Section& s, const std::string& where, const StudySpec& spec) {
   std::vector<std::string> methods = s.list<std::string>("method", {});
   if (methods.empty())
     s.bad("method", "missing (fp16 or one of " + fmt::format("{}", fmt::join(quant_methods(), ", ")) + ")");
   std::vector<int64_t> wbits = s.list<int64_t>("wbits", {}), abits = s.list<int64_t>("abits", {16}),
                        groups = s.list<int64_t>("group", {128});
+  // The method options this row sets (each checked against each method below).
+  std::vector<const MethodOption*> given;
+  for (const OptionUse& u : all_method_options())
+    if (s.has(u.option->name)) given.push_back(u.option);
   std::vector<StudyRow> out;
   for (const std::string& m : methods) {
     const bool fp = m == "fp16";
-    if (!fp && std::find(quant_methods().begin(), quant_methods().end(), m) == quant_methods().end())
+    if (!fp && !find_method(m))
       s.bad("method",
             fmt::format("unknown method '{}' (known: fp16, {})", m, fmt::join(quant_methods(), ", ")));
     if (fp) {
-      for (const char* k : {"wbits", "group", "sym", "act_order", "static_groups", "true_sequential", "mse",
-                            "damp", "awq_seqlen"})
-        if (s.has(k) && methods.size() == 1) s.bad(k, "does not apply to the fp16 baseline");
+      if (methods.size() == 1) {
+        for (const char* k : {"wbits", "group"})
+          if (s.has(k)) s.bad(k, "does not apply to the fp16 baseline");
+        for (const MethodOption* o : given) s.bad(o->name, "does not apply to the fp16 baseline");
+      }
       for (int64_t a : abits)
         if (a != 16) s.bad("abits", fmt::format("abits = {}: the fp16 baseline has 16-bit activations", a));
       StudyRow r;
@@ -152,7 +181,9 @@ std::vector<StudyRow> expand_rows(const Section& s, const std::string& where, co
       out.push_back(r);
       continue;
     }
-    if (wbits.empty()) s.bad("wbits", "missing (weight bits, 2..8)");
+    const Method& method = *find_method(m);
+    if (wbits.empty())
+      s.bad("wbits", fmt::format("missing (weight bits, {}..{})", method.min_bits, method.max_bits));
     for (int64_t w : wbits)
       for (int64_t a : abits)
         for (int64_t g : groups) {
@@ -161,9 +192,12 @@ std::vector<StudyRow> expand_rows(const Section& s, const std::string& where, co
                   fmt::format("abits = {}: {} quantizes weights only (activation quantization is not "
                               "implemented yet); use 16",
                               a, m));
-          if (w < 2 || w > 8) s.bad("wbits", fmt::format("wbits = {} is not supported by {} (2..8)", w, m));
-          if (g == 0 || g < -1)
-            s.bad("group", fmt::format("group = {}: a positive group size, or -1 for per-channel", g));
+          if (w < method.min_bits || w > method.max_bits)
+            s.bad("wbits", fmt::format("wbits = {} is not supported by {} ({}..{})", w, m, method.min_bits,
+                                       method.max_bits));
+          if (g == 0 || g < kPerChannel)
+            s.bad("group",
+                  fmt::format("group = {}: a positive group size, or {} for per-channel", g, kPerChannel));
           StudyRow r;
           r.where = where;
           QuantConfig& q = r.quant;
@@ -171,18 +205,7 @@ std::vector<StudyRow> expand_rows(const Section& s, const std::string& where, co
           q.wbits = int(w);
           q.group = int(g);
           r.settings = {{"method", m}, {"wbits", w}, {"abits", a}, {"group", g}};
-          auto opt_bool = [&](const char* k, bool& field) {
-            if (!s.has(k)) return;
-            field = s.boolean(k, field);
-            r.settings[k] = field;
-          };
-          opt_bool("sym", q.sym);
-          opt_bool("act_order", q.act_order);
-          opt_bool("static_groups", q.static_groups);
-          opt_bool("true_sequential", q.true_sequential);
-          opt_bool("mse", q.mse);
-          if (s.has("damp")) r.settings["damp"] = q.damp = s.number("damp", q.damp);
-          if (s.has("awq_seqlen")) r.settings["awq_seqlen"] = q.awq_seqlen = int(s.integer("awq_seqlen", 0));
+          for (const MethodOption* o : given) r.settings[o->name] = q.options[o->name] = option_value(s, *o);
           q.nsamples = spec.calib_nsamples;
           q.seqlen = spec.calib_seqlen;
           q.seed = spec.calib_seed;
@@ -264,9 +287,7 @@ StudySpec parse_study(const std::string& text, const std::string& source) {
     const std::string where = fmt::format("rows[{}]", i);
     const toml::table* rt = (*rows)[i].as_table();
     if (!rt) top.bad(where, "expected a table ([[rows]])");
-    Section rs(*rt, where, source,
-               {"method", "wbits", "abits", "group", "sym", "act_order", "static_groups", "true_sequential",
-                "mse", "damp", "awq_seqlen"});
+    Section rs(*rt, where, source, row_keys());
     for (StudyRow& r : expand_rows(rs, where, spec))
       if (seen.insert(r.settings.dump()).second) spec.rows.push_back(std::move(r));
   }

@@ -7,7 +7,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
-#include "synth.h"
+#include "quant/synth.h"
 #include "test_util.h"
 
 namespace lowbit {

@@ -9,8 +9,8 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "kernels/quantized.h"
-#include "quant/rtn.h"
-#include "synth.h"
+#include "quant/methods/rtn.h"
+#include "quant/synth.h"
 
 namespace lowbit {
 namespace {

@@ -27,9 +27,9 @@
 #include "kernels/quantized.h"
 #include "model/llama.h"
 #include "quant/calib.h"
-#include "quant/gptq.h"
+#include "quant/methods/gptq.h"
+#include "quant/methods/rtn.h"
 #include "quant/quantize.h"
-#include "quant/rtn.h"
 #include "test_util.h"
 
 namespace lowbit {
@@ -72,7 +72,7 @@ std::map<std::string, double> perplexities(Alphas& alphas) {
         qc.method = s.method;
         qc.wbits = s.wbits;
         qc.group = s.group;
-        qc.act_order = s.act_order;
+        if (s.act_order) qc.options["act_order"] = true;
         qc.calib_file = test::data_path("calib/testbed-calib.txt");
         qc.nsamples = 4;
         qc.seqlen = 2048;
@@ -254,7 +254,7 @@ TEST(TestbedQuant, LayerOutputErrorMatchesTorchReference) {
     for (const auto& [name, want] : site_ref["rel_out_err"].items()) {
       const bool rtn = name.rfind("rtn", 0) == 0;
       const int bits = name[name.find('w') + 1] - '0';
-      const int group = name.find("g128") != std::string::npos ? 128 : 0;  // 0 = per channel
+      const int group = name.find("g128") != std::string::npos ? 128 : kPerChannel;
       QuantSpec spec;
       spec.bits = bits;
       std::shared_ptr<const QuantizedWeight> q;

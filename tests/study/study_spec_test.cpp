@@ -81,7 +81,7 @@ group = 128
   EXPECT_EQ(s.rows[2].label(), "rtn w2 a16 g128");
   EXPECT_EQ(s.rows[4].label(), "gptq w4 a16 g128");
   EXPECT_EQ(s.rows[8].label(), "gptq w4 a16 g128 act_order");
-  EXPECT_TRUE(s.rows[8].quant.act_order);
+  EXPECT_TRUE(s.rows[8].quant.opt<bool>("act_order"));
   EXPECT_EQ(s.rows[8].settings.dump(),
             R"({"abits":16,"act_order":true,"group":128,"method":"gptq","wbits":4})");
   EXPECT_TRUE(s.kld);  // default with a perplexity dataset

@@ -21,13 +21,14 @@
 #include <vector>
 
 #include "formats/quantized.h"
+#include "quant/method.h"
 #include "quant/primitives.h"
 
 namespace lowbit {
 
 struct GptqOptions {
   QuantSpec spec;
-  int64_t group_size = 0;  // 0 = per output channel
+  int64_t group_size = kPerChannel;  // input columns per (S, Z), or kPerChannel
   bool act_order = false;
   bool static_groups = false;
   double damp = 0.01;  // relative dampening (percdamp)
@@ -47,5 +48,8 @@ struct GptqResult {
 // W: (rows, cols) row-major; H: (cols, cols) symmetric (consumed). name labels errors.
 GptqResult gptq_quantize(const float* w, int64_t rows, int64_t cols, std::vector<float> H,
                          const GptqOptions& opt, std::string_view name);
+
+// The registry entry (quant/method.h).
+const Method& gptq_method();
 
 }  // namespace lowbit

@@ -1,13 +1,17 @@
-#include "quant/gptq.h"
+#include "quant/methods/gptq.h"
 
 #include <cblas.h>
 
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <set>
 
 #include "core/error.h"
 #include "core/lapack.h"
+#include "kernels/linear.h"
+#include "quant/calib.h"
+#include "quant/quantize.h"
 
 namespace lowbit {
 
@@ -169,6 +173,83 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols, std::vec
   for (double l : row_loss) res.loss += l / 2;
   res.weight = pb.finish();
   return res;
+}
+
+// --- The method: GPTQ's llama.py sequential driver over the layer's linears. ---
+
+namespace {
+
+// Hessians from the block with every earlier group already quantized (true-sequential) or all from the
+// full-precision block; then the block's outputs with the quantized weights become the next inputs.
+void gptq_layer(LayerJob& job) {
+  using K = LinearKind;
+  const QuantConfig& cfg = job.cfg;
+  LlamaModel& model = job.model;
+  const int layer = job.layer;
+  std::vector<std::vector<K>> groups;
+  if (cfg.opt<bool>("true_sequential"))
+    groups = {{K::K, K::V, K::Q}, {K::O}, {K::Up, K::Gate}, {K::Down}};
+  else
+    groups = {{K::Q, K::K, K::V, K::O, K::Gate, K::Up, K::Down}};
+  GptqOptions opt;
+  opt.spec = affine_spec(cfg);
+  opt.group_size = cfg.group;
+  opt.act_order = cfg.opt<bool>("act_order");
+  opt.static_groups = cfg.opt<bool>("static_groups");
+  opt.damp = cfg.opt<double>("damp");
+  for (const auto& group : groups) {
+    std::set<InputSite> sites;
+    for (K k : group) sites.insert(input_site(k));
+    HessianObserver obs(std::vector<InputSite>(sites.begin(), sites.end()));
+    run_block(model, layer, *job.acts, &obs, false);
+    job.report.hessian_seconds += obs.seconds();
+    job.report.hessian_flops += obs.flops();
+    for (size_t i = 0; i < group.size(); ++i) {
+      const K k = group[i];
+      const Linear& lin = model.linear(layer, k);
+      const std::vector<float> w = linear_to_f32(lin);
+      // The last linear reading a site takes its H instead of copying it.
+      const bool last = std::none_of(group.begin() + long(i) + 1, group.end(),
+                                     [&](K later) { return input_site(later) == input_site(k); });
+      GptqResult g = gptq_quantize(w.data(), lin.rows(), lin.cols(),
+                                   last ? obs.take_hessian(input_site(k)) : obs.hessian(input_site(k)), opt,
+                                   linear_tensor_name(layer, k));
+      LinearReport r = linear_report(layer, k, w, *g.weight);
+      r.loss = g.loss;
+      r.damp = g.damp_used;
+      job.report.linears.push_back(r);
+      install_linear(model, layer, k, std::move(g.weight));
+    }
+  }
+  run_block(model, layer, *job.acts, nullptr, true);
+}
+
+}  // namespace
+
+const Method& gptq_method() {
+  static const Method m = [] {
+    Method m;
+    m.name = "gptq";
+    m.label = "GPTQ";
+    m.summary = "GPTQ (Frantar et al. 2022): column-wise quantization with Hessian error feedback";
+    m.needs_calibration = true;
+    m.format = "affine";
+    MethodOption act_order{"act_order", OptionType::Bool, false,
+                           "quantize columns by decreasing Hessian diagonal"};
+    act_order.config_key = "desc_act";
+    MethodOption damp{"damp", OptionType::Number, 0.01, "relative dampening of H's diagonal", 0};
+    damp.min_exclusive = true;
+    damp.config_key = "damp_percent";
+    m.options = {sym_option(),
+                 mse_option(),
+                 act_order,
+                 {"static_groups", OptionType::Bool, false, "group parameters fixed before act-order"},
+                 {"true_sequential", OptionType::Bool, false, "q/k/v, then o, then gate/up, then down"},
+                 damp};
+    m.quantize_layer = gptq_layer;
+    return m;
+  }();
+  return m;
 }
 
 }  // namespace lowbit

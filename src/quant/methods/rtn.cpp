@@ -1,6 +1,8 @@
-#include "quant/rtn.h"
+#include "quant/methods/rtn.h"
 
 #include "core/error.h"
+#include "kernels/linear.h"
+#include "quant/quantize.h"
 
 namespace lowbit {
 
@@ -9,7 +11,7 @@ std::shared_ptr<const QuantizedWeight> quantize_rtn(const float* w, int64_t rows
                                                     int64_t group_size, float* fake) {
   if (gran != Granularity::Group) group_size = cols;
   check_quant_shape(spec.bits, group_size, cols, "rtn");
-  if (group_size == 0) fail("rtn: group size must be positive");
+  if (group_size <= 0) fail("rtn: group size must be positive");
   const int maxq = spec.maxq();
   const int64_t G = cols / group_size;
   AffineParams tensor_params;
@@ -32,6 +34,38 @@ std::shared_ptr<const QuantizedWeight> quantize_rtn(const float* w, int64_t rows
       },
       16, worth_parallel(4.0 * double(rows) * double(cols)));
   return pb.finish();
+}
+
+// --- The method: every linear of a layer on its own, no calibration. ---
+
+namespace {
+
+void rtn_layer(LayerJob& job) {
+  const QuantConfig& cfg = job.cfg;
+  for (LinearKind k : kAllLinears) {
+    const Linear& lin = job.model.linear(job.layer, k);
+    const std::vector<float> w = linear_to_f32(lin);
+    auto q = quantize_rtn(w.data(), lin.rows(), lin.cols(), affine_spec(cfg),
+                          cfg.group == kPerChannel ? Granularity::Channel : Granularity::Group, cfg.group);
+    job.report.linears.push_back(linear_report(job.layer, k, w, *q));
+    install_linear(job.model, job.layer, k, std::move(q));
+  }
+}
+
+}  // namespace
+
+const Method& rtn_method() {
+  static const Method m = [] {
+    Method m;
+    m.name = "rtn";
+    m.label = "RTN";
+    m.summary = "round to nearest, every weight on its own (no calibration)";
+    m.format = "affine";
+    m.options = {sym_option(), mse_option()};
+    m.quantize_layer = rtn_layer;
+    return m;
+  }();
+  return m;
 }
 
 }  // namespace lowbit

@@ -25,13 +25,14 @@
 #include "formats/quantized.h"
 #include "model/llama.h"
 #include "quant/calib.h"
+#include "quant/method.h"
 #include "quant/primitives.h"
 
 namespace lowbit {
 
 struct AwqOptions {
   QuantSpec spec;
-  int64_t group_size = 0;  // 0 = per output channel
+  int64_t group_size = kPerChannel;  // input columns per (S, Z), or kPerChannel
   int n_grid = 20;
   bool clip = true;
   int clip_grid = 20;
@@ -64,5 +65,8 @@ std::vector<float> awq_scales(const std::vector<float>& mean_abs, float alpha);
 // Per (row, group) clipping bound m (rows, n_groups) for W (rows, cols) given inputs X (n, cols).
 std::vector<float> awq_clip_bounds(const float* W, int64_t rows, int64_t cols, const float* X, int64_t n,
                                    const AwqOptions& opt);
+
+// The registry entry (quant/method.h).
+const Method& awq_method();
 
 }  // namespace lowbit

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "formats/quantized.h"
+#include "quant/method.h"
 #include "quant/primitives.h"
 
 namespace lowbit {
@@ -18,6 +19,9 @@ enum class Granularity { Tensor, Channel, Group };
 // dequantizing the result.
 std::shared_ptr<const QuantizedWeight> quantize_rtn(const float* w, int64_t rows, int64_t cols,
                                                     const QuantSpec& spec, Granularity gran,
-                                                    int64_t group_size = 0, float* fake = nullptr);
+                                                    int64_t group_size = kPerChannel, float* fake = nullptr);
+
+// The registry entry (quant/method.h).
+const Method& rtn_method();
 
 }  // namespace lowbit

@@ -1,7 +1,7 @@
 // GPTQ on synthetic layers: better than RTN on the layer-output objective, equal to an unblocked
 // column-by-column reference (double-precision inverse Hessian), valid act-order g_idx, dead columns, static
 // groups, and the non-positive-definite fallback.
-#include "quant/gptq.h"
+#include "quant/methods/gptq.h"
 
 #include <gtest/gtest.h>
 
@@ -10,8 +10,8 @@
 
 #include "core/error.h"
 #include "kernels/quantized.h"
-#include "quant/rtn.h"
-#include "synth.h"
+#include "quant/methods/rtn.h"
+#include "quant/synth.h"
 
 namespace lowbit {
 namespace {
@@ -77,7 +77,7 @@ Ref reference_gptq(const Problem& p, const GptqOptions& o) {
   std::vector<float> W = p.W;
   std::vector<double> H(p.H.begin(), p.H.end());
   std::vector<AffineParams> params(static_cast<size_t>(rows));
-  if (o.group_size == 0)
+  if (o.group_size == kPerChannel)
     for (int64_t r = 0; r < rows; ++r) params[size_t(r)] = find_params(&W[size_t(r * n)], n, o.spec);
   for (int64_t i = 0; i < n; ++i)
     if (H[size_t(i * n + i)] == 0) {
@@ -167,17 +167,17 @@ GptqOptions options(int bits, int64_t group, bool act_order = false, bool static
 
 TEST(Gptq, BeatsRtnOnTheLayerOutput) {
   const Problem p = make_problem(48, 256, 512, 11);
-  for (auto [bits, group, act] : {std::tuple{4, 0, false},
+  for (auto [bits, group, act] : {std::tuple{4, kPerChannel, false},
                                   {4, 64, false},
                                   {3, 64, false},
                                   {3, 64, true},
                                   {2, 64, false},
-                                  {8, 0, false}}) {
+                                  {8, kPerChannel, false}}) {
     GptqResult g = gptq_quantize(p.W.data(), p.rows, p.cols, p.H, options(bits, group, act), "w");
     QuantSpec s;
     s.bits = bits;
-    auto rtn =
-        quantize_rtn(p.W.data(), p.rows, p.cols, s, group ? Granularity::Group : Granularity::Channel, group);
+    auto rtn = quantize_rtn(p.W.data(), p.rows, p.cols, s,
+                            group > 0 ? Granularity::Group : Granularity::Channel, group);
     const double eg = output_error(p, dequant(*g.weight)), er = output_error(p, dequant(*rtn));
     EXPECT_LT(eg, 0.9 * er) << "bits " << bits << " group " << group << " act_order " << act;
     EXPECT_EQ(g.damp_used, 0.01);
@@ -197,9 +197,9 @@ TEST(Gptq, MatchesUnblockedReference) {
     bool act, stat;
     int block;
   };
-  for (const Case& c :
-       {Case{4, 0, false, false, 128}, Case{4, 128, false, false, 128}, Case{3, 128, false, false, 32},
-        Case{4, 64, true, false, 64}, Case{3, 64, true, true, 128}, Case{2, 0, true, false, 16}}) {
+  for (const Case& c : {Case{4, kPerChannel, false, false, 128}, Case{4, 128, false, false, 128},
+                        Case{3, 128, false, false, 32}, Case{4, 64, true, false, 64},
+                        Case{3, 64, true, true, 128}, Case{2, kPerChannel, true, false, 16}}) {
     SCOPED_TRACE(testing::Message() << "bits " << c.bits << " group " << c.group << " act " << c.act
                                     << " static " << c.stat << " block " << c.block);
     const GptqOptions o = options(c.bits, c.group, c.act, c.stat, c.block);
@@ -233,7 +233,8 @@ TEST(Gptq, ActOrderGroupsGiveAValidGIdx) {
   // The order is not the identity (the test would be vacuous otherwise).
   EXPECT_FALSE(std::is_sorted(order.begin(), order.end()));
   // Without groups or with static groups there is nothing to map.
-  EXPECT_EQ(gptq_quantize(p.W.data(), p.rows, p.cols, p.H, options(4, 0, true), "w").weight->g_idx, nullptr);
+  EXPECT_EQ(gptq_quantize(p.W.data(), p.rows, p.cols, p.H, options(4, kPerChannel, true), "w").weight->g_idx,
+            nullptr);
   EXPECT_EQ(gptq_quantize(p.W.data(), p.rows, p.cols, p.H, options(4, 64, true, true), "w").weight->g_idx,
             nullptr);
 }
@@ -265,9 +266,10 @@ TEST(Gptq, NonPositiveDefiniteHessian) {
   // ×10 increase of 1% (λ = 10).
   const std::vector<float> W = {0.5f, -0.25f, 1.0f, 0.75f, -1.0f, 0.1f, 0.2f, 0.3f};
   const std::vector<float> H = {1, 2, 2, 1};
-  GptqResult g = gptq_quantize(W.data(), 4, 2, H, options(4, 0), "model.layers.0.mlp.up_proj.weight");
+  GptqResult g =
+      gptq_quantize(W.data(), 4, 2, H, options(4, kPerChannel), "model.layers.0.mlp.up_proj.weight");
   EXPECT_NEAR(g.damp_used, 10.0, 1e-9);
-  GptqOptions few = options(4, 0);
+  GptqOptions few = options(4, kPerChannel);
   few.max_damp_retries = 2;
   try {
     gptq_quantize(W.data(), 4, 2, H, few, "model.layers.0.mlp.up_proj.weight");
@@ -279,7 +281,7 @@ TEST(Gptq, NonPositiveDefiniteHessian) {
         << e.what();
   }
   const std::vector<float> bad = {1, NAN, NAN, 1};
-  EXPECT_THROW(gptq_quantize(W.data(), 4, 2, bad, options(4, 0), "w"), Error);
+  EXPECT_THROW(gptq_quantize(W.data(), 4, 2, bad, options(4, kPerChannel), "w"), Error);
 }
 
 }  // namespace

@@ -1,14 +1,14 @@
 // AWQ: folding the scales leaves the full-precision block unchanged; the clipping search matches a
 // brute-force search; on a block with outlier activation channels AWQ's output error is below RTN's.
-#include "quant/awq.h"
+#include "quant/methods/awq.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "kernels/linear.h"
-#include "quant/rtn.h"
-#include "synth.h"
+#include "quant/methods/rtn.h"
+#include "quant/synth.h"
 
 namespace lowbit {
 namespace {

@@ -1,4 +1,4 @@
-#include "quant/awq.h"
+#include "quant/methods/awq.h"
 
 #include <cblas.h>
 
@@ -8,7 +8,9 @@
 
 #include "core/error.h"
 #include "kernels/linear.h"
-#include "quant/rtn.h"
+#include "quant/calib.h"
+#include "quant/methods/rtn.h"
+#include "quant/quantize.h"
 
 namespace lowbit {
 
@@ -434,6 +436,51 @@ AwqLayerResult awq_quantize_layer(LlamaModel& model, int layer, Activations& act
   }
   acts = std::move(out);
   return res;
+}
+
+// --- The method: scale search, clipping and RTN per layer, scales folded into the model. ---
+
+namespace {
+
+void awq_layer(LayerJob& job) {
+  AwqOptions o;
+  o.spec = affine_spec(job.cfg);
+  o.group_size = job.cfg.group;
+  const AwqLayerResult a = awq_quantize_layer(job.model, job.layer, *job.acts, o);
+  job.layer_report.awq_alpha = a.alpha;
+  for (LinearKind k : kAllLinears) {
+    LinearReport r = linear_report(job.layer, k, *a.weights[size_t(int(k))]);
+    r.rel_err = a.rel_err[size_t(int(k))];
+    job.report.linears.push_back(r);
+  }
+}
+
+// llm-awq's default calibration is 128 × 512 tokens, and its 20 × 4 block re-evaluations scale with the
+// token count, so the search runs on the first awq_seqlen tokens of each window (exact for a causal model).
+int awq_calib_tokens(const QuantConfig& cfg) {
+  const int t = cfg.opt<int>("awq_seqlen");
+  return t > 0 ? std::min(t, cfg.seqlen) : cfg.seqlen;
+}
+
+}  // namespace
+
+const Method& awq_method() {
+  static const Method m = [] {
+    Method m;
+    m.name = "awq";
+    m.label = "AWQ";
+    m.summary = "AWQ (Lin et al. 2023): activation-aware scales and clipping, then round to nearest";
+    m.needs_calibration = true;
+    m.format = "affine";
+    m.options = {sym_option(),
+                 mse_option(),
+                 {"awq_seqlen", OptionType::Int, 512,
+                  "tokens of each calibration window the search runs on; 0 = the whole window", 0}};
+    m.quantize_layer = awq_layer;
+    m.calib_tokens = awq_calib_tokens;
+    return m;
+  }();
+  return m;
 }
 
 }  // namespace lowbit

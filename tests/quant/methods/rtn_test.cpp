@@ -1,5 +1,5 @@
 // RTN equals the formula, written out independently here in double where it is exact.
-#include "quant/rtn.h"
+#include "quant/methods/rtn.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 
 #include "core/dtype.h"
 #include "kernels/quantized.h"
-#include "synth.h"
+#include "quant/synth.h"
 
 namespace lowbit {
 namespace {

@@ -1,0 +1,13 @@
+#include "quant/methods/registry.h"
+
+#include "quant/methods/awq.h"
+#include "quant/methods/gptq.h"
+#include "quant/methods/rtn.h"
+
+namespace lowbit {
+
+std::vector<const Method*> builtin_methods() {
+  return {&rtn_method(), &gptq_method(), &awq_method()};
+}
+
+}  // namespace lowbit

@@ -9,8 +9,8 @@
 #include <random>
 #include <vector>
 
+#include "kernels/affine.h"
 #include "kernels/dense.h"
-#include "kernels/quantized.h"
 
 using namespace lowbit;
 
@@ -19,7 +19,7 @@ namespace {
 struct Packed {
   std::vector<uint8_t> codes, zeros;
   std::vector<uint16_t> scales;
-  QuantizedWeight w;
+  AffineWeight w;
   size_t bytes() const { return codes.size() + zeros.size() + scales.size() * 2; }
 };
 
@@ -62,7 +62,7 @@ void BM_QuantGemv(benchmark::State& st) {
   const auto x = random_x(size_t(n * cols));
   std::vector<float> y(size_t(n * rows));
   for (auto _ : st) {
-    quantized_matmul(p->w, x.data(), n, y.data());
+    affine_matmul(p->w, x.data(), n, y.data());
     benchmark::DoNotOptimize(y.data());
   }
   st.SetBytesProcessed(int64_t(st.iterations()) * int64_t(p->bytes()));
@@ -107,7 +107,7 @@ void BM_QuantPrefill(benchmark::State& st) {
   const auto x = random_x(size_t(n * cols));
   std::vector<float> y(size_t(n * rows));
   for (auto _ : st) {
-    quantized_matmul(p->w, x.data(), n, y.data());
+    affine_matmul(p->w, x.data(), n, y.data());
     benchmark::DoNotOptimize(y.data());
   }
   st.counters["GFLOP/s"] = benchmark::Counter(double(st.iterations()) * 2.0 * double(n * rows * cols) / 1e9,
@@ -147,7 +147,7 @@ void BM_DequantRows(benchmark::State& st) {
   const auto p = random_packed(bits, rows, cols, 128);
   std::vector<float> out(size_t(rows * cols));
   for (auto _ : st) {
-    dequantize_rows(p->w, 0, rows, out.data());
+    affine_dequantize_rows(p->w, 0, rows, out.data());
     benchmark::DoNotOptimize(out.data());
   }
   st.SetBytesProcessed(int64_t(st.iterations()) * rows * cols * 4);

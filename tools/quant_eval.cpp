@@ -193,7 +193,7 @@ int main(int argc, char** argv) try {
           Case{"gptq_w4g128_act", "gptq", 4, 128, true}}) {
       QuantSpec s;
       s.bits = c.bits;
-      std::shared_ptr<const QuantizedWeight> q;
+      std::shared_ptr<const AffineWeight> q;
       if (std::string(c.method) == "rtn") {
         q = quantize_rtn(W.data(), rows, cols, s, c.group > 0 ? Granularity::Group : Granularity::Channel,
                          c.group);
@@ -205,7 +205,7 @@ int main(int argc, char** argv) try {
         q = gptq_quantize(W.data(), rows, cols, H, o, c.name).weight;
       }
       std::vector<float> deq(size_t(rows * cols));
-      dequantize_rows_scalar(*q, 0, rows, deq.data());
+      affine_dequantize_rows_scalar(*q, 0, rows, deq.data());
       std::vector<int32_t> codes(deq.size());
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t col = 0; col < cols; ++col)

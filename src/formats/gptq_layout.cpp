@@ -37,8 +37,8 @@ struct Storage {
 
 }  // namespace
 
-GptqTensors to_gptq(const QuantizedWeight& w, GptqZeros zeros) {
-  check_quantized_weight(w, "to_gptq");
+GptqTensors to_gptq(const AffineWeight& w, GptqZeros zeros) {
+  check_affine_weight(w, "to_gptq");
   if (!gptq_bits(w.bits)) fail("to_gptq: {}-bit weights have no GPTQ layout (2, 3, 4, 8)", w.bits);
   const int64_t I = w.cols, O = w.rows, G = w.n_groups();
   const int64_t kw = words_for(I, w.bits), zw = words_for(O, w.bits);
@@ -86,7 +86,7 @@ GptqTensors to_gptq(const QuantizedWeight& w, GptqZeros zeros) {
   return t;
 }
 
-QuantizedWeight from_gptq(const GptqView& t, GptqZeros zeros, std::string_view what) {
+AffineWeight from_gptq(const GptqView& t, GptqZeros zeros, std::string_view what) {
   if (!gptq_bits(t.bits)) fail("{}: unsupported GPTQ bit width {} (2, 3, 4, 8)", what, t.bits);
   constexpr int64_t kMaxFeatures = int64_t(1) << 24;  // far above any real layer; keeps size products < 2^62
   const int64_t I = t.in_features, O = t.out_features;
@@ -108,7 +108,7 @@ QuantizedWeight from_gptq(const GptqView& t, GptqZeros zeros, std::string_view w
     fail("{}: g_idx has {} elements, expected {}", what, t.g_idx.size(), I);
 
   auto st = std::make_shared<Storage>();
-  QuantizedWeight w;
+  AffineWeight w;
   w.bits = t.bits, w.rows = O, w.cols = I, w.group_size = gs;
 
   st->codes.resize(w.row_bytes() * size_t(O));
@@ -156,7 +156,7 @@ QuantizedWeight from_gptq(const GptqView& t, GptqZeros zeros, std::string_view w
   return w;
 }
 
-QuantizedWeight from_gptq(const GptqTensors& t, GptqZeros zeros, std::string_view what) {
+AffineWeight from_gptq(const GptqTensors& t, GptqZeros zeros, std::string_view what) {
   GptqView v;
   v.bits = t.bits, v.in_features = t.in_features, v.out_features = t.out_features,
   v.group_size = t.group_size;

@@ -1,4 +1,4 @@
-// Conversion between QuantizedWeight (formats/quantized.h) and the Hugging Face AutoGPTQ checkpoint layout
+// Conversion between AffineWeight (formats/affine.h) and the Hugging Face AutoGPTQ checkpoint layout
 // (AutoGPTQ QuantLinear, qlinear_cuda_old / qlinear_cuda / exllama, `quantize_config.json`), for 2, 3, 4, 8
 // bits.
 //
@@ -33,7 +33,7 @@
 #include <string_view>
 #include <vector>
 
-#include "formats/quantized.h"
+#include "formats/affine.h"
 
 namespace lowbit {
 
@@ -60,12 +60,12 @@ struct GptqView {
 
 // Throws lowbit::Error if w cannot be expressed in the layout (bits not 2/3/4/8, in or out features not
 // packable into whole int32 words, a zero-point the convention cannot store).
-GptqTensors to_gptq(const QuantizedWeight& w, GptqZeros zeros = GptqZeros::kMinusOne);
+GptqTensors to_gptq(const AffineWeight& w, GptqZeros zeros = GptqZeros::kMinusOne);
 
 // Validates every size, bit width, group size, g_idx entry, zero-point and scale (finite) and returns an
 // owned weight (its owner holds the buffers). g_idx is kept only when it differs from i / group_size, so
 // plain checkpoints take the fast kernels. `what` names the tensor in error messages.
-QuantizedWeight from_gptq(const GptqView& t, GptqZeros zeros, std::string_view what);
-QuantizedWeight from_gptq(const GptqTensors& t, GptqZeros zeros, std::string_view what);
+AffineWeight from_gptq(const GptqView& t, GptqZeros zeros, std::string_view what);
+AffineWeight from_gptq(const GptqTensors& t, GptqZeros zeros, std::string_view what);
 
 }  // namespace lowbit

@@ -10,7 +10,7 @@
 #include "io/gguf.h"
 #include "io/hf_checkpoint.h"
 #include "io/llama2c.h"
-#include "io/quantized_tensors.h"
+#include "io/packed_tensors.h"
 
 namespace lowbit {
 
@@ -73,10 +73,10 @@ void validate_llama_tensors(const Checkpoint& ckpt) {
       fail("{}: tensor {} has shape {}, config expects {}", src, name, shape_str(t.shape), shape_str(want));
     LOWBIT_ASSERT(t.nbytes == size_t(t.numel()) * dtype_size(t.dtype));
   };
-  // A linear is either dense (P.weight) or packed (P.qcodes + P.scales + P.qzeros [+ P.g_idx]).
+  // A linear is either dense (P.weight) or packed in a format of the format table (io/packed_tensors.h).
   auto check_linear = [&](const std::string& prefix, int64_t rows, int64_t cols) {
-    if (!ckpt.has(prefix + ".weight") && has_quantized_linear(ckpt, prefix))
-      quantized_linear_view(ckpt, prefix, rows, cols);
+    if (packed_format_of(ckpt, prefix))
+      packed_linear_view(ckpt, prefix, rows, cols);
     else
       check(prefix + ".weight", {rows, cols});
   };

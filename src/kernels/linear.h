@@ -1,33 +1,42 @@
-// A linear layer's weight as the model sees it: dense (f32/f16/bf16, possibly an owned buffer such as a
-// fake-quantized copy) or packed quantized. y (n, rows) = x (n, cols) · Wᵀ either way.
+// A linear layer as the model sees it: {format, weights, optional input transform}. The weight is dense
+// (f32/f16/bf16, possibly an owned buffer such as a fake-quantized copy) or packed in a format of the format
+// table (formats/format.h); `input`, when set, transforms x before the product (kernels/input_transform.h).
+// ops::linear computes y (n, rows) = T(x) (n, cols) · Wᵀ for every combination.
 #pragma once
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "formats/format.h"
 #include "kernels/dense.h"
-#include "kernels/quantized.h"
+#include "kernels/input_transform.h"
 
 namespace lowbit {
 
 struct Linear {
-  DenseWeight dense;                             // used when quant is null
-  std::shared_ptr<const QuantizedWeight> quant;  // packed weight, or null
-  std::shared_ptr<const void> owner;             // keeps an owned dense buffer alive
+  DenseWeight dense;                            // used when packed is null
+  std::shared_ptr<const PackedWeight> packed;   // a packed format, or null
+  std::shared_ptr<const InputTransform> input;  // applied to the input first, or null
+  std::shared_ptr<const void> owner;            // keeps an owned dense buffer alive
 
-  int64_t rows() const { return quant ? quant->rows : dense.rows; }
-  int64_t cols() const { return quant ? quant->cols : dense.cols; }
+  int64_t rows() const { return packed ? packed->rows : dense.rows; }
+  int64_t cols() const { return packed ? packed->cols : dense.cols; }
+  // "affine", or the dense dtype ("BF16").
+  std::string format_name() const;
+  // The packed weight as a format's struct (null when dense or another format).
+  template <class T>
+  const T* packed_as() const {
+    return lowbit::packed_as<T>(packed.get());
+  }
 };
 
-inline void linear_forward(const Linear& w, const float* x, int64_t n, float* y) {
-  if (w.quant)
-    quantized_matmul(*w.quant, x, n, y);
-  else
-    dense_matmul(w.dense, x, n, y);
-}
-
+// A Linear of a packed weight.
+Linear packed_linear(std::shared_ptr<const PackedWeight> w);
 // A dense f32 Linear owning `values` (rows, cols).
 Linear owned_f32_linear(std::vector<float> values, int64_t rows, int64_t cols);
-// W (rows, cols) as f32, from either representation.
+// W (rows, cols) as f32, from either representation (the input transform is not part of W).
 std::vector<float> linear_to_f32(const Linear& w);
+// Rows [r0, r0 + nr) of W as f32 into out (nr, cols).
+void linear_rows_f32(const Linear& w, int64_t r0, int64_t nr, float* out);
 
 }  // namespace lowbit

@@ -3,18 +3,14 @@
 // HF transformers' LlamaForCausalLM in float32 so results match the PyTorch references to rounding.
 #include "model/llama.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numbers>
 
 #include "core/error.h"
-#include "io/quantized_tensors.h"
-#include "kernels/dense.h"
-#include "kernels/linear.h"
-#include "kernels/softmax.h"
+#include "io/packed_tensors.h"
+#include "kernels/ops.h"
 
 namespace lowbit {
 
@@ -78,19 +74,6 @@ std::vector<float> rope_inv_freq(const ModelConfig& c) {
   return f;
 }
 
-// y (n, d) = x / sqrt(mean(x²) + eps) * w, per row.
-void rms_norm(const float* x, const float* w, int64_t n, int d, double eps, float* y) {
-#pragma omp parallel for schedule(static) if (n > 8)
-  for (int64_t t = 0; t < n; ++t) {
-    const float* xr = x + t * d;
-    float* yr = y + t * d;
-    float ss = 0;
-    for (int i = 0; i < d; ++i) ss += xr[i] * xr[i];
-    const float inv = 1.0f / std::sqrt(ss / float(d) + float(eps));
-    for (int i = 0; i < d; ++i) yr[i] = w[i] * (xr[i] * inv);
-  }
-}
-
 // Rows of a branch batch (forward_branches). The rows form groups [groups[j], groups[j+1]), whose keys are
 // the p0 cached slots followed by the group's own slots. Per row (n), relative to its group: the position,
 // and the keys it sees in that layout, [0, base[i]) and [p0 + seg[i], p0 + i - group start].
@@ -137,23 +120,8 @@ struct LlamaModel::Impl {
 
   // Rotates each head of x (n, n_heads*hd) in place for positions p0..p0+n-1, or pos[0..n) when given.
   void rope(float* x, int64_t n, int n_heads, int p0, const int* pos_of = nullptr) const {
-    const int hd = cfg.head_dim, half = hd / 2;
-    const bool interleaved = cfg.rope_style == RopeStyle::Interleaved;
-#pragma omp parallel for schedule(static) if (n > 8)
-    for (int64_t t = 0; t < n; ++t) {
-      const float pos = float(pos_of ? pos_of[t] : p0 + int(t));
-      for (int i = 0; i < half; ++i) {
-        const float ang = inv_freq[size_t(i)] * pos;  // float32 product, as torch's freqs
-        const float c = std::cos(ang), s = std::sin(ang);
-        for (int h = 0; h < n_heads; ++h) {
-          float* v = x + t * int64_t(n_heads) * hd + int64_t(h) * hd;
-          const int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
-          const float x0 = v[a], x1 = v[b];
-          v[a] = x0 * c - x1 * s;
-          v[b] = x1 * c + x0 * s;
-        }
-      }
-    }
+    ops::rope(x, n, n_heads, cfg.head_dim, inv_freq.data(), cfg.rope_style == RopeStyle::Interleaved, p0,
+              pos_of);
   }
 
   // att (n, H*hd) = softmax(q kᵀ / sqrt(hd) + causal mask) v, over the n_past + n cached positions of layer
@@ -217,13 +185,11 @@ struct LlamaModel::Impl {
           // S (rb, T) = scale · Q_h[rows] (rb, hd) · [K_g[0:p0]; K_g[group slots]]ᵀ (hd, T); one call when
           // the two are adjacent (the first group).
           if (gb == 0 || p0 == 0) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rb), int(T), hd, scale, qb, qs,
-                        gb == 0 ? K + g * hd : Kg, kv, 0.0f, S.data(), int(T));
+            ops::gemm(true, int(rb), int(T), hd, scale, qb, qs, gb == 0 ? K + g * hd : Kg, kv, 0.0f, S.data(),
+                      int(T));
           } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rb), p0, hd, scale, qb, qs, K + g * hd,
-                        kv, 0.0f, S.data(), int(T));
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rb), int(own_keys), hd, scale, qb, qs,
-                        Kg, kv, 0.0f, S.data() + p0, int(T));
+            ops::gemm(true, int(rb), p0, hd, scale, qb, qs, K + g * hd, kv, 0.0f, S.data(), int(T));
+            ops::gemm(true, int(rb), int(own_keys), hd, scale, qb, qs, Kg, kv, 0.0f, S.data() + p0, int(T));
           }
 #pragma omp parallel for schedule(static)
           for (int64_t i = 0; i < rb; ++i) {
@@ -248,13 +214,11 @@ struct LlamaModel::Impl {
           // out_h[rows] (rb, hd) = P (rb, T) · [V_g[0:p0]; V_g[group slots]] (T, hd)
           float* ob = att + jb * qs + h * hd;
           if (gb == 0 || p0 == 0) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rb), hd, int(T), 1.0f, S.data(),
-                        int(T), gb == 0 ? V + g * hd : Vg, kv, 0.0f, ob, qs);
+            ops::gemm(false, int(rb), hd, int(T), 1.0f, S.data(), int(T), gb == 0 ? V + g * hd : Vg, kv, 0.0f,
+                      ob, qs);
           } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rb), hd, p0, 1.0f, S.data(), int(T),
-                        V + g * hd, kv, 0.0f, ob, qs);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rb), hd, int(own_keys), 1.0f,
-                        S.data() + p0, int(T), Vg, kv, 1.0f, ob, qs);
+            ops::gemm(false, int(rb), hd, p0, 1.0f, S.data(), int(T), V + g * hd, kv, 0.0f, ob, qs);
+            ops::gemm(false, int(rb), hd, int(own_keys), 1.0f, S.data() + p0, int(T), Vg, kv, 1.0f, ob, qs);
           }
         }
       }
@@ -285,13 +249,13 @@ struct LlamaModel::Impl {
     const LayerWeights& L = m.layers[size_t(l)];
     auto lin = [&](LinearKind k) -> const Linear& { return L.lin[int(k)]; };
 
-    rms_norm(x, L.attn_norm.data(), n, d, c.norm_eps, xn.data());
+    ops::rms_norm(x, L.attn_norm.data(), n, d, c.norm_eps, xn.data());
     if (obs) obs->observe(l, InputSite::AttnIn, xn.data(), n, d);
     // k, v (n, Hkv*hd) go straight into the cache rows p0..p0+n-1.
     float* Kc = cache.k.data() + (size_t(l) * cache.max_seq + p0) * kv;
     float* Vc = cache.v.data() + (size_t(l) * cache.max_seq + p0) * kv;
-    linear_forward(lin(LinearKind::K), xn.data(), n, Kc);
-    linear_forward(lin(LinearKind::V), xn.data(), n, Vc);
+    ops::linear(lin(LinearKind::K), xn.data(), n, Kc);
+    ops::linear(lin(LinearKind::V), xn.data(), n, Vc);
     m.rope(Kc, n, c.n_kv_head, p0, br ? br->pos.data() : nullptr);
     // From here on, the rows whose outputs are needed: all, or `out` gathered into xo (the residual stream).
     const int64_t nq = out ? int64_t(out->size()) : n;
@@ -314,25 +278,25 @@ struct LlamaModel::Impl {
       xr = xo.data();
       qpos = out_pos.data();
     }
-    linear_forward(lin(LinearKind::Q), xn.data(), nq, q.data());
+    ops::linear(lin(LinearKind::Q), xn.data(), nq, q.data());
     m.rope(q.data(), nq, H, p0, qpos);
     m.attention(q.data(), cache, l, n, p0, att.data(), br, out);
     if (obs) obs->observe(l, InputSite::OIn, att.data(), nq, H * hd);
-    linear_forward(lin(LinearKind::O), att.data(), nq, tmp.data());
+    ops::linear(lin(LinearKind::O), att.data(), nq, tmp.data());
     const size_t nqd = size_t(nq * d);
     for (size_t i = 0; i < nqd; ++i) xr[i] += tmp[i];
 
-    rms_norm(xr, L.ffn_norm.data(), nq, d, c.norm_eps, xn.data());
+    ops::rms_norm(xr, L.ffn_norm.data(), nq, d, c.norm_eps, xn.data());
     if (obs) obs->observe(l, InputSite::MlpIn, xn.data(), nq, d);
-    linear_forward(lin(LinearKind::Gate), xn.data(), nq, g.data());
-    linear_forward(lin(LinearKind::Up), xn.data(), nq, u.data());
+    ops::linear(lin(LinearKind::Gate), xn.data(), nq, g.data());
+    ops::linear(lin(LinearKind::Up), xn.data(), nq, u.data());
     // SwiGLU (Shazeer 2020): silu(gate) * up, in chunks across threads for long prefills
     const int64_t n_gate = nq * f, chunk = int64_t(1) << 14;
 #pragma omp parallel for schedule(static) if (n_gate > 2 * chunk)
     for (int64_t c0 = 0; c0 < n_gate; c0 += chunk)
       silu_mul(g.data() + c0, u.data() + c0, size_t(std::min(chunk, n_gate - c0)));
     if (obs) obs->observe(l, InputSite::DownIn, g.data(), nq, f);
-    linear_forward(lin(LinearKind::Down), g.data(), nq, tmp.data());
+    ops::linear(lin(LinearKind::Down), g.data(), nq, tmp.data());
     for (size_t i = 0; i < nqd; ++i) xr[i] += tmp[i];
     if (out)
       for (int64_t j = 0; j < nq; ++j) std::copy_n(xo.data() + j * d, d, x + int64_t((*out)[size_t(j)]) * d);
@@ -355,7 +319,7 @@ LlamaModel::LlamaModel(Checkpoint ckpt) : impl_(std::make_unique<Impl>()) {
     L.ffn_norm = widen(m.ckpt.get(p + "post_attention_layernorm.weight"));
     for (LinearKind k : kAllLinears) {
       const std::string name = p + linear_name(k);
-      if (!m.ckpt.has(name + ".weight") && has_quantized_linear(m.ckpt, name)) {
+      if (packed_format_of(m.ckpt, name)) {
         const int64_t rows = k == LinearKind::Q                         ? int64_t(c.n_head) * c.head_dim
                              : k == LinearKind::K || k == LinearKind::V ? int64_t(c.n_kv_head) * c.head_dim
                              : k == LinearKind::Gate || k == LinearKind::Up ? c.n_ff
@@ -363,7 +327,7 @@ LlamaModel::LlamaModel(Checkpoint ckpt) : impl_(std::make_unique<Impl>()) {
         const int64_t cols = k == LinearKind::O      ? int64_t(c.n_head) * c.head_dim
                              : k == LinearKind::Down ? c.n_ff
                                                      : c.n_embd;
-        L.lin[int(k)].quant = quantized_linear_view(m.ckpt, name, rows, cols);
+        L.lin[int(k)] = packed_linear(packed_linear_view(m.ckpt, name, rows, cols));
       } else {
         L.lin[int(k)] = dense_linear(m.ckpt.get(name + ".weight"));
       }
@@ -412,7 +376,7 @@ void LlamaModel::block_forward(int l, float* x, int64_t n, KVCache& cache, Block
 void LlamaModel::head_forward(const float* x, int64_t n, float* logits) const {
   const Impl& m = *impl_;
   std::vector<float> xn(size_t(n * m.cfg.n_embd));
-  rms_norm(x, m.out_norm.data(), n, m.cfg.n_embd, m.cfg.norm_eps, xn.data());
+  ops::rms_norm(x, m.out_norm.data(), n, m.cfg.n_embd, m.cfg.norm_eps, xn.data());
   dense_matmul(m.head, xn.data(), n, logits);  // (n, V)
 }
 
@@ -494,7 +458,7 @@ size_t LlamaModel::f32_weights_extra_bytes() const {
   size_t n = m.head.dtype == DType::F32 ? 0 : size_t(m.head.rows * m.head.cols);
   for (const LayerWeights& L : m.layers)
     for (const Linear& w : L.lin)
-      if (!w.quant && w.dense.dtype != DType::F32) n += size_t(w.dense.rows * w.dense.cols);
+      if (!w.packed && w.dense.dtype != DType::F32) n += size_t(w.dense.rows * w.dense.cols);
   return n * sizeof(float);
 }
 
@@ -502,7 +466,7 @@ void LlamaModel::keep_f32_weights() {
   Impl& m = *impl_;
   for (LayerWeights& L : m.layers)
     for (Linear& w : L.lin)
-      if (!w.quant && w.dense.dtype != DType::F32) {
+      if (!w.packed && w.dense.dtype != DType::F32) {
         const DenseWeight& d = w.dense;
         std::vector<float> v(size_t(d.rows * d.cols));
         widen_to_f32(d.dtype, d.data, v.data(), v.size());

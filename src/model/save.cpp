@@ -3,11 +3,12 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <set>
 
 #include "core/error.h"
 #include "core/mmap.h"
 #include "core/paths.h"
-#include "io/quantized_tensors.h"
+#include "io/packed_tensors.h"
 #include "io/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -72,6 +73,7 @@ uint64_t save_model(const LlamaModel& model, const std::string& out_dir, const J
   if (ec) fail("{}: cannot create directory: {}", out_dir, ec.message());
 
   std::map<std::string, TensorView> tensors;
+  Json formats = Json::object();  // packed linear -> its format
   tensors["model.embed_tokens.weight"] = ck.get("model.embed_tokens.weight");
   if (ck.has("lm_head.weight")) tensors["lm_head.weight"] = ck.get("lm_head.weight");
   tensors["model.norm.weight"] = f32_view(model.final_norm_weight());
@@ -83,8 +85,12 @@ uint64_t save_model(const LlamaModel& model, const std::string& out_dir, const J
     for (LinearKind k : kAllLinears) {
       const Linear& w = model.linear(l, k);
       const std::string name = p + linear_name(k);
-      if (w.quant) {
-        add_quantized_tensors(tensors, name, *w.quant);
+      if (w.input)
+        fail("{}: {} has an input transform ({}), which lowbit checkpoints cannot store yet", out_dir, name,
+             w.input->name());
+      if (w.packed) {
+        add_packed_tensors(tensors, name, *w.packed);
+        formats[name] = w.packed->format().name;
       } else {
         TensorView t;
         t.dtype = w.dense.dtype;
@@ -97,7 +103,17 @@ uint64_t save_model(const LlamaModel& model, const std::string& out_dir, const J
   }
   const std::string st = out_dir + "/model.safetensors";
   write_safetensors(st, tensors, {{"format", "pt"}, {"producer", std::string("lowbit ") + LOWBIT_VERSION}});
-  write_file_atomic(out_dir + "/config.json", config_json(c, quantization_config).dump(2) + "\n");
+  // Which format each packed linear is in: one "format" when they agree, every linear's when they do not.
+  Json qc = quantization_config;
+  std::set<std::string> distinct;
+  for (auto& [name, f] : formats.items()) distinct.insert(f.get<std::string>());
+  if (distinct.size() == 1 && qc.is_object()) qc["format"] = *distinct.begin();
+  if (distinct.size() > 1) {
+    if (!qc.is_object()) qc = Json::object();
+    qc["format"] = "mixed";
+    qc["linear_formats"] = formats;
+  }
+  write_file_atomic(out_dir + "/config.json", config_json(c, qc).dump(2) + "\n");
   // Tokenizer files travel with the model so the directory is self-contained.
   for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
                         "generation_config.json", "special_tokens_map.json"}) {

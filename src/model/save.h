@@ -1,6 +1,6 @@
 // Writes a LlamaModel — full precision, fake-quantized or packed — as a Hugging Face-style directory lowbit
 // loads back: config.json (the source config + quantization_config), model.safetensors (packed linears as
-// described in io/quantized_tensors.h) and the tokenizer files of the source model.
+// described in io/packed_tensors.h) and the tokenizer files of the source model.
 #pragma once
 #include <string>
 

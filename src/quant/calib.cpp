@@ -1,7 +1,5 @@
 #include "quant/calib.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -11,6 +9,7 @@
 #include "core/mmap.h"
 #include "core/sha256.h"
 #include "core/sys.h"
+#include "kernels/ops.h"
 
 namespace lowbit {
 
@@ -112,8 +111,7 @@ void HessianObserver::observe(int layer, InputSite site, const float* x, int64_t
     LOWBIT_ASSERT(a.cols == cols);
     // S (cols, cols) += xᵀ x, x (n, cols): upper triangle only.
     Timer t;
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(cols), int(n), 1.0f, x, int(cols), 1.0f,
-                a.s.data(), int(cols));
+    ops::syrk_upper(cols, n, 1.0f, x, cols, 1.0f, a.s.data(), cols);
     a.n += n;
     seconds_ += t.seconds();
     flops_ += double(n) * double(cols) * double(cols + 1);

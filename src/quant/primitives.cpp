@@ -65,7 +65,7 @@ struct PackedBuilder::Storage {
 PackedBuilder::PackedBuilder(int bits, int64_t rows, int64_t cols, int64_t group_size, bool with_g_idx)
     : st_(std::make_shared<Storage>()), bits_(bits) {
   LOWBIT_ASSERT(bits >= 2 && bits <= 8 && rows > 0 && cols > 0 && group_size > 0 && cols % group_size == 0);
-  QuantizedWeight& w = w_;
+  AffineWeight& w = w_;
   w.bits = bits;
   w.rows = rows;
   w.cols = cols;
@@ -89,11 +89,11 @@ int32_t* PackedBuilder::g_idx() {
   return st_->g_idx.data();
 }
 
-std::shared_ptr<const QuantizedWeight> PackedBuilder::finish() {
+std::shared_ptr<const AffineWeight> PackedBuilder::finish() {
   auto st = std::move(st_);
   LOWBIT_ASSERT(st);
-  auto out = std::make_shared<QuantizedWeight>(w_);
-  QuantizedWeight& w = *out;
+  auto out = std::make_shared<AffineWeight>(w_);
+  AffineWeight& w = *out;
   w.codes = st->codes.data();
   w.scales = st->scales.data();
   w.zeros = st->zeros.data();

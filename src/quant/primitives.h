@@ -17,7 +17,7 @@
 //
 // fp16 scales: the packed format stores S as fp16, so S is rounded to fp16 FIRST and the codes and x̂ are
 // computed with that rounded S. The fake-quant value S16·(q − Z) is then bit-identical to what the packed
-// weight dequantizes to (kernels/quantized.h computes the same float expression), GPTQ's error feedback sees
+// weight dequantizes to (kernels/affine.h computes the same float expression), GPTQ's error feedback sees
 // the weight the model will really use, and the MSE search scores the scale that is stored. Z is round(−xmin
 // / S) with the fp32 S, exactly GPTQ's zero-point (Z is an integer either way; −xmin/S ≤ maxq so it stays in
 // range). A scale that underflows fp16 is raised to the smallest fp16 subnormal (2⁻²⁴); one that overflows is
@@ -32,7 +32,7 @@
 #include <string_view>
 #include <vector>
 
-#include "formats/quantized.h"
+#include "formats/affine.h"
 
 namespace lowbit {
 
@@ -61,7 +61,7 @@ inline uint32_t quantize_value(float x, const AffineParams& p, int maxq) {
   const float q = std::nearbyint(x / p.scale) + float(p.zero);  // default FE_TONEAREST: half to even
   return uint32_t(std::clamp(q, 0.0f, float(maxq)));
 }
-// The exact float expression of dequantize_rows_scalar, so fake-quant == packed.
+// The exact float expression of affine_dequantize_rows_scalar, so fake-quant == packed.
 inline float dequantize_value(uint32_t q, const AffineParams& p) {
   return p.scale * (float(q) - float(p.zero));
 }
@@ -69,20 +69,20 @@ inline float fake_quantize_value(float x, const AffineParams& p, int maxq) {
   return dequantize_value(quantize_value(x, p, maxq), p);
 }
 
-// An owned QuantizedWeight being filled in: codes, scales and zero-points (and g_idx when act-order permuted
+// An owned AffineWeight being filled in: codes, scales and zero-points (and g_idx when act-order permuted
 // the groups). Different rows may be written from different threads.
 class PackedBuilder {
  public:
   PackedBuilder(int bits, int64_t rows, int64_t cols, int64_t group_size, bool with_g_idx);
   void set_params(int64_t row, int64_t group, const AffineParams& p);
   void set_code(int64_t row, int64_t col, uint32_t q) { pack_code(codes_ + row * row_bytes_, bits_, col, q); }
-  int32_t* g_idx();                                 // (cols), only when with_g_idx
-  std::shared_ptr<const QuantizedWeight> finish();  // once
+  int32_t* g_idx();                              // (cols), only when with_g_idx
+  std::shared_ptr<const AffineWeight> finish();  // once
 
  private:
   struct Storage;
   std::shared_ptr<Storage> st_;
-  QuantizedWeight w_;
+  AffineWeight w_;
   uint8_t* codes_;
   int bits_;
   int64_t row_bytes_;

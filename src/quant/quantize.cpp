@@ -12,6 +12,7 @@
 #include "core/mmap.h"
 #include "core/progress.h"
 #include "core/sys.h"
+#include "kernels/format_kernels.h"
 #include "kernels/linear.h"
 #include "quant/calib.h"
 
@@ -39,13 +40,14 @@ const Json& QuantConfig::option_default(const std::string& key) const {
 namespace {
 
 // ‖W − Ŵ‖ / ‖W‖, dequantizing a few rows at a time (a whole f32 copy of a 1B model's down_proj is 64 MiB).
-double rel_err(const std::vector<float>& w, const QuantizedWeight& q) {
+double rel_err(const std::vector<float>& w, const PackedWeight& q) {
+  const FormatKernels& fk = format_kernels(q.format());
   const int64_t step = 64;
   std::vector<float> deq(size_t(std::min(step, q.rows) * q.cols));
   double num = 0, den = 0;
   for (int64_t r0 = 0; r0 < q.rows; r0 += step) {
     const int64_t nr = std::min(step, q.rows - r0);
-    dequantize_rows(q, r0, nr, deq.data());
+    fk.dequantize_rows(q, r0, nr, deq.data());
     const float* wr = w.data() + size_t(r0 * q.cols);
     for (size_t i = 0; i < size_t(nr * q.cols); ++i) {
       const double e = double(wr[i]) - deq[i];
@@ -57,53 +59,56 @@ double rel_err(const std::vector<float>& w, const QuantizedWeight& q) {
 }
 
 size_t dense_bytes(const Linear& l) {
-  return l.quant ? 0 : size_t(l.dense.rows * l.dense.cols) * dtype_size(l.dense.dtype);
+  return l.packed ? 0 : size_t(l.dense.rows * l.dense.cols) * dtype_size(l.dense.dtype);
 }
 
-// The same packed weight, its bytes moved to a read-only mapping of the scratch file (codes, scales, zeros,
-// g_idx, each 64-byte aligned, in one piece). Bitwise the same data, so everything computed from it is too.
-std::shared_ptr<const QuantizedWeight> spill_weight(ScratchFile& scratch, const QuantizedWeight& q) {
+// The same packed weight, its bytes moved to a read-only mapping of the scratch file (its format's tensors,
+// each 64-byte aligned, in one piece) and read back through the format. Bitwise the same data, so everything
+// computed from it is too.
+std::shared_ptr<const PackedWeight> spill_weight(ScratchFile& scratch, const PackedWeight& q) {
   auto up = [](size_t n) { return (n + 63) / 64 * 64; };
-  const size_t nc = size_t(q.rows) * q.row_bytes(), ns = size_t(q.rows * q.n_groups()) * sizeof(uint16_t),
-               nz = size_t(q.rows * q.n_groups()), ng = q.g_idx ? size_t(q.cols) * sizeof(int32_t) : 0;
-  const size_t os = up(nc), oz = os + up(ns), og = oz + up(nz), total = og + ng;
+  std::vector<FormatTensor> parts = q.format().tensors(q);
+  std::vector<size_t> offset;
+  size_t total = 0;
+  for (const FormatTensor& t : parts) {
+    offset.push_back(total);
+    total += up(t.view.nbytes);
+  }
   std::vector<uint8_t> buf(total, 0);
-  std::memcpy(buf.data(), q.codes, nc);
-  std::memcpy(buf.data() + os, q.scales, ns);
-  std::memcpy(buf.data() + oz, q.zeros, nz);
-  if (ng) std::memcpy(buf.data() + og, q.g_idx, ng);
+  for (size_t i = 0; i < parts.size(); ++i)
+    std::memcpy(buf.data() + offset[i], parts[i].view.data, parts[i].view.nbytes);
   std::shared_ptr<const uint8_t> m = scratch.append_mapped(buf.data(), total);
-  auto out = std::make_shared<QuantizedWeight>(q);
-  out->codes = m.get();
-  out->scales = reinterpret_cast<const uint16_t*>(m.get() + os);
-  out->zeros = m.get() + oz;
-  out->g_idx = ng ? reinterpret_cast<const int32_t*>(m.get() + og) : nullptr;
+  for (size_t i = 0; i < parts.size(); ++i) parts[i].view.data = m.get() + offset[i];
+  auto get = [&](std::string_view suffix) -> const TensorView* {
+    for (const FormatTensor& t : parts)
+      if (t.suffix == suffix) return &t.view;
+    return nullptr;
+  };
+  std::shared_ptr<PackedWeight> out = q.format().from_tensors(get, q.rows, q.cols, "spilled weight");
   out->owner = std::move(m);
   return out;
 }
 
 }  // namespace
 
-LinearReport linear_report(int layer, LinearKind k, const QuantizedWeight& q) {
+LinearReport linear_report(int layer, LinearKind k, const PackedWeight& q) {
   LinearReport r;
   r.layer = layer;
   r.kind = k;
   r.rows = q.rows;
   r.cols = q.cols;
-  r.bits_per_weight = q.bits_per_weight();
+  r.bits_per_weight = q.format().bits_per_weight(q);
   return r;
 }
 
-LinearReport linear_report(int layer, LinearKind k, const std::vector<float>& w, const QuantizedWeight& q) {
+LinearReport linear_report(int layer, LinearKind k, const std::vector<float>& w, const PackedWeight& q) {
   LinearReport r = linear_report(layer, k, q);
   r.rel_err = rel_err(w, q);
   return r;
 }
 
-void install_linear(LlamaModel& model, int layer, LinearKind k, std::shared_ptr<const QuantizedWeight> q) {
-  Linear l;
-  l.quant = std::move(q);
-  model.set_linear(layer, k, std::move(l));
+void install_linear(LlamaModel& model, int layer, LinearKind k, std::shared_ptr<const PackedWeight> q) {
+  model.set_linear(layer, k, packed_linear(std::move(q)));
 }
 
 std::vector<std::string> quant_methods() {
@@ -154,7 +159,7 @@ void validate_quant_config(const LlamaModel& model, const QuantConfig& c) {
     for (LinearKind k : kAllLinears) {
       const Linear& lin = model.linear(l, k);
       const std::string name = linear_tensor_name(l, k);
-      if (lin.quant) fail("{} is already quantized; quantize a full-precision model", name);
+      if (lin.packed) fail("{} is already quantized; quantize a full-precision model", name);
       const std::vector<float> w = linear_to_f32(lin);
       check_finite(w.data(), lin.rows(), lin.cols(), name);
       // Read once here; let the pages go until the layer is quantized (a no-op unless memory-mapped).
@@ -203,8 +208,11 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
     for (const Linear& o : originals) release_mapped_pages(o.dense.data, dense_bytes(o));
     for (LinearKind k : kAllLinears) {
       const Linear& q = model.linear(l, k);
-      if (!q.quant) fail("method {} left {} unquantized", method.name, linear_tensor_name(l, k));
-      install_linear(model, l, k, spill_weight(*scratch, *q.quant));
+      if (!q.packed) fail("method {} left {} unquantized", method.name, linear_tensor_name(l, k));
+      if (q.packed->format().name != method.format)
+        fail("method {} wrote {} in format {}, not its declared {}", method.name, linear_tensor_name(l, k),
+             q.packed->format().name, method.format);
+      install_linear(model, l, k, spill_weight(*scratch, *q.packed));
     }
     release_free_memory();  // the layer's freed work buffers, so the next layer's start from a trimmed heap
     lr.seconds = lt.seconds();
@@ -228,7 +236,7 @@ Json quantization_config_json(const QuantConfig& q, const QuantReport& rep, cons
   const Method& m = method_or_fail(q.method);
   Json qc = {{"quant_method", q.method}, {"bits", q.wbits}, {"group_size", q.group}};
   for (const MethodOption& o : m.options) qc[o.json_key()] = q.opt<Json>(o.name);
-  qc.update({{"format", "lowbit-packed-v1"},
+  qc.update({{"format", m.format},
              {"bits_per_weight", rep.bits_per_weight},
              {"source_model", source_model},
              {"lowbit_version", LOWBIT_VERSION}});

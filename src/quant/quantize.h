@@ -1,5 +1,5 @@
 // The one entry point for weight-only quantization of a whole model (what `lowbit quantize` calls): every
-// block's seven linears are replaced by packed QuantizedWeights (formats/quantized.h); embeddings, norms and
+// block's seven linears are replaced by packed QuantizedWeights (formats/affine.h); embeddings, norms and
 // the head stay in full precision (AWQ folds its scales into the RMSNorm weights).
 #pragma once
 #include <array>
@@ -100,9 +100,9 @@ std::string linear_tensor_name(int layer, LinearKind k);  // "model.layers.3.sel
 QuantSpec affine_spec(const QuantConfig& cfg);  // wbits, and the sym / mse options if the method has them
 // The report line of a packed linear: its shape and storage bits per weight; with the source weight w, also
 // its relative error ‖W − Ŵ‖_F / ‖W‖_F.
-LinearReport linear_report(int layer, LinearKind k, const QuantizedWeight& q);
-LinearReport linear_report(int layer, LinearKind k, const std::vector<float>& w, const QuantizedWeight& q);
+LinearReport linear_report(int layer, LinearKind k, const PackedWeight& q);
+LinearReport linear_report(int layer, LinearKind k, const std::vector<float>& w, const PackedWeight& q);
 // Replaces the model's linear with the packed weight.
-void install_linear(LlamaModel& model, int layer, LinearKind k, std::shared_ptr<const QuantizedWeight> q);
+void install_linear(LlamaModel& model, int layer, LinearKind k, std::shared_ptr<const PackedWeight> q);
 
 }  // namespace lowbit

@@ -1,7 +1,7 @@
 // AutoGPTQ layout export/import. The export is decoded by an independent routine written here straight from
 // AutoGPTQ's unpacking formula (QuantLinear.forward, torch path: per-word shifts `wf`, the 3-bit 10/1/10/1/10
-// word scheme, `zeros + 1`), not from our bitstream view, and compared with dequantize_rows_scalar. Both
-// dequantized values are exact (fp16 scale × small integer), so they must be equal, not merely close.
+// word scheme, `zeros + 1`), not from our bitstream view, and compared with affine_dequantize_rows_scalar.
+// Both dequantized values are exact (fp16 scale × small integer), so they must be equal, not merely close.
 #include "formats/gptq_layout.h"
 
 #include <gtest/gtest.h>
@@ -14,7 +14,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
-#include "kernels/quantized.h"
+#include "kernels/affine.h"
 
 namespace lowbit {
 namespace {
@@ -23,7 +23,7 @@ struct Packed {
   std::vector<uint8_t> codes, zeros;
   std::vector<uint16_t> scales;
   std::vector<int32_t> g_idx;
-  QuantizedWeight w;
+  AffineWeight w;
 };
 
 // Zero-points in [zmin, zmax]; act-order permutes which columns belong to which group.
@@ -98,11 +98,11 @@ TEST(GptqLayout, HandPackedFourBitExample) {
   t.qzeros = {int32_t(0x00000007)};    // v1: output 0 has stored 7 → Z = 8; the others stored 0 → Z = 1
   t.scales.assign(8, f32_to_f16(0.5f));
   t.g_idx.assign(8, 0);
-  const QuantizedWeight w = from_gptq(t, GptqZeros::kMinusOne, "hand");
+  const AffineWeight w = from_gptq(t, GptqZeros::kMinusOne, "hand");
   EXPECT_EQ(w.group_size, 8);
   EXPECT_EQ(w.g_idx, nullptr);  // trivial g_idx dropped
   std::vector<float> out(64);
-  dequantize_rows_scalar(w, 0, 8, out.data());
+  affine_dequantize_rows_scalar(w, 0, 8, out.data());
   for (int i = 0; i < 8; ++i) {
     EXPECT_EQ(out[size_t(i)], 0.5f * float(i - 8));          // row 0
     EXPECT_EQ(out[size_t(3 * 8 + i)], 0.5f * float(i + 7));  // row 3: (8 + i) − 1
@@ -127,12 +127,12 @@ TEST(GptqLayout, ExportDecodedByAutoGptqFormulaMatchesScalarDequant) {
           ASSERT_EQ(t.qzeros.size(), size_t(cols / gs * rows * bits / 32));
           const std::vector<float> theirs = autogptq_dequantize(t, v1);
           std::vector<float> ours(static_cast<size_t>(rows * cols));
-          dequantize_rows_scalar(p.w, 0, rows, ours.data());
+          affine_dequantize_rows_scalar(p.w, 0, rows, ours.data());
           ASSERT_EQ(theirs, ours);
         }
 }
 
-void expect_identical(const QuantizedWeight& a, const QuantizedWeight& b) {
+void expect_identical(const AffineWeight& a, const AffineWeight& b) {
   ASSERT_EQ(a.bits, b.bits);
   ASSERT_EQ(a.rows, b.rows);
   ASSERT_EQ(a.cols, b.cols);
@@ -160,11 +160,11 @@ TEST(GptqLayout, RoundTripIsBitIdentical) {
           const Packed p =
               make_packed(bits, 64, 384, gs, act, v1 ? 1 : 0, v1 ? std::min(maxq + 1, 255u) : maxq, rng);
           const GptqZeros conv = v1 ? GptqZeros::kMinusOne : GptqZeros::kExact;
-          const QuantizedWeight back = from_gptq(to_gptq(p.w, conv), conv, "roundtrip");
+          const AffineWeight back = from_gptq(to_gptq(p.w, conv), conv, "roundtrip");
           if (act && gs == 384) {
             // One group: every g_idx entry is 0, the trivial map, which from_gptq drops (same weight).
             EXPECT_EQ(back.g_idx, nullptr);
-            QuantizedWeight plain = p.w;
+            AffineWeight plain = p.w;
             plain.g_idx = nullptr;
             expect_identical(plain, back);
             continue;
@@ -184,10 +184,10 @@ TEST(GptqLayout, ImportedWeightRunsThroughKernels) {
   // from_gptq's owned buffers feed the SIMD kernels directly; compare against the scalar oracle.
   std::mt19937 rng(4);
   const Packed p = make_packed(4, 64, 256, 128, true, 1, 16, rng);
-  const QuantizedWeight w = from_gptq(to_gptq(p.w), GptqZeros::kMinusOne, "kernels");
+  const AffineWeight w = from_gptq(to_gptq(p.w), GptqZeros::kMinusOne, "kernels");
   std::vector<float> a(64 * 256), b(64 * 256);
-  dequantize_rows(w, 0, 64, a.data());
-  dequantize_rows_scalar(p.w, 0, 64, b.data());
+  affine_dequantize_rows(w, 0, 64, a.data());
+  affine_dequantize_rows_scalar(p.w, 0, 64, b.data());
   EXPECT_EQ(a, b);
 }
 

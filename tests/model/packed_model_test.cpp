@@ -6,6 +6,7 @@
 #include <cmath>
 #include <random>
 
+#include "formats/affine.h"
 #include "kernels/linear.h"
 #include "model/llama.h"
 #include "test_util.h"
@@ -13,7 +14,7 @@
 namespace lowbit {
 namespace {
 
-// Min/max asymmetric RTN of one weight into the packed format, written directly from formats/quantized.h so
+// Min/max asymmetric RTN of one weight into the packed format, written directly from formats/affine.h so
 // the test does not depend on the quant layer.
 Linear pack_rtn(const std::vector<float>& w, int64_t rows, int64_t cols, int bits, int64_t group) {
   struct Buf {
@@ -21,7 +22,7 @@ Linear pack_rtn(const std::vector<float>& w, int64_t rows, int64_t cols, int bit
     std::vector<uint16_t> scales;
   };
   auto b = std::make_shared<Buf>();
-  auto q = std::make_shared<QuantizedWeight>();
+  auto q = std::make_shared<AffineWeight>();
   q->bits = bits, q->rows = rows, q->cols = cols, q->group_size = group;
   b->codes.assign(q->row_bytes() * size_t(rows), 0);
   b->scales.resize(size_t(rows * q->n_groups()));
@@ -45,7 +46,7 @@ Linear pack_rtn(const std::vector<float>& w, int64_t rows, int64_t cols, int bit
   q->codes = b->codes.data(), q->scales = b->scales.data(), q->zeros = b->zeros.data();
   q->owner = b;
   Linear l;
-  l.quant = q;
+  l.packed = q;
   return l;
 }
 

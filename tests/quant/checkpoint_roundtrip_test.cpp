@@ -32,9 +32,9 @@ TEST(QuantCheckpoint, SaveReloadReproducesPerplexityExactly) {
   EXPECT_EQ(reloaded.checkpoint().config.quantization_config["bits"], 3);
   for (int l = 0; l < model.config().n_layer; ++l)
     for (LinearKind k : kAllLinears) {
-      const auto& a = *model.linear(l, k).quant;
-      const auto& b = *reloaded.linear(l, k).quant;
-      ASSERT_TRUE(reloaded.linear(l, k).quant) << l;
+      const auto& a = *model.linear(l, k).packed_as<AffineWeight>();
+      const auto& b = *reloaded.linear(l, k).packed_as<AffineWeight>();
+      ASSERT_TRUE(reloaded.linear(l, k).packed) << l;
       ASSERT_EQ(a.bits, b.bits);
       ASSERT_EQ(sha256_hex(a.codes, a.row_bytes() * size_t(a.rows)),
                 sha256_hex(b.codes, b.row_bytes() * size_t(b.rows)));

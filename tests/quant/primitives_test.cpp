@@ -8,7 +8,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
-#include "kernels/quantized.h"
+#include "kernels/affine.h"
 #include "quant/methods/rtn.h"
 #include "quant/synth.h"
 
@@ -164,7 +164,7 @@ TEST(QuantPrimitives, PackedEqualsFakeQuantBitForBit) {
         std::vector<float> fake(w.size()), deq(w.size());
         auto q = quantize_rtn(w.data(), rows, cols, spec(bits, sym),
                               group ? Granularity::Group : Granularity::Channel, group, fake.data());
-        dequantize_rows_scalar(*q, 0, rows, deq.data());
+        affine_dequantize_rows_scalar(*q, 0, rows, deq.data());
         for (size_t i = 0; i < w.size(); ++i)
           ASSERT_EQ(fake[i], deq[i]) << "bits " << bits << " sym " << sym << " group " << group << " i " << i;
         EXPECT_EQ(q->group_size, group ? group : cols);

@@ -71,7 +71,7 @@ TEST(Quantize, ConfigErrors) {
   m->set_linear(1, LinearKind::Up, owned_f32_linear(w, 128, 64));
   EXPECT_EQ(error_of(*m, f.tok, f.cfg("rtn")), "model.layers.1.mlp.up_proj.weight contains NaN at (3, 7)");
   // Nothing was quantized by the failed calls.
-  for (LinearKind k : kAllLinears) EXPECT_FALSE(m->linear(0, k).quant);
+  for (LinearKind k : kAllLinears) EXPECT_FALSE(m->linear(0, k).packed);
 }
 
 // Mean squared logit difference to the full-precision model over windows of the calibration text.
@@ -105,7 +105,7 @@ TEST(Quantize, MethodsPackEveryLinearAndCalibratedOnesBeatRtn) {
     if (name == "gptq-true-seq") c.options["true_sequential"] = true;
     const QuantReport r = quantize_model(*m, f.tok, c);
     for (int l = 0; l < 2; ++l)
-      for (LinearKind k : kAllLinears) ASSERT_TRUE(m->linear(l, k).quant) << method;
+      for (LinearKind k : kAllLinears) ASSERT_TRUE(m->linear(l, k).packed) << method;
     ASSERT_EQ(r.linears.size(), 14u);
     ASSERT_EQ(r.layers.size(), 2u);
     // 3-bit codes + (16-bit scale + 8-bit zero) per 32 weights (+ a 32-bit g_idx per column with act-order).
@@ -150,7 +150,7 @@ TEST(Quantize, FinishedLayersHoldExactlyTheQuantizedBytes) {
       const Linear& src = fp->linear(l, k);
       const std::vector<float> w = linear_to_f32(src);
       const auto want = quantize_rtn(w.data(), src.rows(), src.cols(), spec, Granularity::Group, 32);
-      const QuantizedWeight& got = *m->linear(l, k).quant;
+      const AffineWeight& got = *m->linear(l, k).packed_as<AffineWeight>();
       ASSERT_EQ(got.rows, want->rows);
       ASSERT_EQ(got.n_groups(), want->n_groups());
       const size_t nc = got.row_bytes() * size_t(got.rows), ng = size_t(got.rows * got.n_groups());
@@ -180,7 +180,7 @@ TEST(Quantize, CalibrationActivationStorage) {
     quantize_model(*m, f.tok, c);
     for (int l = 0; l < 2; ++l)
       for (LinearKind k : kAllLinears) {
-        const QuantizedWeight& q = *m->linear(l, k).quant;
+        const AffineWeight& q = *m->linear(l, k).packed_as<AffineWeight>();
         codes[where].insert(codes[where].end(), q.codes, q.codes + q.row_bytes() * size_t(q.rows));
       }
     err[where] = logit_mse(*m, *fp, f);

@@ -23,8 +23,8 @@
 #include "eval/perplexity.h"
 #include "eval/ppl_texts.h"
 #include "io/tokenizer.h"
+#include "kernels/affine.h"
 #include "kernels/linear.h"
-#include "kernels/quantized.h"
 #include "model/llama.h"
 #include "quant/calib.h"
 #include "quant/methods/gptq.h"
@@ -257,7 +257,7 @@ TEST(TestbedQuant, LayerOutputErrorMatchesTorchReference) {
       const int group = name.find("g128") != std::string::npos ? 128 : kPerChannel;
       QuantSpec spec;
       spec.bits = bits;
-      std::shared_ptr<const QuantizedWeight> q;
+      std::shared_ptr<const AffineWeight> q;
       if (rtn) {
         q = quantize_rtn(W.data(), rows, cols, spec, group > 0 ? Granularity::Group : Granularity::Channel,
                          group);
@@ -269,7 +269,7 @@ TEST(TestbedQuant, LayerOutputErrorMatchesTorchReference) {
         q = gptq_quantize(W.data(), rows, cols, H, o, name).weight;
       }
       std::vector<float> D(W.size());
-      dequantize_rows_scalar(*q, 0, rows, D.data());
+      affine_dequantize_rows_scalar(*q, 0, rows, D.data());
       for (size_t i = 0; i < D.size(); ++i) D[i] = W[i] - D[i];
       const double got = sum_sq_outputs(D, cap.x, rows, cols) / den, r = want.get<double>();
       // Same algorithm on the same X: the codes are equal except a few near-ties that the two Hessians' fp32

@@ -94,7 +94,7 @@ TEST(ToyMethod, AppearsInQuantizeHelpAndItsFlagWorks) {
   LlamaModel q(load_checkpoint(out)), fp(load_checkpoint(test::model_path("testbed-25m")));
   const std::vector<float> wq = linear_to_f32(q.linear(1, LinearKind::Down));
   const std::vector<float> wf = linear_to_f32(fp.linear(1, LinearKind::Down));
-  ASSERT_TRUE(q.linear(1, LinearKind::Down).quant);
+  ASSERT_TRUE(q.linear(1, LinearKind::Down).packed);
   for (size_t i = 0; i < wq.size(); ++i) ASSERT_LE(std::fabs(wq[i]), std::fabs(wf[i]) * (1 + 1e-6f)) << i;
 }
 

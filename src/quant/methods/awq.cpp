@@ -1,13 +1,11 @@
 #include "quant/methods/awq.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cstring>
 #include <limits>
 
 #include "core/error.h"
-#include "kernels/linear.h"
+#include "kernels/ops.h"
 #include "quant/calib.h"
 #include "quant/methods/rtn.h"
 #include "quant/quantize.h"
@@ -21,8 +19,7 @@ constexpr int64_t kChunk = 1024;  // tokens per GEMM in the searches
 
 // y (n, rows) = x (n, cols) · Wᵀ, W (rows, cols)
 void matmul_t(const float* x, int64_t n, int64_t cols, const float* W, int64_t rows, float* y) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(cols), 1.0f, x, int(cols), W,
-              int(cols), 0.0f, y, int(rows));
+  ops::gemm(true, n, rows, cols, 1.0f, x, cols, W, cols, 0.0f, y, rows);
 }
 
 double sq_diff_sum(const float* a, const float* b, size_t n) {
@@ -215,8 +212,7 @@ std::vector<float> awq_clip_bounds(const float* W, int64_t rows, int64_t cols, c
         8, worth_parallel(8.0 * double(rows) * double(cols)));
     for (int64_t g = 0; g < G; ++g) {
       // E (n, rows) = X[:, g] (n, gs) · Δ[:, g]ᵀ (gs, rows)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(gs), 1.0f, X + g * gs,
-                  int(cols), delta.data() + g * gs, int(cols), 0.0f, E.data(), int(rows));
+      ops::gemm(true, n, rows, gs, 1.0f, X + g * gs, cols, delta.data() + g * gs, cols, 0.0f, E.data(), rows);
       for (int64_t r = 0; r < rows; ++r) {
         double e = 0;
         for (int64_t t = 0; t < n; ++t) e += double(E[size_t(t * rows + r)]) * E[size_t(t * rows + r)];
@@ -431,7 +427,7 @@ AwqLayerResult awq_quantize_layer(LlamaModel& model, int layer, Activations& act
     res.rel_err[size_t(int(k))] = den > 0 ? std::sqrt(num / den) : 0;
     res.weights[size_t(int(k))] = qw;
     Linear l;
-    l.quant = qw;
+    l.packed = qw;
     model.set_linear(layer, k, std::move(l));
   }
   acts = std::move(out);

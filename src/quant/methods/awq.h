@@ -22,7 +22,7 @@
 #include <cmath>
 #include <memory>
 
-#include "formats/quantized.h"
+#include "formats/affine.h"
 #include "model/llama.h"
 #include "quant/calib.h"
 #include "quant/method.h"
@@ -41,9 +41,9 @@ struct AwqOptions {
 };
 
 struct AwqLayerResult {
-  std::array<double, 4> alpha{NAN, NAN, NAN, NAN};  // chosen α per InputSite (NaN: not searched)
-  std::array<double, 4> loss{NAN, NAN, NAN, NAN};   // its output MSE
-  std::array<std::shared_ptr<const QuantizedWeight>, 7> weights;  // by LinearKind
+  std::array<double, 4> alpha{NAN, NAN, NAN, NAN};             // chosen α per InputSite (NaN: not searched)
+  std::array<double, 4> loss{NAN, NAN, NAN, NAN};              // its output MSE
+  std::array<std::shared_ptr<const AffineWeight>, 7> weights;  // by LinearKind
   std::array<double, 7> rel_err{};  // ‖W' − Ŵ‖/‖W'‖ of the scaled, clipped weight W'
 };
 

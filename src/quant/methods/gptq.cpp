@@ -1,7 +1,5 @@
 #include "quant/methods/gptq.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -9,7 +7,7 @@
 
 #include "core/error.h"
 #include "core/lapack.h"
-#include "kernels/linear.h"
+#include "kernels/ops.h"
 #include "quant/calib.h"
 #include "quant/quantize.h"
 
@@ -162,9 +160,8 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols, std::vec
         8, worth_parallel(double(rows) * double(cnt) * double(cnt)));
     // W[:, i2:] -= Err1 (rows, cnt) · U[i1:i2, i2:] (cnt, cols − i2)
     if (i2 < cols)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(cols - i2), int(cnt), -1.0f,
-                  Err1.data(), int(cnt), &U[size_t(i1 * cols + i2)], int(cols), 1.0f, &W[size_t(i2)],
-                  int(cols));
+      ops::gemm(false, rows, cols - i2, cnt, -1.0f, Err1.data(), cnt, &U[size_t(i1 * cols + i2)], cols, 1.0f,
+                &W[size_t(i2)], cols);
   }
   if (grouped && o.static_groups)
     for (int64_t r = 0; r < rows; ++r)

@@ -20,7 +20,7 @@
 #include <string_view>
 #include <vector>
 
-#include "formats/quantized.h"
+#include "formats/affine.h"
 #include "quant/method.h"
 #include "quant/primitives.h"
 
@@ -39,7 +39,7 @@ struct GptqOptions {
 };
 
 struct GptqResult {
-  std::shared_ptr<const QuantizedWeight> weight;
+  std::shared_ptr<const AffineWeight> weight;
   double loss = 0;       // the reference's reported error: Σ (w − ŵ)² / U_ii² / 2
   double damp_used = 0;  // relative dampening that factorized
   int dead_columns = 0;

@@ -6,9 +6,9 @@
 
 namespace lowbit {
 
-std::shared_ptr<const QuantizedWeight> quantize_rtn(const float* w, int64_t rows, int64_t cols,
-                                                    const QuantSpec& spec, Granularity gran,
-                                                    int64_t group_size, float* fake) {
+std::shared_ptr<const AffineWeight> quantize_rtn(const float* w, int64_t rows, int64_t cols,
+                                                 const QuantSpec& spec, Granularity gran, int64_t group_size,
+                                                 float* fake) {
   if (gran != Granularity::Group) group_size = cols;
   check_quant_shape(spec.bits, group_size, cols, "rtn");
   if (group_size <= 0) fail("rtn: group size must be positive");

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "formats/quantized.h"
+#include "formats/affine.h"
 #include "quant/method.h"
 #include "quant/primitives.h"
 
@@ -17,9 +17,9 @@ enum class Granularity { Tensor, Channel, Group };
 // Quantizes W (rows, cols) into the packed format. Per-tensor parameters are stored replicated on every row
 // (the format's groups are per row). fake, when given, receives Ŵ (rows, cols) — bit-identical to
 // dequantizing the result.
-std::shared_ptr<const QuantizedWeight> quantize_rtn(const float* w, int64_t rows, int64_t cols,
-                                                    const QuantSpec& spec, Granularity gran,
-                                                    int64_t group_size = kPerChannel, float* fake = nullptr);
+std::shared_ptr<const AffineWeight> quantize_rtn(const float* w, int64_t rows, int64_t cols,
+                                                 const QuantSpec& spec, Granularity gran,
+                                                 int64_t group_size = kPerChannel, float* fake = nullptr);
 
 // The registry entry (quant/method.h).
 const Method& rtn_method();

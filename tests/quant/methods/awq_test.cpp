@@ -136,7 +136,7 @@ TEST(Awq, BeatsRtnOnABlockWithOutlierChannels) {
   Activations in = a;
   const AwqLayerResult res = awq_quantize_layer(*awq, 0, in, o);
   EXPECT_EQ(in.all(), ref);  // the next layer gets the full-precision outputs (llm-awq)
-  for (LinearKind k : kAllLinears) ASSERT_TRUE(awq->linear(0, k).quant) << linear_name(k);
+  for (LinearKind k : kAllLinears) ASSERT_TRUE(awq->linear(0, k).packed) << linear_name(k);
   EXPECT_GT(res.alpha[int(InputSite::AttnIn)], 0.0);        // the outliers make scaling worthwhile
   EXPECT_TRUE(std::isnan(res.alpha[int(InputSite::OIn)]));  // GQA: no v→o scaling
 
@@ -144,7 +144,7 @@ TEST(Awq, BeatsRtnOnABlockWithOutlierChannels) {
     const Linear& l = rtn->linear(0, k);
     const std::vector<float> w = linear_to_f32(l);
     Linear q;
-    q.quant = quantize_rtn(w.data(), l.rows(), l.cols(), o.spec, Granularity::Group, 32);
+    q.packed = quantize_rtn(w.data(), l.rows(), l.cols(), o.spec, Granularity::Group, 32);
     rtn->set_linear(0, k, q);
   }
   const double e_awq = sq_err(block_outputs(*awq, 0, a), ref), e_rtn = sq_err(block_outputs(*rtn, 0, a), ref);

@@ -9,7 +9,7 @@
 #include <numeric>
 
 #include "core/error.h"
-#include "kernels/quantized.h"
+#include "kernels/affine.h"
 #include "quant/methods/rtn.h"
 #include "quant/synth.h"
 
@@ -44,9 +44,9 @@ Problem make_problem(int64_t rows, int64_t cols, int64_t n, uint32_t seed) {
   return p;
 }
 
-std::vector<float> dequant(const QuantizedWeight& q) {
+std::vector<float> dequant(const AffineWeight& q) {
   std::vector<float> out(size_t(q.rows * q.cols));
-  dequantize_rows_scalar(q, 0, q.rows, out.data());
+  affine_dequantize_rows_scalar(q, 0, q.rows, out.data());
   return out;
 }
 
@@ -217,7 +217,7 @@ TEST(Gptq, MatchesUnblockedReference) {
 TEST(Gptq, ActOrderGroupsGiveAValidGIdx) {
   const Problem p = make_problem(16, 256, 256, 31);
   GptqResult g = gptq_quantize(p.W.data(), p.rows, p.cols, p.H, options(4, 64, true), "w");
-  const QuantizedWeight& q = *g.weight;
+  const AffineWeight& q = *g.weight;
   ASSERT_NE(q.g_idx, nullptr);
   std::vector<int64_t> order(size_t(p.cols));
   std::iota(order.begin(), order.end(), 0);

@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "core/dtype.h"
-#include "kernels/quantized.h"
+#include "kernels/affine.h"
 #include "quant/synth.h"
 
 namespace lowbit {
@@ -46,7 +46,7 @@ TEST(Rtn, EqualsTheFormula) {
         s.sym = sym;
         auto q =
             quantize_rtn(w.data(), rows, cols, s, group ? Granularity::Group : Granularity::Channel, group);
-        dequantize_rows_scalar(*q, 0, rows, got.data());
+        affine_dequantize_rows_scalar(*q, 0, rows, got.data());
         for (size_t i = 0; i < w.size(); ++i)
           ASSERT_EQ(got[i], want[i]) << "bits " << bits << " sym " << sym << " group " << group << " at "
                                      << i;

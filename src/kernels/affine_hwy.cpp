@@ -1,6 +1,6 @@
-// Highway SIMD bodies for kernels/quantized.h, compiled once per target and dispatched at run time.
+// Highway SIMD bodies for kernels/affine.h, compiled once per target and dispatched at run time.
 //
-// Two decoders of the packed LSB-first code stream (formats/quantized.h):
+// Two decoders of the packed LSB-first code stream (formats/affine.h):
 //
 // * Planar (2, 3, 4, 8 bits; the decode GEMV). A block of P·N codes (N f32 lanes, P = 4 planes, 8 for 3 bits)
 //   is unpacked with whole-vector shifts and masks into P vectors whose lanes hold codes in a fixed permuted
@@ -8,7 +8,7 @@
 //   high nibbles the odd ones. Since x is shared by every row, x is permuted once per call into that same
 //   order (PermuteX), so the inner loop is just convert + FMA. 3 bits: lane i assembles the 24-bit unit at
 //   byte 3i (8 codes in 3 bytes) with two cross-lane permutes, plane j is (unit >> 3j) & 7.
-// * Natural (any width; dequantize_rows and the act-order / 5-7-bit GEMV). A chunk of 8 or 16 codes
+// * Natural (any width; affine_dequantize_rows and the act-order / 5-7-bit GEMV). A chunk of 8 or 16 codes
 //   starting at a multiple of 8 codes (a byte boundary) lies in at most 16 bytes; each lane picks its two
 //   bytes with a byte shuffle, then a per-lane variable shift and mask extract the code, in column order.
 //
@@ -16,7 +16,7 @@
 // sizes) are decoded one at a time with packed_code. Reads never go past the current row: the last block of a
 // row is copied to a zero-padded stack buffer when a vector load would overrun it.
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "kernels/quantized_hwy.cpp"
+#define HWY_TARGET_INCLUDE "kernels/affine_hwy.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
@@ -24,7 +24,7 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/quantized.h"
+#include "kernels/affine.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace lowbit {
@@ -135,10 +135,10 @@ HWY_INLINE void DecodeNatural(D d, const uint8_t* row, size_t rb, int bits, int6
 }
 
 // Ŵ[r] (cols) into out. sbuf, zbuf: n_groups() floats of scratch. Each value is s·(q − z) in f32 exactly as
-// dequantize_rows_scalar computes it (one rounding, which is in fact exact: an fp16 scale has 11 significant
-// bits and |q − z| < 2^9, so the product fits in 24 bits), so the two agree bitwise.
+// affine_dequantize_rows_scalar computes it (one rounding, which is in fact exact: an fp16 scale has 11
+// significant bits and |q − z| < 2^9, so the product fits in 24 bits), so the two agree bitwise.
 template <class D>
-void DequantRow(D d, const QuantizedWeight& w, const GroupPlan* plans, int64_t r, float* HWY_RESTRICT out,
+void DequantRow(D d, const AffineWeight& w, const GroupPlan* plans, int64_t r, float* HWY_RESTRICT out,
                 float* HWY_RESTRICT sbuf, float* HWY_RESTRICT zbuf) {
   constexpr size_t N = hn::MaxLanes(D());
   constexpr int64_t K = N < 8 ? 8 : int64_t(N);
@@ -187,12 +187,12 @@ void DequantRow(D d, const QuantizedWeight& w, const GroupPlan* plans, int64_t r
 
 // Plans for DequantRow: blocks of max(N, 8) codes starting on multiples of 8 codes.
 template <class D>
-std::vector<GroupPlan> NaturalPlans(D, const QuantizedWeight& w) {
+std::vector<GroupPlan> NaturalPlans(D, const AffineWeight& w) {
   constexpr int64_t N = int64_t(hn::MaxLanes(D()));
   return PlanGroups(w.group_size, w.n_groups(), 8, N < 8 ? 8 : N);
 }
 
-void DequantRows(const QuantizedWeight& w, int64_t r0, int64_t nr, float* out) {
+void DequantRows(const AffineWeight& w, int64_t r0, int64_t nr, float* out) {
   const hn::ScalableTag<float> d;
   const std::vector<GroupPlan> plans = NaturalPlans(d, w);
 #pragma omp parallel if (nr * w.cols >= (int64_t(1) << 16))
@@ -279,7 +279,7 @@ HWY_INLINE void DecodePlanar(D d, const uint8_t* HWY_RESTRICT p, hn::Vec<D>* q) 
 // xp (n, cols): x with every planar block of every group reordered to the planes' lane order (head and tail
 // codes keep their place); sx (n, G): Σ x over each group, summed in double and rounded once.
 template <int kBits, class D>
-void PermuteX(D d, const QuantizedWeight& w, const GroupPlan* plans, const float* x, int64_t n, float* xp,
+void PermuteX(D d, const AffineWeight& w, const GroupPlan* plans, const float* x, int64_t n, float* xp,
               float* sx) {
   constexpr int P = kPlanes<kBits>;
   const int64_t N = int64_t(hn::Lanes(d)), B = P * N, cols = w.cols, gs = w.group_size, G = w.n_groups();
@@ -306,7 +306,7 @@ void PermuteX(D d, const QuantizedWeight& w, const GroupPlan* plans, const float
 // so the inner loop is code × x FMA and the zero-point costs one multiply per group (the tolerance this
 // reassociation needs is derived in tests/kernels/quantized_test.cpp).
 template <int kBits, int NT, class D>
-void GemvPlanarRows(D d, const QuantizedWeight& w, const GroupPlan* plans, const float* HWY_RESTRICT xp,
+void GemvPlanarRows(D d, const AffineWeight& w, const GroupPlan* plans, const float* HWY_RESTRICT xp,
                     const float* HWY_RESTRICT sx, int64_t r0, int64_t r1, float* HWY_RESTRICT y,
                     float* HWY_RESTRICT sbuf) {
   constexpr int P = kPlanes<kBits>;
@@ -367,7 +367,7 @@ void GemvPlanarRows(D d, const QuantizedWeight& w, const GroupPlan* plans, const
 }
 
 template <int kBits, class D>
-void GemvPlanar(D d, const QuantizedWeight& w, const float* x, int64_t n, float* y) {
+void GemvPlanar(D d, const AffineWeight& w, const float* x, int64_t n, float* y) {
   const int64_t G = w.n_groups();
   const std::vector<GroupPlan> plans =
       PlanGroups(w.group_size, G, kAlign<kBits>, kPlanes<kBits> * int64_t(hn::Lanes(d)));
@@ -402,7 +402,7 @@ void GemvPlanar(D d, const QuantizedWeight& w, const float* x, int64_t n, float*
 // Picks the vector width for a group size: the widest whose block (P·N codes) tiles a group exactly, else
 // the widest that fits in one, else the narrowest (then most codes take the one-at-a-time path).
 template <int kBits>
-void GemvPlanarDispatch(const QuantizedWeight& w, const float* x, int64_t n, float* y) {
+void GemvPlanarDispatch(const AffineWeight& w, const float* x, int64_t n, float* y) {
   constexpr int P = kPlanes<kBits>;
   const hn::CappedTag<float, 16> d16;
   const hn::CappedTag<float, 8> d8;
@@ -416,7 +416,7 @@ void GemvPlanarDispatch(const QuantizedWeight& w, const float* x, int64_t n, flo
 }
 
 // Act-order or 5..7 bits: dequantize each row (SIMD, exact) into scratch and dot it with every token.
-void GemvDequantDot(const QuantizedWeight& w, const float* x, int64_t n, float* y) {
+void GemvDequantDot(const AffineWeight& w, const float* x, int64_t n, float* y) {
   const hn::ScalableTag<float> d;
   const int64_t G = w.n_groups(), cols = w.cols;
   const std::vector<GroupPlan> plans = NaturalPlans(d, w);
@@ -432,7 +432,7 @@ void GemvDequantDot(const QuantizedWeight& w, const float* x, int64_t n, float* 
   }
 }
 
-void QuantGemv(const QuantizedWeight& w, const float* x, int64_t n, float* y) {
+void QuantGemv(const AffineWeight& w, const float* x, int64_t n, float* y) {
   if (w.g_idx) return GemvDequantDot(w, x, n, y);
   switch (w.bits) {
     case 2:
@@ -460,16 +460,16 @@ namespace lowbit {
 HWY_EXPORT(DequantRows);
 HWY_EXPORT(QuantGemv);
 
-void dequantize_rows(const QuantizedWeight& w, int64_t r0, int64_t nr, float* out) {
-  check_quantized_weight(w, "dequantize_rows");
+void affine_dequantize_rows(const AffineWeight& w, int64_t r0, int64_t nr, float* out) {
+  check_affine_weight(w, "affine_dequantize_rows");
   if (r0 < 0 || nr < 0 || r0 + nr > w.rows)
-    fail("dequantize_rows: rows [{}, {}) outside [0, {})", r0, r0 + nr, w.rows);
+    fail("affine_dequantize_rows: rows [{}, {}) outside [0, {})", r0, r0 + nr, w.rows);
   HWY_DYNAMIC_DISPATCH(DequantRows)(w, r0, nr, out);
 }
 
-void quantized_gemv(const QuantizedWeight& w, const float* x, int64_t n, float* y) {
-  check_quantized_weight(w, "quantized_gemv");
-  if (n < 1 || n > 4) fail("quantized_gemv: {} tokens (supports 1..4)", n);
+void affine_gemv(const AffineWeight& w, const float* x, int64_t n, float* y) {
+  check_affine_weight(w, "affine_gemv");
+  if (n < 1 || n > 4) fail("affine_gemv: {} tokens (supports 1..4)", n);
   HWY_DYNAMIC_DISPATCH(QuantGemv)(w, x, n, y);
 }
 

@@ -19,7 +19,7 @@
 //   is the cancellation term: when q ≈ Z, |y| is small but the two sums are not, and the error scales with
 //   them.
 // The double reference has error ≈ 2⁻⁵³·cols·M, far below these; a slack of 1e-12·M covers it.
-#include "kernels/quantized.h"
+#include "kernels/affine.h"
 
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
@@ -42,7 +42,7 @@ struct Packed {
   std::vector<uint16_t> scales;
   std::vector<int32_t> g_idx;
   std::vector<uint32_t> q;  // (rows, cols) the codes, unpacked, as generated
-  QuantizedWeight w;
+  AffineWeight w;
 };
 
 uint16_t random_scale(std::mt19937& rng) {
@@ -121,7 +121,7 @@ std::string describe(int bits, int64_t rows, const Shape& s, bool act) {
          " cols=" + std::to_string(s.cols) + " group=" + std::to_string(s.group) + (act ? " act-order" : "");
 }
 
-TEST(QuantizedFormat, PackCodeRoundTripsAgainstBitLevelReference) {
+TEST(AffineFormat, PackCodeRoundTripsAgainstBitLevelReference) {
   std::mt19937 rng(5);
   for (int bits = 2; bits <= 8; ++bits)
     for (int64_t len : {1, 3, 5, 8, 13, 37, 100, 129}) {
@@ -145,13 +145,13 @@ TEST(QuantizedFormat, PackCodeRoundTripsAgainstBitLevelReference) {
       ASSERT_EQ(row, ref) << "bits=" << bits << " len=" << len;
       for (int64_t c = 0; c < len; ++c)
         ASSERT_EQ(packed_code(row.data(), bits, c), q[size_t(c)]) << "bits=" << bits << " c=" << c;
-      QuantizedWeight w;
+      AffineWeight w;
       w.bits = bits, w.cols = len;
       EXPECT_EQ(w.row_bytes(), nbytes);
     }
 }
 
-TEST(QuantizedKernel, DequantizeRowsIsExactAndBitwiseEqualToScalar) {
+TEST(AffineKernel, DequantizeRowsIsExactAndBitwiseEqualToScalar) {
   std::mt19937 rng(17);
   for (int bits = 2; bits <= 8; ++bits)
     for (const Shape& s : kShapes)
@@ -160,7 +160,7 @@ TEST(QuantizedKernel, DequantizeRowsIsExactAndBitwiseEqualToScalar) {
           const Packed p = make_packed(bits, rows, s.cols, s.group, act, rng);
           SCOPED_TRACE(describe(bits, rows, s, act));
           std::vector<float> ref(size_t(rows * s.cols));
-          dequantize_rows_scalar(p.w, 0, rows, ref.data());
+          affine_dequantize_rows_scalar(p.w, 0, rows, ref.data());
           for (int64_t r = 0; r < rows; ++r)
             for (int64_t c = 0; c < s.cols; ++c)
               ASSERT_EQ(double(ref[size_t(r * s.cols + c)]), exact_weight(p, r, c))
@@ -168,15 +168,15 @@ TEST(QuantizedKernel, DequantizeRowsIsExactAndBitwiseEqualToScalar) {
           const int64_t r0 = rows / 3, nr = rows - r0;  // a sub-range too
           for_each_target([&] {
             std::vector<float> out(size_t(rows * s.cols), -1.0f), part(size_t(nr * s.cols), -1.0f);
-            dequantize_rows(p.w, 0, rows, out.data());
+            affine_dequantize_rows(p.w, 0, rows, out.data());
             EXPECT_EQ(std::memcmp(out.data(), ref.data(), out.size() * sizeof(float)), 0);
-            dequantize_rows(p.w, r0, nr, part.data());
+            affine_dequantize_rows(p.w, r0, nr, part.data());
             EXPECT_EQ(std::memcmp(part.data(), ref.data() + r0 * s.cols, part.size() * sizeof(float)), 0);
           });
         }
 }
 
-TEST(QuantizedKernel, MatmulMatchesExactReferenceWithinDerivedBound) {
+TEST(AffineKernel, MatmulMatchesExactReferenceWithinDerivedBound) {
   std::mt19937 rng(23);
   int64_t checked = 0;
   for (int bits = 2; bits <= 8; ++bits)
@@ -212,12 +212,12 @@ TEST(QuantizedKernel, MatmulMatchesExactReferenceWithinDerivedBound) {
                 ASSERT_LT(tol[size_t(t * rows + r)], 1e-3 * m);
               }
             std::vector<float> ys(size_t(n * rows));
-            quantized_matmul_scalar(p.w, x.data(), n, ys.data());
+            affine_matmul_scalar(p.w, x.data(), n, ys.data());
             for (size_t i = 0; i < ys.size(); ++i)
               ASSERT_NEAR(ys[i], exact[i], tol[i]) << "scalar n=" << n << " i=" << i;
             for_each_target([&] {
               std::vector<float> y(size_t(n * rows), NAN);
-              quantized_matmul(p.w, x.data(), n, y.data());
+              affine_matmul(p.w, x.data(), n, y.data());
               for (size_t i = 0; i < y.size(); ++i)
                 ASSERT_NEAR(y[i], exact[i], tol[i]) << "n=" << n << " i=" << i;
             });
@@ -227,7 +227,7 @@ TEST(QuantizedKernel, MatmulMatchesExactReferenceWithinDerivedBound) {
   EXPECT_EQ(checked, 7 * 12 * 2 * 3 * 6);
 }
 
-TEST(QuantizedKernel, LargeGemvMatchesReference) {
+TEST(AffineKernel, LargeGemvMatchesReference) {
   // Enough rows to go multithreaded and a 4096-wide row (many blocks per group) at the bench's group size.
   std::mt19937 rng(31);
   for (int bits : {2, 3, 4, 8}) {
@@ -237,8 +237,8 @@ TEST(QuantizedKernel, LargeGemvMatchesReference) {
     std::normal_distribution<float> nd(0, 1);
     for (auto& v : x) v = nd(rng);
     std::vector<float> y(static_cast<size_t>(rows)), ys(static_cast<size_t>(rows));
-    quantized_matmul(p.w, x.data(), 1, y.data());
-    quantized_matmul_scalar(p.w, x.data(), 1, ys.data());
+    affine_matmul(p.w, x.data(), 1, y.data());
+    affine_matmul_scalar(p.w, x.data(), 1, ys.data());
     for (int64_t r = 0; r < rows; ++r) {
       double m = 0;
       for (int64_t c = 0; c < cols; ++c) {
@@ -252,24 +252,24 @@ TEST(QuantizedKernel, LargeGemvMatchesReference) {
   }
 }
 
-TEST(QuantizedKernel, RejectsMalformedWeights) {
+TEST(AffineKernel, RejectsMalformedWeights) {
   std::mt19937 rng(1);
   Packed p = make_packed(4, 3, 64, 32, true, rng);
   std::vector<float> x(64 * 5), y(3 * 5);
-  QuantizedWeight bad = p.w;
+  AffineWeight bad = p.w;
   bad.bits = 9;
-  EXPECT_THROW(quantized_matmul(bad, x.data(), 1, y.data()), Error);
+  EXPECT_THROW(affine_matmul(bad, x.data(), 1, y.data()), Error);
   bad = p.w;
   bad.group_size = 48;  // does not divide 64
-  EXPECT_THROW(quantized_matmul(bad, x.data(), 5, y.data()), Error);
+  EXPECT_THROW(affine_matmul(bad, x.data(), 5, y.data()), Error);
   bad = p.w;
   bad.zeros = nullptr;
-  EXPECT_THROW(dequantize_rows(bad, 0, 1, y.data()), Error);
+  EXPECT_THROW(affine_dequantize_rows(bad, 0, 1, y.data()), Error);
   p.g_idx[7] = 2;  // only groups 0, 1 exist
-  EXPECT_THROW(quantized_matmul(p.w, x.data(), 1, y.data()), Error);
+  EXPECT_THROW(affine_matmul(p.w, x.data(), 1, y.data()), Error);
   p.g_idx[7] = 0;
-  EXPECT_THROW(dequantize_rows(p.w, 2, 2, y.data()), Error);  // rows [2, 4) of 3
-  EXPECT_THROW(quantized_gemv(p.w, x.data(), 5, y.data()), Error);
+  EXPECT_THROW(affine_dequantize_rows(p.w, 2, 2, y.data()), Error);  // rows [2, 4) of 3
+  EXPECT_THROW(affine_gemv(p.w, x.data(), 5, y.data()), Error);
 }
 
 }  // namespace

@@ -1,24 +1,23 @@
-// Kernels over QuantizedWeight (formats/quantized.h): y (n, rows) = x (n, cols) · Ŵᵀ computed from the packed
+// Kernels over AffineWeight (formats/affine.h): y (n, rows) = x (n, cols) · Ŵᵀ computed from the packed
 // codes. Decode (small n) dequantizes on the fly inside the dot product; prefill dequantizes a panel of rows
 // to f32 scratch and calls sgemm — the weights are never materialized as a whole FP copy.
 #pragma once
 #include <cstdint>
 
-#include "formats/quantized.h"
+#include "formats/affine.h"
 
 namespace lowbit {
 
 // y (n, rows) = x (n, cols) · Ŵᵀ: the fused GEMV below for n <= 4, else panels of dequantized rows + sgemm.
 // Multithreaded (OpenMP over rows); y must not alias x.
-void quantized_matmul(const QuantizedWeight& w, const float* x, int64_t n, float* y);
-// Ŵ rows [r0, r0 + nr) into out (nr, cols). SIMD; bitwise equal to dequantize_rows_scalar.
-void dequantize_rows(const QuantizedWeight& w, int64_t r0, int64_t nr, float* out);
+void affine_matmul(const AffineWeight& w, const float* x, int64_t n, float* y);
+// Ŵ rows [r0, r0 + nr) into out (nr, cols). SIMD; bitwise equal to affine_dequantize_rows_scalar.
+void affine_dequantize_rows(const AffineWeight& w, int64_t r0, int64_t nr, float* out);
 // The decode path for 1 <= n <= 4 tokens: codes are unpacked in registers and never written out (2/3/4/8 bits
 // without g_idx); act-order and 5..7-bit weights dequantize one row at a time into scratch instead.
-void quantized_gemv(const QuantizedWeight& w, const float* x, int64_t n, float* y);
+void affine_gemv(const AffineWeight& w, const float* x, int64_t n, float* y);
 
 // Scalar twins (test oracles).
-void dequantize_rows_scalar(const QuantizedWeight& w, int64_t r0, int64_t nr, float* out);
-void quantized_matmul_scalar(const QuantizedWeight& w, const float* x, int64_t n, float* y);
+void affine_matmul_scalar(const AffineWeight& w, const float* x, int64_t n, float* y);
 
 }  // namespace lowbit

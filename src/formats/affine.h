@@ -15,6 +15,8 @@
 #include <memory>
 #include <string_view>
 
+#include "formats/format.h"
+
 namespace lowbit {
 
 // "Per output channel" (one scale/zero group per row), spelled one way everywhere a group size is chosen: the
@@ -22,16 +24,26 @@ namespace lowbit {
 // stored weight itself has group_size == cols.)
 inline constexpr int kPerChannel = -1;
 
-struct QuantizedWeight {
-  int bits = 4;                       // 2..8
-  int64_t rows = 0;                   // out_features
-  int64_t cols = 0;                   // in_features
-  int64_t group_size = 0;             // divides cols; == cols for per-channel
-  const uint8_t* codes = nullptr;     // (rows, row_bytes())
-  const uint16_t* scales = nullptr;   // fp16 (rows, n_groups())
-  const uint8_t* zeros = nullptr;     // (rows, n_groups())
-  const int32_t* g_idx = nullptr;     // (cols) or nullptr
-  std::shared_ptr<const void> owner;  // keeps the bytes alive (buffer or mmap)
+// The format's entry in the format table (formats/format.h): "affine". In a checkpoint, for a linear "P"
+// (e.g. model.layers.0.self_attn.q_proj), instead of P.weight:
+//   P.qcodes  U8  (rows, row_bytes)   codes, LSB-first bitstream per row
+//   P.scales  F16 (rows, n_groups)
+//   P.qzeros  U8  (rows, n_groups)    integer zero-points
+//   P.g_idx   I32 (cols)              only with act-order
+// bits = row_bytes·8 / cols (the smallest b whose packed row length is row_bytes) and group = cols / n_groups
+// follow from the shapes, so a file cannot disagree with itself.
+const Format& affine_format();
+
+struct AffineWeight final : PackedWeight {
+  int bits = 4;                      // 2..8
+  int64_t group_size = 0;            // divides cols; == cols for per-channel
+  const uint8_t* codes = nullptr;    // (rows, row_bytes())
+  const uint16_t* scales = nullptr;  // fp16 (rows, n_groups())
+  const uint8_t* zeros = nullptr;    // (rows, n_groups())
+  const int32_t* g_idx = nullptr;    // (cols) or nullptr
+
+  const Format& format() const override { return affine_format(); }
+  std::shared_ptr<PackedWeight> clone() const override { return std::make_shared<AffineWeight>(*this); }
 
   int64_t n_groups() const { return cols / group_size; }
   size_t row_bytes() const { return (size_t(cols) * size_t(bits) + 7) / 8; }
@@ -64,6 +76,10 @@ inline void pack_code(uint8_t* row, int bits, int64_t c, uint32_t q) {
 // Throws lowbit::Error (one line, naming `what`) unless w is well formed: bits in 2..8, rows/cols > 0,
 // group_size > 0 dividing cols, non-null codes/scales/zeros, every g_idx entry in [0, n_groups()).
 // Kernels call it before touching the bytes, so a malformed weight never causes an out-of-bounds access.
-void check_quantized_weight(const QuantizedWeight& w, std::string_view what);
+void check_affine_weight(const AffineWeight& w, std::string_view what);
+
+// The reference dequantizer (scalar; the format table's dequantize_ref): Ŵ rows [r0, r0 + nr) into out
+// (nr, cols). Every affine kernel is tested against it.
+void affine_dequantize_rows_scalar(const AffineWeight& w, int64_t r0, int64_t nr, float* out);
 
 }  // namespace lowbit

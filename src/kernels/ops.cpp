@@ -1,0 +1,91 @@
+#include "kernels/ops.h"
+
+#include <cblas.h>
+
+#include <cmath>
+
+#include "core/sys.h"
+#include "kernels/format_kernels.h"
+
+namespace lowbit::ops {
+
+void linear(const Linear& w, const float* x, int64_t n, float* y) {
+  UninitVector<float> tx;
+  if (w.input) {
+    tx.resize(size_t(n * w.cols()));  // written whole by the transform
+    w.input->apply(x, n, w.cols(), tx.data());
+    x = tx.data();
+  }
+  if (w.packed)
+    format_kernels(w.packed->format()).matmul(*w.packed, x, n, y);
+  else
+    dense_matmul(w.dense, x, n, y);
+}
+
+void gemm(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda,
+          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(m), int(n), int(k), alpha,
+              A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+
+void gemm_scalar(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda,
+                 const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (int64_t p = 0; p < k; ++p)
+        s += double(A[i * lda + p]) * (trans_b ? B[j * ldb + p] : B[p * ldb + j]);
+      float& c = C[i * ldc + j];
+      c = float(alpha * s + (beta == 0 ? 0.0 : double(beta) * c));  // beta 0 ignores C (it may be garbage)
+    }
+}
+
+void syrk_upper(int64_t n, int64_t k, float alpha, const float* A, int64_t lda, float beta, float* C,
+                int64_t ldc) {
+  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(n), int(k), alpha, A, int(lda), beta, C, int(ldc));
+}
+
+void syrk_upper_scalar(int64_t n, int64_t k, float alpha, const float* A, int64_t lda, float beta, float* C,
+                       int64_t ldc) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = i; j < n; ++j) {
+      double s = 0;
+      for (int64_t p = 0; p < k; ++p) s += double(A[p * lda + i]) * A[p * lda + j];
+      float& c = C[i * ldc + j];
+      c = float(alpha * s + (beta == 0 ? 0.0 : double(beta) * c));
+    }
+}
+
+void rms_norm(const float* x, const float* w, int64_t n, int d, double eps, float* y) {
+#pragma omp parallel for schedule(static) if (n > 8)
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xr = x + t * d;
+    float* yr = y + t * d;
+    float ss = 0;
+    for (int i = 0; i < d; ++i) ss += xr[i] * xr[i];
+    const float inv = 1.0f / std::sqrt(ss / float(d) + float(eps));
+    for (int i = 0; i < d; ++i) yr[i] = w[i] * (xr[i] * inv);
+  }
+}
+
+void rope(float* x, int64_t n, int n_heads, int hd, const float* inv_freq, bool interleaved, int p0,
+          const int* pos_of) {
+  const int half = hd / 2;
+#pragma omp parallel for schedule(static) if (n > 8)
+  for (int64_t t = 0; t < n; ++t) {
+    const float pos = float(pos_of ? pos_of[t] : p0 + int(t));
+    for (int i = 0; i < half; ++i) {
+      const float ang = inv_freq[i] * pos;  // float32 product, as torch's freqs
+      const float c = std::cos(ang), s = std::sin(ang);
+      for (int h = 0; h < n_heads; ++h) {
+        float* v = x + t * int64_t(n_heads) * hd + int64_t(h) * hd;
+        const int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+        const float x0 = v[a], x1 = v[b];
+        v[a] = x0 * c - x1 * s;
+        v[b] = x1 * c + x0 * s;
+      }
+    }
+  }
+}
+
+}  // namespace lowbit::ops

@@ -29,6 +29,7 @@
 #include "core/json.h"
 #include "eval/task_prompts.h"
 #include "io/tokenizer.h"
+#include "kernels/logits.h"
 #include "model/llama.h"
 
 namespace lowbit {
@@ -80,8 +81,6 @@ struct ChoiceScore {
   bool truncated = false;
 };
 
-// Sum of log-softmax at `target` over one logits row, and whether target is its first argmax.
-double log_softmax_at(const float* row, int n_vocab, int32_t target, bool* is_argmax);
 
 class PrefixScorer {
  public:

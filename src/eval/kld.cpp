@@ -7,34 +7,6 @@
 
 namespace lowbit {
 
-namespace {
-double log_sum_exp(const float* x, int64_t V, float* mx_out) {
-  float mx = -INFINITY;
-  for (int64_t i = 0; i < V; ++i) mx = std::max(mx, x[i]);
-  double s = 0;
-  for (int64_t i = 0; i < V; ++i) s += std::exp(double(x[i]) - mx);
-  *mx_out = mx;
-  return double(mx) + std::log(s);
-}
-int64_t argmax_row(const float* x, int64_t V) {
-  int64_t b = 0;
-  for (int64_t i = 1; i < V; ++i)
-    if (x[i] > x[b]) b = i;
-  return b;
-}
-}  // namespace
-
-KlRow kl_divergence_row_scalar(const float* p, const float* q, int64_t V) {
-  float mp, mq;
-  const double lp = log_sum_exp(p, V, &mp), lq = log_sum_exp(q, V, &mq);
-  double kl = 0;
-  for (int64_t i = 0; i < V; ++i) {
-    const double logp = double(p[i]) - lp, logq = double(q[i]) - lq;
-    kl += std::exp(logp) * (logp - logq);
-  }
-  return {std::max(kl, 0.0), argmax_row(p, V), argmax_row(q, V)};  // rounding can leave -1e-17 for equal rows
-}
-
 void KldAccumulator::add(const float* base, const float* model, int64_t rows, int64_t V) {
   const size_t off = kl_.size();
   kl_.resize(off + size_t(rows));

@@ -7,6 +7,8 @@
 #include <span>
 #include <vector>
 
+#include "kernels/logits.h"
+
 namespace lowbit {
 
 class KldAccumulator {
@@ -24,17 +26,6 @@ class KldAccumulator {
   std::vector<double> kl_;
   int64_t agree_ = 0;
 };
-
-// KL(P ‖ Q) for one row of logits each, and each row's argmax (the first maximum, as torch.argmax).
-struct KlRow {
-  double kl = 0;
-  int64_t argmax_p = 0, argmax_q = 0;
-};
-// SIMD (eval/logit_rows.cpp): one fused pass in double lanes, Σ e^a·(a − b) / Σ e^a − log Σ e^a + log Σ e^b
-// with a, b the max-shifted rows. Equal to the scalar twin up to summation order and Exp's last bits.
-KlRow kl_divergence_row(const float* p_logits, const float* q_logits, int64_t V);
-// Scalar twin (test oracle): the textbook form, log-sum-exp of each row, then Σ p_v (log p_v − log q_v).
-KlRow kl_divergence_row_scalar(const float* p_logits, const float* q_logits, int64_t V);
 
 class LlamaModel;
 

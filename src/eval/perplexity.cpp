@@ -8,14 +8,6 @@
 
 namespace lowbit {
 
-double log_softmax_at_scalar(const float* logits, int64_t V, int32_t target) {
-  float mx = -INFINITY;
-  for (int64_t i = 0; i < V; ++i) mx = std::max(mx, logits[i]);
-  double sum = 0;
-  for (int64_t i = 0; i < V; ++i) sum += std::exp(double(logits[i]) - mx);
-  return double(logits[target]) - mx - std::log(sum);
-}
-
 PplResult perplexity(const LlamaModel& model, std::span<const int32_t> ids, const PplOptions& opt) {
   const int L = opt.seqlen;
   if (L < 2) fail("--seqlen must be at least 2 (got {})", L);

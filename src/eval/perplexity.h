@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/logits.h"
+
 #include "model/llama.h"
 
 namespace lowbit {
@@ -33,8 +35,5 @@ struct PplResult {
 
 PplResult perplexity(const LlamaModel& model, std::span<const int32_t> ids, const PplOptions& opt);
 
-// log p(target | row) for one logits row of length V, via a max-shifted log-sum-exp in double: the scalar
-// oracle of the SIMD log_softmax_at (eval/harness.h) that the evaluation loops use.
-double log_softmax_at_scalar(const float* logits, int64_t V, int32_t target);
 
 }  // namespace lowbit

@@ -1,9 +1,7 @@
-// Reductions over one row of n_vocab logits — the per-token cost of evaluation outside the model:
-// log_softmax_at (task scoring, perplexity) and kl_divergence_row (KLD against a base model). Vectorised with
-// Highway and dispatched to the best SIMD target at run time; scalar twins: log_softmax_at_scalar
-// (eval/perplexity.h) and kl_divergence_row_scalar (eval/kld.h).
+// The SIMD half of kernels/logits.h: vectorised with Highway and dispatched to the best SIMD target at run
+// time; the scalar twins are in kernels/logits.cpp.
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "eval/logit_rows.cpp"
+#define HWY_TARGET_INCLUDE "kernels/logits_hwy.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 // foreach_target re-includes this file once per target; everything below is compiled for each.
 #include <hwy/contrib/math/math-inl.h>
@@ -83,8 +81,7 @@ HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 #include "core/error.h"
-#include "eval/harness.h"
-#include "eval/kld.h"
+#include "kernels/logits.h"
 
 namespace lowbit {
 HWY_EXPORT(MaxOf);

@@ -53,7 +53,8 @@ void add_synth(CLI::App& app, Global&, Commands& out) {
   for (auto& [k, v] : shapes()) names += (names.empty() ? "" : ", ") + k;
   sub->add_option("--shape", o->shape, "One of: " + names);
   sub->add_option("--dtype", o->dtype, "bf16, f16 or f32");
-  sub->add_option("--layers", o->layers, "Override the number of layers (0 = the shape's)");
+  sub->add_option("--layers", o->layers, "Override the number of layers (0 = the shape's)")
+      ->check(at_least(0));
   sub->add_option("--seed", o->seed, "Random seed");
   sub->add_option("--out", o->out, "Output directory")->required();
   out.emplace_back(sub, [o]() {

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "kernels/linear.h"
 #include "quant/rtn.h"
 

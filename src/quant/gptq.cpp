@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/lapack.h"
+#include "core/parallel.h"
 
 namespace lowbit {
 

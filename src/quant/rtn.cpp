@@ -1,6 +1,7 @@
 #include "quant/rtn.h"
 
 #include "core/error.h"
+#include "core/parallel.h"
 
 namespace lowbit {
 

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "core/json.h"
-#include "io/checkpoint.h"
+#include "io/model_config.h"
 
 namespace lowbit {
 

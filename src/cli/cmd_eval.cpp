@@ -19,9 +19,12 @@ void add_eval(CLI::App& app, Global& g, Commands& out) {
   o->e.tasks = {"piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande"};
   sub->add_option("model", o->model, "Model")->required();
   sub->add_option("--tasks", o->e.tasks, "Comma-separated tasks")->delimiter(',');
-  sub->add_option("--limit", o->e.limit, "First N examples of each task (per MMLU subject); 0 = all");
-  sub->add_option("--num-fewshot", o->e.num_fewshot, "Few-shot examples (default: MMLU 5, others 0)");
-  sub->add_option("--max-length", o->e.max_length, "Context length; longer prompts keep their last tokens");
+  sub->add_option("--limit", o->e.limit, "First N examples of each task (per MMLU subject); 0 = all")
+      ->check(at_least(0));
+  sub->add_option("--num-fewshot", o->e.num_fewshot, "Few-shot examples (default -1: MMLU 5, others 0)")
+      ->check(at_least(0, -1, "the task's default"));
+  sub->add_option("--max-length", o->e.max_length, "Context length; longer prompts keep their last tokens")
+      ->check(at_least(2));
   sub->add_option("--log", o->e.log_path, "Write a per-example JSONL log with each choice's log-probability");
   sub->add_option("-o,--output", o->output, "Write the results JSON here (atomically)");
   out.emplace_back(sub, [&g, o]() {

@@ -27,7 +27,8 @@ void add_ppl(CLI::App& app, Global& g, Commands& out) {
                   "wikitext2, ptb, ptb-new, c4-sample, or a text file path (comma-separated list allowed)")
       ->delimiter(',');
   sub->add_option("--seqlen", o->seqlen, "Window length in tokens")->check(CLI::Range(2, 1 << 20));
-  sub->add_option("--max-windows", o->max_windows, "Evaluate at most this many windows (0 = all)");
+  sub->add_option("--max-windows", o->max_windows, "Evaluate at most this many windows (0 = all)")
+      ->check(at_least(0));
   sub->add_flag("--json", o->json, "Print results as JSON on stdout");
   sub->add_option("--kld-base", o->kld_base,
                   "Also report KL divergence of MODEL's next-token distribution from this base model's");

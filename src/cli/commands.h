@@ -1,7 +1,9 @@
 // Each subcommand lives in its own cmd_*.cpp and registers itself on the app here.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,12 @@ struct Global {
   int threads = 0;
   SearchPaths paths() const { return find_search_paths(models_dir, data_dir); }
 };
+
+// Check for an integer count option: CLI11 takes "-3" for an int without complaint, and a negative count
+// would then silently mean "all" or "the default". `sentinel`, when given, is a documented special value
+// below min (e.g. -1 = the task's default) and `sentinel_means` says what it means in the error.
+CLI::Validator at_least(int64_t min, std::optional<int64_t> sentinel = std::nullopt,
+                        const std::string& sentinel_means = "");
 
 // Returns the function to run when the subcommand was chosen.
 using Runner = std::function<int()>;

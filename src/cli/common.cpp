@@ -1,10 +1,25 @@
 #include "cli/common.h"
 
+#include <fmt/format.h>
+
 #include <bit>
 
 #include "core/sha256.h"
 
 namespace lowbit::cli {
+
+CLI::Validator at_least(int64_t min, std::optional<int64_t> sentinel, const std::string& sentinel_means) {
+  auto check = [=](std::string& input) -> std::string {
+    int64_t v = 0;
+    if (!CLI::detail::lexical_cast(input, v)) return "";  // not an integer: the conversion reports it
+    if (v >= min || (sentinel && v == *sentinel)) return "";
+    if (sentinel)
+      return fmt::format("{} must be at least {}, or {} for {}", input, min, *sentinel, sentinel_means);
+    return fmt::format("{} must be at least {}", input, min);
+  };
+  return CLI::Validator(check,
+                        sentinel ? fmt::format(">={} or {}", min, *sentinel) : fmt::format(">={}", min));
+}
 
 LoadedModel load_model(const Global& g, const std::string& arg, bool need_tokenizer) {
   LoadedModel lm;

@@ -5,54 +5,11 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "core/mmap.h"
+#include "eval/task_text.h"
 
 namespace lowbit {
 
 namespace {
-
-// Next code point of valid UTF-8 at s[i] (advancing i); false on an invalid sequence.
-bool next_code_point(std::string_view s, size_t& i, char32_t& c) {
-  auto b = [&](size_t k) { return uint8_t(s[k]); };
-  uint8_t c0 = b(i);
-  if (c0 < 0x80) {
-    c = c0;
-    ++i;
-    return true;
-  }
-  int len = c0 >= 0xF0 ? 4 : c0 >= 0xE0 ? 3 : c0 >= 0xC2 ? 2 : 0;
-  if (len == 0 || c0 > 0xF4 || i + len > s.size()) return false;
-  c = c0 & (0x7F >> len);
-  for (int k = 1; k < len; ++k) {
-    if ((b(i + k) & 0xC0) != 0x80) return false;
-    c = c << 6 | (b(i + k) & 0x3F);
-  }
-  static constexpr char32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
-  if (c < kMin[len] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return false;
-  i += len;
-  return true;
-}
-
-// Python's str.isspace() (what str.strip() removes).
-bool py_space(char32_t c) {
-  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
-         c == 0x3000;
-}
-
-// Python str.strip() of one valid UTF-8 line.
-std::string_view py_strip(std::string_view s) {
-  size_t i = 0, first = s.size(), last = 0;
-  while (i < s.size()) {
-    size_t at = i;
-    char32_t c = 0;
-    next_code_point(s, i, c);  // validated by the caller
-    if (!py_space(c)) {
-      if (first == s.size()) first = at;
-      last = i;
-    }
-  }
-  return first == s.size() ? std::string_view() : s.substr(first, last - first);
-}
 
 // The file's lines as Python's `for line in open(path, encoding="utf-8")` yields them: universal newlines
 // ("\r\n" and "\r" read as "\n"), each line keeping its "\n" (the last one may lack it). Rejects invalid
@@ -77,12 +34,8 @@ std::vector<std::string> python_lines(const std::string& path) {
     lines.emplace_back(text, pos, end - pos);
     pos = end;
   }
-  for (size_t n = 0; n < lines.size(); ++n) {
-    size_t i = 0;
-    char32_t c;
-    while (i < lines[n].size())
-      if (!next_code_point(lines[n], i, c)) fail("{}:{}: invalid UTF-8", path, n + 1);
-  }
+  for (size_t n = 0; n < lines.size(); ++n)
+    if (!valid_utf8(lines[n])) fail("{}:{}: invalid UTF-8", path, n + 1);
   return lines;
 }
 
@@ -111,7 +64,7 @@ EvalText wikitext2(const SearchPaths& paths) {
 EvalText ptb(const SearchPaths& paths, const char* name, const char* file, std::string_view sep) {
   std::string f = resolve_data_path(file, paths);
   auto rows = python_lines(f);
-  for (auto& r : rows) r = std::string(py_strip(r));
+  for (auto& r : rows) r = py_strip(r);
   return {name, join(rows, sep), {f}, ""};
 }
 

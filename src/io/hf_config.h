@@ -3,7 +3,7 @@
 #include <string>
 
 #include "core/json.h"
-#include "io/checkpoint.h"
+#include "io/model_config.h"
 
 namespace lowbit {
 

@@ -10,6 +10,7 @@
 #include "core/paths.h"
 #include "io/packed_tensors.h"
 #include "io/safetensors.h"
+#include "model/hf_config_json.h"
 
 namespace fs = std::filesystem;
 
@@ -24,40 +25,6 @@ TensorView f32_view(const std::vector<float>& v) {
   t.data = v.data();
   t.nbytes = v.size() * 4;
   return t;
-}
-
-Json config_json(const ModelConfig& c, const Json& qc) {
-  Json j = {{"architectures", {"LlamaForCausalLM"}},
-            {"model_type", "llama"},
-            {"hidden_size", c.n_embd},
-            {"num_hidden_layers", c.n_layer},
-            {"num_attention_heads", c.n_head},
-            {"num_key_value_heads", c.n_kv_head},
-            {"head_dim", c.head_dim},
-            {"intermediate_size", c.n_ff},
-            {"vocab_size", c.n_vocab},
-            {"rms_norm_eps", c.norm_eps},
-            {"rope_theta", c.rope_theta},
-            {"max_position_embeddings", c.max_position_embeddings},
-            {"tie_word_embeddings", c.tie_word_embeddings},
-            {"bos_token_id", c.bos_token_id},
-            {"hidden_act", "silu"}};
-  if (c.eos_token_ids.size() == 1)
-    j["eos_token_id"] = c.eos_token_ids[0];
-  else if (!c.eos_token_ids.empty())
-    j["eos_token_id"] = c.eos_token_ids;
-  if (c.rope_scaling.type.empty()) {
-    j["rope_scaling"] = nullptr;
-  } else {
-    j["rope_scaling"] = {
-        {"rope_type", c.rope_scaling.type},
-        {"factor", c.rope_scaling.factor},
-        {"low_freq_factor", c.rope_scaling.low_freq_factor},
-        {"high_freq_factor", c.rope_scaling.high_freq_factor},
-        {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings}};
-  }
-  if (!qc.is_null()) j["quantization_config"] = qc;
-  return j;
 }
 
 }  // namespace
@@ -113,7 +80,10 @@ uint64_t save_model(const LlamaModel& model, const std::string& out_dir, const J
     qc["format"] = "mixed";
     qc["linear_formats"] = formats;
   }
-  write_file_atomic(out_dir + "/config.json", config_json(c, qc).dump(2) + "\n");
+  // hidden_act is LlamaConfig's default (silu); save_model has always written it and synth never has.
+  Json extra = {{"hidden_act", "silu"}};
+  if (!qc.is_null()) extra["quantization_config"] = qc;
+  write_hf_config_json(out_dir, c, extra);
   // Tokenizer files travel with the model so the directory is self-contained.
   for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
                         "generation_config.json", "special_tokens_map.json"}) {

@@ -52,6 +52,13 @@ group = 128
 
 // The LLaMA3 low-bit study's post-training rows that lowbit implements (Huang et al. 2024, Table 1: RTN, GPTQ
 // and AWQ at 4/3/2 bits with group 128 and 8/4/3/2 bits per channel), full evaluations.
+// One [[rows]] block per method and group. Method lists (method = ["rtn", "gptq", "awq"]) would give the same
+// 21 quantized rows from one block for group 128 and one per channel, but a block expands method first
+// (study/spec.cpp), so the rows would come in group order: every g128 row, then every per-channel one. The
+// report lays rows out in plan order, and the paper's Table 1 (shared/paper/llama3-8b-ptq.csv,
+// results/testbed-25m-paper-report) goes by method, each method's g128 rows then its per-channel ones; no
+// list structure gives that order. Plan order also decides which rows each --shard runs (plan position mod
+// n).
 const char* kPaper = R"(# lowbit study preset "paper": the study's RTN/GPTQ/AWQ rows, full evaluations.
 name = "paper"
 models = ["testbed-25m"]

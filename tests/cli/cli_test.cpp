@@ -22,6 +22,15 @@ void expect_clean_error(const test::CliResult& r, std::initializer_list<std::str
     EXPECT_NE(r.err.find(n), std::string::npos) << "missing '" << n << "' in: " << r.err;
 }
 
+// A command-line (CLI11) error: a non-zero exit and exactly one line on stderr containing every needle.
+void expect_usage_error(const test::CliResult& r, std::initializer_list<std::string> needles) {
+  EXPECT_NE(r.exit_code, 0) << r.err;
+  ASSERT_FALSE(r.err.empty());
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "more than one line: " << r.err;
+  for (const auto& n : needles)
+    EXPECT_NE(r.err.find(n), std::string::npos) << "missing '" << n << "' in: " << r.err;
+}
+
 // A copy of testbed-25m's small files plus symlinks to the shards, which a test may then break.
 std::string testbed_copy(const std::string& tag) {
   std::string dir = test::temp_dir(tag), src = test::model_path("testbed-25m");
@@ -110,6 +119,59 @@ TEST(Cli, SynthWritesALoadableCheckpoint) {
   EXPECT_EQ(j["rope_scaling"], "llama3");
   EXPECT_EQ(j["parameters"].get<int64_t>(),
             128256LL * 2048 + 2048 * 2 + 2048LL * 2048 * 2 + 512LL * 2048 * 2 + 8192LL * 2048 * 3 + 2048);
+}
+
+// CLI11 converts "-3" into an int count without complaint; each count option must reject it by name.
+TEST(Cli, NegativeCountsAreRejected) {
+  const std::string m = "stories260K/stories260K.bin", out = test::temp_dir("negcount") + "/m";
+  expect_usage_error(test::run_cli("eval " + m + " --limit -3"), {"--limit", "-3"});
+  expect_usage_error(test::run_cli("eval " + m + " --limit=-3"), {"--limit", "-3"});
+  expect_usage_error(test::run_cli("eval " + m + " --num-fewshot -2"), {"--num-fewshot", "-2", "-1"});
+  expect_usage_error(test::run_cli("eval " + m + " --max-length 1"), {"--max-length"});
+  expect_usage_error(test::run_cli("ppl " + m + " --max-windows -1"), {"--max-windows", "-1"});
+  expect_usage_error(test::run_cli("ppl " + m + " --seqlen -5"), {"--seqlen", "-5"});
+  expect_usage_error(test::run_cli("generate " + m + " -n -1"), {"--tokens", "-1"});
+  expect_usage_error(test::run_cli("synth --shape testbed-25m --layers -1 --out " + out), {"--layers", "-1"});
+  expect_usage_error(test::run_cli("-t -2 info " + m), {"--threads", "-2"});
+  expect_usage_error(test::run_cli("info " + m + " --threads -2"), {"--threads", "-2"});
+  EXPECT_FALSE(std::filesystem::exists(out));
+  // The documented sentinel still works: --num-fewshot -1 is each task's default.
+  auto r = test::run_cli("eval " + m + " --tasks piqa --limit 1 --num-fewshot -1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"piqa\": 0"), std::string::npos) << r.out;  // config.num_fewshot: piqa's default
+}
+
+// --models-dir, --data-dir and -t/--threads are accepted after every subcommand (nested ones too), and
+// take effect there: a missing folder given after the subcommand is the one the error names.
+TEST(Cli, GlobalOptionsAfterTheSubcommand) {
+  const std::string none = "/nonexistent-lowbit-dir", m = "stories260K/stories260K.bin";
+  const std::string dir = test::temp_dir("globalopts");
+  for (const std::string cmd :
+       {"info " + m, "tokenize " + m + " --text hi", "generate " + m + " -n 2", "ppl " + m, "eval " + m,
+        "quantize " + m + " --method rtn --wbits 4 --out " + dir + "/q"}) {
+    expect_clean_error(test::run_cli(cmd + " -t 1 --models-dir " + none), {none});
+    expect_clean_error(test::run_cli(cmd + " --threads 1 --models-dir=" + none), {none});
+  }
+  expect_clean_error(test::run_cli("ppl " + m + " -d ptb --data-dir " + none), {none});
+  expect_clean_error(test::run_cli("eval " + m + " --tasks piqa --data-dir " + none), {none});
+  expect_clean_error(test::run_cli("study quick --check --data-dir " + none), {none});
+  // Before and after mix: the later one is used.
+  auto r = test::run_cli("--models-dir " + none + " info stories260K.bin --models-dir " +
+                         test::model_path("stories260K") + " -t 1");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_cli("synth --shape testbed-25m --layers 1 --out " + dir + "/s -t 1 --models-dir " + none);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  test::write_bytes(dir + "/empty.sqlite", "");
+  r = test::run_cli("study merge --store " + dir + "/merged.sqlite " + dir +
+                    "/empty.sqlite -t 1 --models-dir " + none + " --data-dir " + none);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  expect_clean_error(
+      test::run_cli("report " + dir + "/merged.sqlite -o " + dir + "/r --data-dir " + none + " -t 1"),
+      {"no results to report"});
+  // A nested subcommand does not take its parent's own options.
+  expect_usage_error(
+      test::run_cli("study merge --store " + dir + "/merged.sqlite " + dir + "/empty.sqlite --check"),
+      {"--check"});
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "kernels/ops.h"
 #include "quant/calib.h"
 #include "quant/methods/rtn.h"

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/lapack.h"
+#include "core/parallel.h"
 #include "kernels/ops.h"
 #include "quant/calib.h"
 #include "quant/quantize.h"

@@ -1,6 +1,7 @@
 #include "quant/methods/rtn.h"
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "kernels/linear.h"
 #include "quant/quantize.h"
 

@@ -81,7 +81,6 @@ struct ChoiceScore {
   bool truncated = false;
 };
 
-
 class PrefixScorer {
  public:
   PrefixScorer(std::unique_ptr<ScoringSession> session, int n_vocab);

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "kernels/logits.h"
-
 #include "model/llama.h"
 
 namespace lowbit {
@@ -34,6 +33,5 @@ struct PplResult {
 };
 
 PplResult perplexity(const LlamaModel& model, std::span<const int32_t> ids, const PplOptions& opt);
-
 
 }  // namespace lowbit

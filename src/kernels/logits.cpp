@@ -1,8 +1,8 @@
 // The scalar twins of kernels/logits_hwy.cpp.
+#include "kernels/logits.h"
+
 #include <algorithm>
 #include <cmath>
-
-#include "kernels/logits.h"
 
 namespace lowbit {
 

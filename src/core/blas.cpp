@@ -56,6 +56,14 @@ std::string blas_core_override_here(std::string_view current) {
 #endif
 }
 
+int blas_threads() {
+  return openblas_get_num_threads();
+}
+
+void set_blas_threads(int n) {
+  openblas_set_num_threads(n);
+}
+
 }  // namespace lowbit
 
 #if defined(__x86_64__) && defined(__linux__)

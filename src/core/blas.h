@@ -27,4 +27,21 @@ std::string blas_core_override(std::string_view current, bool avx512_skx, bool a
 // blas_core_override with this CPU's features ("" off x86-64).
 std::string blas_core_override_here(std::string_view current);
 
+// OpenBLAS's own thread count (set_num_threads in core/sys.h sets it with OpenMP's).
+int blas_threads();
+void set_blas_threads(int n);
+
+// Keeps OpenBLAS to the calling thread while it lives (workers that each run their own sequence), then
+// restores the count.
+class BlasOneThread {
+ public:
+  BlasOneThread() : saved_(blas_threads()) { set_blas_threads(1); }
+  ~BlasOneThread() { set_blas_threads(saved_); }
+  BlasOneThread(const BlasOneThread&) = delete;
+  BlasOneThread& operator=(const BlasOneThread&) = delete;
+
+ private:
+  int saved_;
+};
+
 }  // namespace lowbit

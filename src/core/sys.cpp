@@ -4,11 +4,12 @@
 #include <malloc.h>
 #endif
 
-#include <cblas.h>
 #include <omp.h>
 #include <sys/resource.h>
 
 #include <cstdio>
+
+#include "core/blas.h"
 
 namespace lowbit {
 
@@ -39,7 +40,7 @@ uint64_t peak_rss_bytes() {
 void set_num_threads(int n) {
   if (n <= 0) n = omp_get_num_procs();
   omp_set_num_threads(n);
-  openblas_set_num_threads(n);
+  set_blas_threads(n);
 }
 
 int num_threads() {

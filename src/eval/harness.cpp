@@ -1,6 +1,5 @@
 #include "eval/harness.h"
 
-#include <cblas.h>  // OpenBLAS: openblas_set_num_threads
 #include <omp.h>
 
 #include <algorithm>
@@ -10,6 +9,7 @@
 #include <map>
 #include <numeric>
 
+#include "core/blas.h"
 #include "core/error.h"
 #include "core/mmap.h"
 #include "core/paths.h"
@@ -335,11 +335,7 @@ std::vector<std::vector<ChoiceScore>> score_examples(const std::vector<Example>&
     // Each worker runs its own sequence; the model's OpenMP loops are nested and so run serially, but
     // OpenBLAS (pthread build) would start its own threads for every GEMM: keep it to the calling thread
     // meanwhile.
-    struct BlasOneThread {
-      int saved = openblas_get_num_threads();
-      BlasOneThread() { openblas_set_num_threads(1); }
-      ~BlasOneThread() { openblas_set_num_threads(saved); }
-    } blas_guard;
+    BlasOneThread blas_guard;
 #pragma omp parallel num_threads(threads)
     {
       try {

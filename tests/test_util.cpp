@@ -1,5 +1,6 @@
 #include "test_util.h"
 
+#include <hwy/targets.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -82,6 +83,17 @@ CliResult run_cli(const std::string& args) {
   r.out = read_file(out);
   r.err = read_file(err);
   return r;
+}
+
+void for_each_simd_target(const std::function<void()>& body) {
+  const std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
+  ASSERT_FALSE(targets.empty());
+  for (int64_t t : targets) {
+    hwy::SetSupportedTargetsForTest(t);
+    SCOPED_TRACE(hwy::TargetName(t));
+    body();
+  }
+  hwy::SetSupportedTargetsForTest(0);
 }
 
 }  // namespace lowbit::test

@@ -2,6 +2,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 
 #include "core/json.h"
@@ -20,6 +21,10 @@ const Json& llama3_tokenizer_refs();              // refs/llama3-tokenizer.json
 // A fresh empty directory under the system temp dir, removed at process exit.
 std::string temp_dir(const std::string& tag);
 void write_bytes(const std::string& path, const std::string& bytes);
+
+// Runs body once per Highway target compiled in and supported on this CPU, with dispatch pinned to it, so
+// every SIMD kernel's test covers every target (AVX3, AVX2, SSE4, ...), not just the best one.
+void for_each_simd_target(const std::function<void()>& body);
 
 struct CliResult {
   int exit_code;

@@ -70,43 +70,47 @@ TEST(Kld, ClosedFormTwoTokens) {
 }
 
 TEST(Kld, RowsMatchPyTorch) {
-  std::ifstream f(std::filesystem::path(__FILE__).parent_path() / "kld_ref.json");
-  const Json ref = Json::parse(f);
-  ASSERT_GE(ref["cases"].size(), 60u);
-  std::vector<float> p, q;
-  for (const Json& c : ref["cases"]) {
-    const std::string kind = c["kind"];
-    const int V = c["V"], r = c["r"];
-    ref_rows(kind, r, V, p, q);
-    const double want = c["kl"], tol = kl_tolerance(p, q);
-    const std::string at = kind + " V=" + std::to_string(V) + " r=" + std::to_string(r);
-    for (const KlRow& got :
-         {kl_divergence_row_scalar(p.data(), q.data(), V), kl_divergence_row(p.data(), q.data(), V)}) {
-      EXPECT_NEAR(got.kl, std::max(want, 0.0), tol) << at;
-      EXPECT_EQ(got.argmax_p, c["argmax_p"].get<int64_t>()) << at;
-      EXPECT_EQ(got.argmax_q, c["argmax_q"].get<int64_t>()) << at;
+  test::for_each_simd_target([&] {
+    std::ifstream f(std::filesystem::path(__FILE__).parent_path() / "kld_ref.json");
+    const Json ref = Json::parse(f);
+    ASSERT_GE(ref["cases"].size(), 60u);
+    std::vector<float> p, q;
+    for (const Json& c : ref["cases"]) {
+      const std::string kind = c["kind"];
+      const int V = c["V"], r = c["r"];
+      ref_rows(kind, r, V, p, q);
+      const double want = c["kl"], tol = kl_tolerance(p, q);
+      const std::string at = kind + " V=" + std::to_string(V) + " r=" + std::to_string(r);
+      for (const KlRow& got :
+           {kl_divergence_row_scalar(p.data(), q.data(), V), kl_divergence_row(p.data(), q.data(), V)}) {
+        EXPECT_NEAR(got.kl, std::max(want, 0.0), tol) << at;
+        EXPECT_EQ(got.argmax_p, c["argmax_p"].get<int64_t>()) << at;
+        EXPECT_EQ(got.argmax_q, c["argmax_q"].get<int64_t>()) << at;
+      }
+      if (kind == "same") EXPECT_EQ(kl_divergence_row(p.data(), q.data(), V).kl, 0.0) << at;
     }
-    if (kind == "same") EXPECT_EQ(kl_divergence_row(p.data(), q.data(), V).kl, 0.0) << at;
-  }
+  });
 }
 
 TEST(Kld, SimdMatchesScalarOnRaggedRows) {
-  std::mt19937 rng(7);
-  std::normal_distribution<float> n01(0.0f, 1.0f);
-  for (int V : {1, 2, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 65, 127, 1000, 32000, 128256}) {
-    for (float scale : {0.01f, 1.0f, 8.0f}) {
-      auto p = std::vector<float>(size_t(V)), q = p;
-      for (int i = 0; i < V; ++i) {
-        p[size_t(i)] = 3 * n01(rng);
-        q[size_t(i)] = p[size_t(i)] + scale * n01(rng) - 2.5f;
+  test::for_each_simd_target([&] {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> n01(0.0f, 1.0f);
+    for (int V : {1, 2, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 65, 127, 1000, 32000, 128256}) {
+      for (float scale : {0.01f, 1.0f, 8.0f}) {
+        auto p = std::vector<float>(size_t(V)), q = p;
+        for (int i = 0; i < V; ++i) {
+          p[size_t(i)] = 3 * n01(rng);
+          q[size_t(i)] = p[size_t(i)] + scale * n01(rng) - 2.5f;
+        }
+        const KlRow s = kl_divergence_row_scalar(p.data(), q.data(), V),
+                    v = kl_divergence_row(p.data(), q.data(), V);
+        EXPECT_NEAR(v.kl, s.kl, kl_tolerance(p, q)) << V << " " << scale;
+        EXPECT_EQ(v.argmax_p, s.argmax_p) << V;
+        EXPECT_EQ(v.argmax_q, s.argmax_q) << V;
       }
-      const KlRow s = kl_divergence_row_scalar(p.data(), q.data(), V),
-                  v = kl_divergence_row(p.data(), q.data(), V);
-      EXPECT_NEAR(v.kl, s.kl, kl_tolerance(p, q)) << V << " " << scale;
-      EXPECT_EQ(v.argmax_p, s.argmax_p) << V;
-      EXPECT_EQ(v.argmax_q, s.argmax_q) << V;
     }
-  }
+  });
 }
 
 TEST(Kld, SummaryStatistics) {

@@ -12,6 +12,7 @@
 #include "eval/task_registry.h"
 #include "eval/task_text.h"
 #include "eval_fakes.h"
+#include "test_util.h"
 
 namespace lowbit {
 namespace {
@@ -56,27 +57,29 @@ TEST(EvalScoring, TruncationKeepsTheLastTokensBosIncluded) {
 }
 
 TEST(EvalScoring, LogSoftmaxAgainstDoubleReference) {
-  std::mt19937 rng(7);
-  std::normal_distribution<float> nd(0.0f, 4.0f);
-  for (int V : {1, 7, 32000, 128256}) {
-    std::vector<float> row(static_cast<size_t>(V));
-    for (float& x : row) x = nd(rng);
-    for (int32_t target : {0, V / 2, V - 1}) {
-      double m = *std::max_element(row.begin(), row.end()), s = 0;
-      for (float x : row) s += std::exp(double(x) - m);
-      double want = double(row[size_t(target)]) - m - std::log(s);
-      bool greedy = false;
-      // hn::Exp is within a few ulp and float lane sums cover 64 vectors: 1e-6 absolute is ample.
-      EXPECT_NEAR(log_softmax_at(row.data(), V, target, &greedy), want, 1e-6) << V << " " << target;
-      EXPECT_EQ(greedy, row[size_t(target)] == m);
+  test::for_each_simd_target([&] {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd(0.0f, 4.0f);
+    for (int V : {1, 7, 32000, 128256}) {
+      std::vector<float> row(static_cast<size_t>(V));
+      for (float& x : row) x = nd(rng);
+      for (int32_t target : {0, V / 2, V - 1}) {
+        double m = *std::max_element(row.begin(), row.end()), s = 0;
+        for (float x : row) s += std::exp(double(x) - m);
+        double want = double(row[size_t(target)]) - m - std::log(s);
+        bool greedy = false;
+        // hn::Exp is within a few ulp and float lane sums cover 64 vectors: 1e-6 absolute is ample.
+        EXPECT_NEAR(log_softmax_at(row.data(), V, target, &greedy), want, 1e-6) << V << " " << target;
+        EXPECT_EQ(greedy, row[size_t(target)] == m);
+      }
     }
-  }
-  std::vector<float> tie = {1.0f, 3.0f, 3.0f, -2.0f};
-  bool g1 = false, g2 = true;
-  log_softmax_at(tie.data(), 4, 1, &g1);
-  log_softmax_at(tie.data(), 4, 2, &g2);
-  EXPECT_TRUE(g1);  // torch.argmax picks the first maximum
-  EXPECT_FALSE(g2);
+    std::vector<float> tie = {1.0f, 3.0f, 3.0f, -2.0f};
+    bool g1 = false, g2 = true;
+    log_softmax_at(tie.data(), 4, 1, &g1);
+    log_softmax_at(tie.data(), 4, 2, &g2);
+    EXPECT_TRUE(g1);  // torch.argmax picks the first maximum
+    EXPECT_FALSE(g2);
+  });
 }
 
 // Examples from every task (real files), scored by one PrefixScorer in sequence (reusing cache prefixes

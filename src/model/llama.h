@@ -1,4 +1,6 @@
-// LLaMA forward pass in fp32 arithmetic over f32/f16/bf16 (and, later, packed quantized) weights.
+// LLaMA forward pass in fp32 arithmetic over f32/f16/bf16 or packed (formats/format.h) weights, through
+// kernels/ops.h only: each linear is a kernels/linear.h Linear, whose optional input transform ops::linear
+// applies, so methods that smooth or quantize activations need no change here.
 //
 // Shapes: n = tokens in this call, d = n_embd, hd = head_dim, H = n_head, Hkv = n_kv_head, f = n_ff, V =
 // n_vocab.

@@ -247,4 +247,14 @@ Json quantization_config_json(const QuantConfig& q, const QuantReport& rep, cons
   return qc;
 }
 
+void set_activation_bits(LlamaModel& model, int abits) {
+  auto q = std::make_shared<const PerTokenQuant>(abits);  // checks the range
+  for (int l = 0; l < model.config().n_layer; ++l)
+    for (LinearKind k : kAllLinears) {
+      Linear lin = model.linear(l, k);
+      lin.input = q;
+      model.set_linear(l, k, std::move(lin));
+    }
+}
+
 }  // namespace lowbit

@@ -95,6 +95,12 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
 // seed) for calibrated methods.
 Json quantization_config_json(const QuantConfig& q, const QuantReport& rep, const std::string& source_model);
 
+// W·A·: every block linear's input quantized per token to `abits` (2..8) at inference, through the
+// activation hook (kernels/input_transform.h PerTokenQuant: SmoothQuant's per-token absmax fake
+// quantization); the LM head and the attention products stay float. Replaces any input transform the linears
+// had.
+void set_activation_bits(LlamaModel& model, int abits);
+
 // For method files (quant/methods/): the pieces every per-layer function needs.
 std::string linear_tensor_name(int layer, LinearKind k);  // "model.layers.3.self_attn.q_proj.weight"
 QuantSpec affine_spec(const QuantConfig& cfg);  // wbits, and the sym / mse options if the method has them

@@ -267,6 +267,7 @@ class Runner {
       const std::string id = u.row_id.dump();
       qdir = quantized_dir(u, sha256_hex(id.data(), id.size()));
       qmodel = std::make_unique<LlamaModel>(load_checkpoint(qdir));
+      if (row.abits < 16) set_activation_bits(*qmodel, row.abits);
       model = qmodel.get();
     }
     for (size_t c : pending) {

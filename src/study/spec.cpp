@@ -187,11 +187,10 @@ std::vector<StudyRow> expand_rows(const Section& s, const std::string& where, co
     for (int64_t w : wbits)
       for (int64_t a : abits)
         for (int64_t g : groups) {
-          if (a != 16)
-            s.bad("abits",
-                  fmt::format("abits = {}: {} quantizes weights only (activation quantization is not "
-                              "implemented yet); use 16",
-                              a, m));
+          if (a != 16 && (a < 2 || a > 8))
+            s.bad("abits", fmt::format("abits = {}: 16 (float activations), or 2..8 for per-token activation "
+                                       "quantization",
+                                       a));
           if (w < method.min_bits || w > method.max_bits)
             s.bad("wbits", fmt::format("wbits = {} is not supported by {} ({}..{})", w, m, method.min_bits,
                                        method.max_bits));
@@ -204,6 +203,7 @@ std::vector<StudyRow> expand_rows(const Section& s, const std::string& where, co
           q.method = m;
           q.wbits = int(w);
           q.group = int(g);
+          r.abits = int(a);
           r.settings = {{"method", m}, {"wbits", w}, {"abits", a}, {"group", g}};
           for (const MethodOption* o : given) r.settings[o->name] = q.options[o->name] = option_value(s, *o);
           q.nsamples = spec.calib_nsamples;

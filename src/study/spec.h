@@ -12,10 +12,12 @@
 //   [[rows]]        method = "gptq", wbits = 4, group = 128, act_order = true
 //
 // Each [[rows]] table expands to the Cartesian product of its list-valued keys (method × wbits × abits ×
-// group), in that nesting order; other keys are method options (sym, act_order, static_groups,
-// true_sequential, mse, damp, awq_seqlen). The unquantized baseline is method "fp16" (the checkpoint's own
-// weights, whatever their storage dtype). kld = true measures KL divergence of each quantized row from the
-// baseline on the first perplexity dataset.
+// group), in that nesting order; other keys are the options of the registered methods (quant/method.h: sym,
+// act_order, static_groups, true_sequential, mse, damp, awq_seqlen, ...). abits < 16 quantizes every block
+// linear's input per token at that many bits through the activation hook (quant/quantize.h
+// set_activation_bits), on top of the row's weight method. The unquantized baseline is method "fp16" (the
+// checkpoint's own weights, whatever their storage dtype). kld = true measures KL divergence of each
+// quantized row from the baseline on the first perplexity dataset.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -30,6 +32,8 @@ namespace lowbit {
 struct StudyRow {
   Json settings;      // canonical, sorted keys: method, wbits, abits, group, and the options given
   QuantConfig quant;  // for quantized rows; the calibration comes from the study
+  // 16: float activations; 2..8: every block linear's input quantized per token (set_activation_bits)
+  int abits = 16;
   std::string where;  // "rows[2]" for messages
   bool baseline() const { return quant.method == "fp16"; }
   std::string label() const;  // "gptq w4 a16 g128 act_order"

@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "core/error.h"
 #include "kernels/linear.h"
+#include "kernels/ops.h"
 #include "quant/methods/rtn.h"
 #include "quant/synth.h"
 #include "test_util.h"
@@ -199,6 +202,30 @@ TEST(Quantize, CalibrationActivationStorage) {
       error_of(*m, f.tok, nodir),
       "/nonexistent/lowbit-spill: cannot create a scratch file: No such file or directory (quantized layers "
       "are kept there; choose another with --spill-dir or TMPDIR)");
+}
+
+// abits through the activation hook: every block linear gets the per-token quantizer, and the forward then
+// equals one whose inputs were quantized by hand (here: the first linear of a block, on its own).
+TEST(Quantize, ActivationBitsSetThePerTokenHookOnEveryBlockLinear) {
+  test::SynthSpec spec;
+  auto m = test::make_synth_model(spec);
+  const Linear q_before = m->linear(0, LinearKind::Q);
+  set_activation_bits(*m, 4);
+  for (int l = 0; l < spec.n_layer; ++l)
+    for (LinearKind k : kAllLinears) {
+      const Linear& lin = m->linear(l, k);
+      ASSERT_TRUE(lin.input) << l << " " << linear_name(k);
+      EXPECT_EQ(lin.input->name(), "per_token_a4");
+    }
+  const Linear& q = m->linear(0, LinearKind::Q);
+  const int64_t n = 3, cols = q.cols();
+  std::vector<float> x(size_t(n * cols)), xq(x.size()), y(size_t(n * q.rows())), want(y.size());
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(float(i) * 0.37f);
+  ops::linear(q, x.data(), n, y.data());
+  PerTokenQuant(4).apply(x.data(), n, cols, xq.data());
+  ops::linear(q_before, xq.data(), n, want.data());
+  EXPECT_EQ(y, want);
+  EXPECT_THROW(set_activation_bits(*m, 9), Error);
 }
 
 }  // namespace

@@ -10,35 +10,11 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "formats/affine.h"
+#include "formats/random_affine.h"
 #include "kernels/format_kernels.h"
 
 namespace lowbit {
 namespace {
-
-struct Buffers {
-  std::vector<uint8_t> codes, zeros;
-  std::vector<uint16_t> scales;
-  std::vector<int32_t> g_idx;
-};
-
-AffineWeight make(Buffers& b, int bits, int64_t rows, int64_t cols, int64_t gs, bool with_g_idx) {
-  AffineWeight w;
-  w.bits = bits, w.rows = rows, w.cols = cols, w.group_size = gs;
-  std::mt19937 g(uint32_t(bits * 100 + cols));
-  b.codes.assign(size_t(rows) * w.row_bytes(), 0);
-  for (auto& c : b.codes) c = uint8_t(g());
-  b.scales.resize(size_t(rows * w.n_groups()));
-  for (auto& s : b.scales) s = f32_to_f16(0.01f + float(g() % 100) / 1000);
-  b.zeros.resize(size_t(rows * w.n_groups()));
-  for (auto& z : b.zeros) z = uint8_t(g() % (1u << bits));
-  if (with_g_idx) {
-    b.g_idx.resize(size_t(cols));
-    for (int64_t c = 0; c < cols; ++c) b.g_idx[size_t(c)] = int32_t((c * 7) % w.n_groups());
-  }
-  w.codes = b.codes.data(), w.scales = b.scales.data(), w.zeros = b.zeros.data();
-  w.g_idx = with_g_idx ? b.g_idx.data() : nullptr;
-  return w;
-}
 
 TEST(FormatTable, AffineIsRegisteredWithItsKernels) {
   ASSERT_EQ(find_format("affine"), &affine_format());
@@ -48,8 +24,9 @@ TEST(FormatTable, AffineIsRegisteredWithItsKernels) {
 
 TEST(FormatTable, AffineTensorsReadBackBitwiseAndCountEveryBit) {
   for (bool gi : {false, true}) {
-    Buffers b;
-    const AffineWeight w = make(b, 3, 6, 256, 64, gi);
+    std::mt19937 rng(3);
+    const test::RandomAffine b = test::random_affine(3, 6, 256, 64, gi, rng);
+    const AffineWeight& w = b.w;
     // 3 bits of code, 16 + 8 bits per group of 64, 32 bits of g_idx per column (over 6 rows).
     const double want = 3.0 + 24.0 / 64 + (gi ? 32.0 / 6 : 0);
     EXPECT_DOUBLE_EQ(affine_format().bits_per_weight(w), want);
@@ -70,8 +47,9 @@ TEST(FormatTable, AffineTensorsReadBackBitwiseAndCountEveryBit) {
 }
 
 TEST(FormatTable, MalformedAffineTensorsGiveOneLineErrors) {
-  Buffers b;
-  const AffineWeight w = make(b, 4, 2, 64, 32, false);
+  std::mt19937 rng(4);
+  const test::RandomAffine b = test::random_affine(4, 2, 64, 32, false, rng);
+  const AffineWeight& w = b.w;
   std::map<std::string, TensorView> stored;
   for (FormatTensor& t : affine_format().tensors(w)) stored[t.suffix] = t.view;
   auto error = [&](int64_t rows, int64_t cols) {

@@ -14,43 +14,22 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "formats/random_affine.h"
 #include "kernels/affine.h"
 
 namespace lowbit {
 namespace {
 
-struct Packed {
-  std::vector<uint8_t> codes, zeros;
-  std::vector<uint16_t> scales;
-  std::vector<int32_t> g_idx;
-  AffineWeight w;
-};
+using Packed = test::RandomAffine;
 
 // Zero-points in [zmin, zmax]; act-order permutes which columns belong to which group.
 Packed make_packed(int bits, int64_t rows, int64_t cols, int64_t gs, bool act_order, uint32_t zmin,
                    uint32_t zmax, std::mt19937& rng) {
-  Packed p;
-  const int64_t G = cols / gs;
-  p.w.bits = bits, p.w.rows = rows, p.w.cols = cols, p.w.group_size = gs;
-  p.codes.resize(p.w.row_bytes() * static_cast<size_t>(rows));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c)
-      pack_code(p.codes.data() + size_t(r) * p.w.row_bytes(), bits, c, rng() & ((1u << bits) - 1));
-  p.scales.resize(static_cast<size_t>(rows * G));
-  p.zeros.resize(static_cast<size_t>(rows * G));
-  std::uniform_real_distribution<float> u(1e-3f, 0.1f);
-  for (auto& s : p.scales) s = f32_to_f16(rng() % 2 ? u(rng) : -u(rng));
-  for (auto& z : p.zeros) z = uint8_t(zmin + rng() % (zmax - zmin + 1));
-  if (act_order) {
-    std::vector<int32_t> perm(static_cast<size_t>(cols));
-    for (int64_t c = 0; c < cols; ++c) perm[size_t(c)] = int32_t(c);
-    std::shuffle(perm.begin(), perm.end(), rng);
-    p.g_idx.resize(static_cast<size_t>(cols));
-    for (int64_t k = 0; k < cols; ++k) p.g_idx[size_t(perm[size_t(k)])] = int32_t(k / gs);
-  }
-  p.w.codes = p.codes.data(), p.w.scales = p.scales.data(), p.w.zeros = p.zeros.data();
-  p.w.g_idx = act_order ? p.g_idx.data() : nullptr;
-  return p;
+  auto scale = [](std::mt19937& g) {
+    std::uniform_real_distribution<float> u(1e-3f, 0.1f);
+    return f32_to_f16(g() % 2 ? u(g) : -u(g));
+  };
+  return test::random_affine(bits, rows, cols, gs, act_order, rng, scale, zmin, zmax);
 }
 
 // Element n of a packed int32 stream laid out as AutoGPTQ packs it, `at(k)` returning word k.

@@ -32,54 +32,16 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "formats/random_affine.h"
 #include "kernels/dense.h"
 
 namespace lowbit {
 namespace {
 
-struct Packed {
-  std::vector<uint8_t> codes, zeros;
-  std::vector<uint16_t> scales;
-  std::vector<int32_t> g_idx;
-  std::vector<uint32_t> q;  // (rows, cols) the codes, unpacked, as generated
-  AffineWeight w;
-};
-
-uint16_t random_scale(std::mt19937& rng) {
-  std::uniform_real_distribution<float> mag(-10.0f, -1.0f);  // log2 |S|
-  const bool subnormal = rng() % 16 == 0;  // fp16 subnormals exercise the f16 → f32 decode
-  float s = subnormal ? std::ldexp(float(rng() % 1023 + 1), -24) : std::exp2(mag(rng));
-  if (rng() % 2) s = -s;
-  return f32_to_f16(s);
-}
+using Packed = test::RandomAffine;
 
 Packed make_packed(int bits, int64_t rows, int64_t cols, int64_t gs, bool act_order, std::mt19937& rng) {
-  Packed p;
-  const int64_t G = cols / gs;
-  p.w.bits = bits, p.w.rows = rows, p.w.cols = cols, p.w.group_size = gs;
-  const size_t rb = p.w.row_bytes();
-  p.codes.assign(rb * size_t(rows), 0);
-  p.q.resize(size_t(rows * cols));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) {
-      const uint32_t q = rng() & ((1u << bits) - 1);
-      p.q[size_t(r * cols + c)] = q;
-      pack_code(p.codes.data() + size_t(r) * rb, bits, c, q);
-    }
-  p.scales.resize(size_t(rows * G));
-  p.zeros.resize(size_t(rows * G));
-  for (auto& s : p.scales) s = random_scale(rng);
-  for (auto& z : p.zeros) z = uint8_t(rng() & ((1u << bits) - 1));
-  if (act_order) {  // GPTQ act-order: columns quantized in a permuted order, g_idx[c] = position / gs
-    std::vector<int32_t> perm(static_cast<size_t>(cols));
-    for (int64_t c = 0; c < cols; ++c) perm[size_t(c)] = int32_t(c);
-    std::shuffle(perm.begin(), perm.end(), rng);
-    p.g_idx.resize(static_cast<size_t>(cols));
-    for (int64_t k = 0; k < cols; ++k) p.g_idx[size_t(perm[size_t(k)])] = int32_t(k / gs);
-  }
-  p.w.codes = p.codes.data(), p.w.scales = p.scales.data(), p.w.zeros = p.zeros.data();
-  p.w.g_idx = act_order ? p.g_idx.data() : nullptr;
-  return p;
+  return test::random_affine(bits, rows, cols, gs, act_order, rng);
 }
 
 // Ŵ[r][c] in double straight from the generated codes.

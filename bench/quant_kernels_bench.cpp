@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "kernels/affine.h"
+#include "kernels/affine_matmul.h"
 #include "kernels/dense.h"
 
 using namespace lowbit;

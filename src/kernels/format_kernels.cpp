@@ -1,7 +1,7 @@
 #include "kernels/format_kernels.h"
 
 #include "core/error.h"
-#include "kernels/affine.h"
+#include "kernels/affine_matmul.h"
 
 namespace lowbit {
 

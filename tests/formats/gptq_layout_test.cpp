@@ -15,7 +15,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "formats/random_affine.h"
-#include "kernels/affine.h"
+#include "kernels/affine_matmul.h"
 
 namespace lowbit {
 namespace {

@@ -8,7 +8,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
-#include "kernels/affine.h"
+#include "kernels/affine_matmul.h"
 #include "quant/methods/rtn.h"
 #include "quant/synth.h"
 

@@ -23,7 +23,7 @@
 #include "eval/perplexity.h"
 #include "eval/ppl_texts.h"
 #include "io/tokenizer.h"
-#include "kernels/affine.h"
+#include "kernels/affine_matmul.h"
 #include "kernels/linear.h"
 #include "model/llama.h"
 #include "quant/calib.h"

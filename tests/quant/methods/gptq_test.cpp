@@ -9,7 +9,7 @@
 #include <numeric>
 
 #include "core/error.h"
-#include "kernels/affine.h"
+#include "kernels/affine_matmul.h"
 #include "quant/methods/rtn.h"
 #include "quant/synth.h"
 

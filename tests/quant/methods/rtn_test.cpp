@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "core/dtype.h"
-#include "kernels/affine.h"
+#include "kernels/affine_matmul.h"
 #include "quant/synth.h"
 
 namespace lowbit {

@@ -1,4 +1,4 @@
-#include "kernels/affine.h"
+#include "kernels/affine_matmul.h"
 
 #include <algorithm>
 #include <vector>

@@ -19,7 +19,7 @@
 //   is the cancellation term: when q ≈ Z, |y| is small but the two sums are not, and the error scales with
 //   them.
 // The double reference has error ≈ 2⁻⁵³·cols·M, far below these; a slack of 1e-12·M covers it.
-#include "kernels/affine.h"
+#include "kernels/affine_matmul.h"
 
 #include <gtest/gtest.h>
 #include <hwy/targets.h>

@@ -1,4 +1,4 @@
-// Highway SIMD bodies for kernels/affine.h, compiled once per target and dispatched at run time.
+// Highway SIMD bodies for kernels/affine_matmul.h, compiled once per target and dispatched at run time.
 //
 // Two decoders of the packed LSB-first code stream (formats/affine.h):
 //
@@ -16,7 +16,7 @@
 // sizes) are decoded one at a time with packed_code. Reads never go past the current row: the last block of a
 // row is copied to a zero-padded stack buffer when a vector load would overrun it.
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "kernels/affine_hwy.cpp"
+#define HWY_TARGET_INCLUDE "kernels/affine_matmul_hwy.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
@@ -24,7 +24,7 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/affine.h"
+#include "kernels/affine_matmul.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace lowbit {

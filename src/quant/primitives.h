@@ -17,11 +17,11 @@
 //
 // fp16 scales: the packed format stores S as fp16, so S is rounded to fp16 FIRST and the codes and x̂ are
 // computed with that rounded S. The fake-quant value S16·(q − Z) is then bit-identical to what the packed
-// weight dequantizes to (kernels/affine_matmul.h computes the same float expression), GPTQ's error feedback sees
-// the weight the model will really use, and the MSE search scores the scale that is stored. Z is round(−xmin
-// / S) with the fp32 S, exactly GPTQ's zero-point (Z is an integer either way; −xmin/S ≤ maxq so it stays in
-// range). A scale that underflows fp16 is raised to the smallest fp16 subnormal (2⁻²⁴); one that overflows is
-// an error.
+// weight dequantizes to (kernels/affine_matmul.h computes the same float expression), GPTQ's error feedback
+// sees the weight the model will really use, and the MSE search scores the scale that is stored. Z is
+// round(−xmin / S) with the fp32 S, exactly GPTQ's zero-point (Z is an integer either way; −xmin/S ≤ maxq so
+// it stays in range). A scale that underflows fp16 is raised to the smallest fp16 subnormal (2⁻²⁴); one that
+// overflows is an error.
 #pragma once
 #include <algorithm>
 #include <cmath>

@@ -26,7 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const int64_t rows = marker->shape[0];
       try {
         auto w = fmt->from_tensors(get, rows, cols, "fuzz.safetensors: L");
-        std::vector<float> out(size_t(cols));
+        std::vector<float> out(static_cast<size_t>(cols));
         for (int64_t r = 0; r < rows; ++r) fmt->dequantize_ref(*w, r, 1, out.data());
         volatile double bits = fmt->bits_per_weight(*w);
         (void)bits;

@@ -1,5 +1,8 @@
 #include "formats/affine.h"
 
+#include <cstring>
+#include <vector>
+
 #include "core/dtype.h"
 #include "core/error.h"
 
@@ -48,6 +51,15 @@ TensorView view(DType dt, std::vector<int64_t> shape, const void* data) {
   return t;
 }
 
+// t's elements as T: the tensor itself when aligned for T, else a copy in `copy`.
+template <class T>
+const T* aligned_view(const TensorView& t, std::vector<T>& copy) {
+  if (reinterpret_cast<uintptr_t>(t.data) % alignof(T) == 0) return t.as<T>();
+  copy.resize(t.nbytes / sizeof(T));
+  std::memcpy(copy.data(), t.data, copy.size() * sizeof(T));
+  return copy.data();
+}
+
 std::vector<FormatTensor> affine_tensors(const PackedWeight& pw) {
   const AffineWeight& w = affine(pw);
   const int64_t G = w.n_groups();
@@ -91,19 +103,27 @@ std::shared_ptr<PackedWeight> affine_from_tensors(const TensorLookup& get, int64
   expect(codes, "qcodes", DType::U8, {rows, rb});
   expect(scales, "scales", DType::F16, {rows, G});
   expect(zeros, "qzeros", DType::U8, {rows, G});
+  // safetensors does not align tensors: a file may place the F16 scales or the I32 g_idx at an odd offset.
+  // Such a tensor is copied to aligned memory (q->owner keeps it) instead of being read misaligned.
+  struct Copies {
+    std::vector<uint16_t> scales;
+    std::vector<int32_t> g_idx;
+  };
+  auto copies = std::make_shared<Copies>();
   q->codes = codes.as<uint8_t>();
-  q->scales = scales.as<uint16_t>();
+  q->scales = aligned_view(scales, copies->scales);
   q->zeros = zeros.as<uint8_t>();
   const uint32_t maxq = (1u << q->bits) - 1;
   for (int64_t i = 0; i < rows * G; ++i)
     if (q->zeros[i] > maxq) fail("{}.qzeros[{}] = {} exceeds 2^{}-1", what, i, q->zeros[i], q->bits);
   if (const TensorView* gi = get("g_idx")) {
     expect(*gi, "g_idx", DType::I32, {cols});
-    q->g_idx = gi->as<int32_t>();
+    q->g_idx = aligned_view(*gi, copies->g_idx);
     for (int64_t c = 0; c < cols; ++c)
       if (q->g_idx[c] < 0 || q->g_idx[c] >= G)
         fail("{}.g_idx[{}] = {} is not a group in [0, {})", what, c, q->g_idx[c], G);
   }
+  if (!copies->scales.empty() || !copies->g_idx.empty()) q->owner = copies;
   return q;
 }
 

@@ -52,7 +52,9 @@ struct Format {
   // Views of w's buffers under their suffixes, for saving (w must outlive them).
   std::vector<FormatTensor> (*tensors)(const PackedWeight& w) = nullptr;
   // The weight of shape (rows, cols) from a checkpoint's tensors, fully validated (a malformed file gives a
-  // one-line error naming `what`, never an out-of-bounds read later). Views only: owner is left empty.
+  // one-line error naming `what`, never an out-of-bounds read later). Views where the tensors are aligned for
+  // their element type; a misaligned one is copied, and the weight's owner keeps the copy (callers that
+  // replace owner must only do so for data they aligned themselves, as spilling does).
   std::shared_ptr<PackedWeight> (*from_tensors)(const TensorLookup& get, int64_t rows, int64_t cols,
                                                 const std::string& what) = nullptr;
 };

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <map>
 #include <random>
 
@@ -68,6 +69,31 @@ TEST(FormatTable, MalformedAffineTensorsGiveOneLineErrors) {
   stored.erase("qzeros");
   EXPECT_EQ(error(2, 64),
             "f.safetensors: L.qzeros: missing (the affine format needs qcodes, scales and qzeros)");
+}
+
+// safetensors does not align tensors: scales and g_idx at odd addresses are read through aligned copies
+// (found by fuzz/packed_linear_fuzz under UBSan), with the same values.
+TEST(FormatTable, MisalignedAffineTensorsAreCopiedNotReadMisaligned) {
+  std::mt19937 rng(5);
+  const test::RandomAffine b = test::random_affine(4, 3, 64, 16, true, rng);
+  std::map<std::string, TensorView> stored;
+  std::vector<std::vector<uint8_t>> odd;  // each tensor's bytes at offset 1 of its own buffer
+  for (FormatTensor& t : affine_format().tensors(b.w)) {
+    odd.emplace_back(t.view.nbytes + 1);
+    std::memcpy(odd.back().data() + 1, t.view.data, t.view.nbytes);
+    t.view.data = odd.back().data() + 1;
+    stored[t.suffix] = t.view;
+  }
+  auto get = [&](std::string_view s) -> const TensorView* {
+    auto it = stored.find(std::string(s));
+    return it == stored.end() ? nullptr : &it->second;
+  };
+  auto w = affine_format().from_tensors(get, 3, 64, "x");
+  EXPECT_TRUE(w->owner);  // it holds the copies
+  std::vector<float> a(3 * 64), c(3 * 64);
+  affine_format().dequantize_ref(b.w, 0, 3, a.data());
+  affine_format().dequantize_ref(*w, 0, 3, c.data());
+  EXPECT_EQ(a, c);
 }
 
 }  // namespace

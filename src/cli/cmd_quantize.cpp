@@ -85,16 +85,12 @@ void add_quantize(CLI::App& app, Global& g, Commands& out) {
         q.options[mo->name] = v;
         continue;
       }
-      size_t used = 0;
-      Json parsed;
-      try {
-        parsed = mo->type == OptionType::Int ? Json(std::stoll(v, &used)) : Json(std::stod(v, &used));
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used == 0 || used != v.size())
-        fail("{} '{}': expected {}", mo->flag(), v, mo->type == OptionType::Int ? "an integer" : "a number");
-      q.options[mo->name] = parsed;
+      int64_t i = 0;
+      double d = 0;
+      const bool is_int = mo->type == OptionType::Int;
+      if (is_int ? !CLI::detail::lexical_cast(v, i) : !CLI::detail::lexical_cast(v, d))
+        fail("{} '{}': expected {}", mo->flag(), v, is_int ? "an integer" : "a number");
+      q.options[mo->name] = is_int ? Json(i) : Json(d);
     }
     validate_quant_options(q);
     LoadedModel lm = load_model(g, o->model);

@@ -22,6 +22,11 @@ void check_affine_weight(const AffineWeight& w, std::string_view what) {
   }
 }
 
+const AffineWeight& as_affine(const PackedWeight& w) {
+  LOWBIT_ASSERT(&w.format() == &affine_format());
+  return static_cast<const AffineWeight&>(w);
+}
+
 void affine_dequantize_rows_scalar(const AffineWeight& w, int64_t r0, int64_t nr, float* out) {
   const int64_t G = w.n_groups();
   for (int64_t r = r0; r < r0 + nr; ++r) {
@@ -37,10 +42,6 @@ void affine_dequantize_rows_scalar(const AffineWeight& w, int64_t r0, int64_t nr
 }
 
 namespace {
-
-const AffineWeight& affine(const PackedWeight& w) {
-  return static_cast<const AffineWeight&>(w);  // the table calls these with its own format only
-}
 
 TensorView view(DType dt, std::vector<int64_t> shape, const void* data) {
   TensorView t;
@@ -61,7 +62,7 @@ const T* aligned_view(const TensorView& t, std::vector<T>& copy) {
 }
 
 std::vector<FormatTensor> affine_tensors(const PackedWeight& pw) {
-  const AffineWeight& w = affine(pw);
+  const AffineWeight& w = as_affine(pw);
   const int64_t G = w.n_groups();
   std::vector<FormatTensor> out = {{"qcodes", view(DType::U8, {w.rows, int64_t(w.row_bytes())}, w.codes)},
                                    {"scales", view(DType::F16, {w.rows, G}, w.scales)},
@@ -136,9 +137,9 @@ const Format& affine_format() {
     f.summary =
         "b-bit codes (2..8) with an fp16 scale and a uint8 zero-point per (row, group), optional g_idx";
     f.marker_suffix = "qcodes";
-    f.bits_per_weight = [](const PackedWeight& w) { return affine(w).bits_per_weight(); };
+    f.bits_per_weight = [](const PackedWeight& w) { return as_affine(w).bits_per_weight(); };
     f.dequantize_ref = [](const PackedWeight& w, int64_t r0, int64_t nr, float* out) {
-      affine_dequantize_rows_scalar(affine(w), r0, nr, out);
+      affine_dequantize_rows_scalar(as_affine(w), r0, nr, out);
     };
     f.tensors = affine_tensors;
     f.from_tensors = affine_from_tensors;

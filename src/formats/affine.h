@@ -34,6 +34,11 @@ inline constexpr int kPerChannel = -1;
 // follow from the shapes, so a file cannot disagree with itself.
 const Format& affine_format();
 
+struct AffineWeight;
+// w as an AffineWeight; only for a weight whose format() is affine_format() (the format and kernel tables'
+// affine entries, which are looked up by that).
+const AffineWeight& as_affine(const PackedWeight& w);
+
 struct AffineWeight final : PackedWeight {
   int bits = 4;                      // 2..8
   int64_t group_size = 0;            // divides cols; == cols for per-channel
@@ -43,7 +48,6 @@ struct AffineWeight final : PackedWeight {
   const int32_t* g_idx = nullptr;    // (cols) or nullptr
 
   const Format& format() const override { return affine_format(); }
-  std::shared_ptr<PackedWeight> clone() const override { return std::make_shared<AffineWeight>(*this); }
 
   int64_t n_groups() const { return cols / group_size; }
   size_t row_bytes() const { return (size_t(cols) * size_t(bits) + 7) / 8; }

@@ -26,8 +26,6 @@ struct PackedWeight {
 
   virtual ~PackedWeight() = default;
   virtual const Format& format() const = 0;
-  // A copy of this weight (the same views; owner shared). Formats are plain structs, so a copy is cheap.
-  virtual std::shared_ptr<PackedWeight> clone() const = 0;
 };
 
 // One stored tensor of a packed weight: "<linear>.<suffix>" in a checkpoint.

@@ -7,17 +7,13 @@ namespace lowbit {
 
 namespace {
 
-const AffineWeight& affine(const PackedWeight& w) {
-  return static_cast<const AffineWeight&>(w);  // looked up by w.format(), so w is one
-}
-
 const FormatKernels kAffineCpu = {
-    [](const PackedWeight& w, const float* x, int64_t n, float* y) { affine_matmul(affine(w), x, n, y); },
+    [](const PackedWeight& w, const float* x, int64_t n, float* y) { affine_matmul(as_affine(w), x, n, y); },
     [](const PackedWeight& w, const float* x, int64_t n, float* y) {
-      affine_matmul_scalar(affine(w), x, n, y);
+      affine_matmul_scalar(as_affine(w), x, n, y);
     },
     [](const PackedWeight& w, int64_t r0, int64_t nr, float* out) {
-      affine_dequantize_rows(affine(w), r0, nr, out);
+      affine_dequantize_rows(as_affine(w), r0, nr, out);
     }};
 
 }  // namespace

@@ -2,14 +2,9 @@
 
 #include <vector>
 
-#include "core/dtype.h"
 #include "kernels/format_kernels.h"
 
 namespace lowbit {
-
-std::string Linear::format_name() const {
-  return packed ? packed->format().name : std::string(dtype_name(dense.dtype));
-}
 
 Linear packed_linear(std::shared_ptr<const PackedWeight> w) {
   Linear l;
@@ -25,19 +20,12 @@ Linear owned_f32_linear(std::vector<float> values, int64_t rows, int64_t cols) {
   return l;
 }
 
-void linear_rows_f32(const Linear& w, int64_t r0, int64_t nr, float* out) {
-  if (w.packed) {
-    format_kernels(w.packed->format()).dequantize_rows(*w.packed, r0, nr, out);
-  } else {
-    const size_t es = dtype_size(w.dense.dtype);
-    widen_to_f32(w.dense.dtype, static_cast<const uint8_t*>(w.dense.data) + size_t(r0 * w.dense.cols) * es,
-                 out, size_t(nr * w.dense.cols));
-  }
-}
-
 std::vector<float> linear_to_f32(const Linear& w) {
   std::vector<float> out(size_t(w.rows() * w.cols()));
-  linear_rows_f32(w, 0, w.rows(), out.data());
+  if (w.packed)
+    format_kernels(w.packed->format()).dequantize_rows(*w.packed, 0, w.rows(), out.data());
+  else
+    widen_to_f32(w.dense.dtype, w.dense.data, out.data(), out.size());
   return out;
 }
 

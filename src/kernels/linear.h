@@ -4,7 +4,6 @@
 // ops::linear computes y (n, rows) = T(x) (n, cols) · Wᵀ for every combination.
 #pragma once
 #include <memory>
-#include <string>
 #include <vector>
 
 #include "formats/format.h"
@@ -21,8 +20,6 @@ struct Linear {
 
   int64_t rows() const { return packed ? packed->rows : dense.rows; }
   int64_t cols() const { return packed ? packed->cols : dense.cols; }
-  // "affine", or the dense dtype ("BF16").
-  std::string format_name() const;
   // The packed weight as a format's struct (null when dense or another format).
   template <class T>
   const T* packed_as() const {
@@ -36,7 +33,5 @@ Linear packed_linear(std::shared_ptr<const PackedWeight> w);
 Linear owned_f32_linear(std::vector<float> values, int64_t rows, int64_t cols);
 // W (rows, cols) as f32, from either representation (the input transform is not part of W).
 std::vector<float> linear_to_f32(const Linear& w);
-// Rows [r0, r0 + nr) of W as f32 into out (nr, cols).
-void linear_rows_f32(const Linear& w, int64_t r0, int64_t nr, float* out);
 
 }  // namespace lowbit

@@ -30,12 +30,6 @@ std::vector<const Method*>& registry() {
   return r;
 }
 
-std::vector<std::string> method_names() {
-  std::vector<std::string> n;
-  for (const Method* m : registry()) n.push_back(m->name);
-  return n;
-}
-
 // The value of option o in `v`, checked: its JSON type and range. Int accepts a whole-valued number.
 Json check_value(const Method& m, const MethodOption& o, const Json& v) {
   auto bad = [&](const std::string& what) -> Json { fail("{} {}: {}", o.flag(), v.dump(), what); };
@@ -80,6 +74,12 @@ const std::vector<const Method*>& quant_method_list() {
   return registry();
 }
 
+std::vector<std::string> quant_methods() {
+  std::vector<std::string> n;
+  for (const Method* m : registry()) n.push_back(m->name);
+  return n;
+}
+
 const Method* find_method(const std::string& name) {
   for (const Method* m : registry())
     if (m->name == name) return m;
@@ -88,7 +88,7 @@ const Method* find_method(const std::string& name) {
 
 const Method& method_or_fail(const std::string& name) {
   const Method* m = find_method(name);
-  if (!m) fail("--method '{}' is not one of {}", name, fmt::join(method_names(), ", "));
+  if (!m) fail("--method '{}' is not one of {}", name, fmt::join(quant_methods(), ", "));
   return *m;
 }
 

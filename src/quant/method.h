@@ -61,14 +61,14 @@ struct Method {
   void (*quantize_layer)(LayerJob& job) = nullptr;
   // Tokens of each calibration window the method runs on (null: the whole window, cfg.seqlen).
   int (*calib_tokens)(const QuantConfig& cfg) = nullptr;
-  // Checks that involve several options at once (null: none); throws a one-line Error.
-  void (*validate)(const QuantConfig& cfg) = nullptr;
 
   const MethodOption* option(const std::string& key) const;
 };
 
 // Every registered method, in registration order (the built-in ones first).
 const std::vector<const Method*>& quant_method_list();
+// The registered methods' names, in registration order.
+std::vector<std::string> quant_methods();
 // The method named `name`, or null.
 const Method* find_method(const std::string& name);
 // The method named `name`; throws "--method 'x' is not one of rtn, gptq, awq".

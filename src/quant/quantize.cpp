@@ -111,12 +111,6 @@ void install_linear(LlamaModel& model, int layer, LinearKind k, std::shared_ptr<
   model.set_linear(layer, k, packed_linear(std::move(q)));
 }
 
-std::vector<std::string> quant_methods() {
-  std::vector<std::string> names;
-  for (const Method* m : quant_method_list()) names.push_back(m->name);
-  return names;
-}
-
 bool method_needs_calibration(const std::string& method) {
   const Method* m = find_method(method);
   return m && m->needs_calibration;
@@ -130,7 +124,6 @@ void validate_quant_options(const QuantConfig& c) {
   if (c.group == 0 || c.group < kPerChannel)
     fail("--group {} is invalid (a positive group size, or {} for per-channel)", c.group, kPerChannel);
   resolve_method_options(m, c.options);
-  if (m.validate) m.validate(c);
   if (m.needs_calibration) {
     if (c.calib_file.empty()) fail("--method {} needs a calibration text (--calib FILE)", c.method);
     if (c.nsamples < 1) fail("--nsamples {} must be at least 1", c.nsamples);

@@ -71,8 +71,7 @@ struct QuantReport {
   int64_t calib_stream_tokens = 0;
 };
 
-// The names of the registered methods (quant/method.h), and whether one needs a calibration text.
-std::vector<std::string> quant_methods();
+// Whether a registered method (quant/method.h) needs a calibration text.
 bool method_needs_calibration(const std::string& method);
 
 // The checks of the settings alone: method, bits, group, options that the method does not take, calibration

@@ -111,6 +111,16 @@ void install_linear(LlamaModel& model, int layer, LinearKind k, std::shared_ptr<
   model.set_linear(layer, k, packed_linear(std::move(q)));
 }
 
+void quantize_each_linear(LayerJob& job, const LinearQuantizer& quantize) {
+  for (LinearKind k : kAllLinears) {
+    const Linear& lin = job.model.linear(job.layer, k);
+    const std::vector<float> w = linear_to_f32(lin);
+    std::shared_ptr<const PackedWeight> q = quantize(w, lin.rows(), lin.cols());
+    job.report.linears.push_back(linear_report(job.layer, k, w, *q));
+    install_linear(job.model, job.layer, k, std::move(q));
+  }
+}
+
 bool method_needs_calibration(const std::string& method) {
   const Method* m = find_method(method);
   return m && m->needs_calibration;

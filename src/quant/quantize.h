@@ -4,6 +4,8 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -109,5 +111,11 @@ LinearReport linear_report(int layer, LinearKind k, const PackedWeight& q);
 LinearReport linear_report(int layer, LinearKind k, const std::vector<float>& w, const PackedWeight& q);
 // Replaces the model's linear with the packed weight.
 void install_linear(LlamaModel& model, int layer, LinearKind k, std::shared_ptr<const PackedWeight> q);
+// The per-layer function of a method that quantizes each linear on its own, from its weight alone (RTN):
+// for each of the layer's linears in turn, quantize(W (rows, cols) as f32) is reported (with its error)
+// and installed.
+using LinearQuantizer = std::function<std::shared_ptr<const PackedWeight>(const std::vector<float>& w,
+                                                                          int64_t rows, int64_t cols)>;
+void quantize_each_linear(LayerJob& job, const LinearQuantizer& quantize);
 
 }  // namespace lowbit

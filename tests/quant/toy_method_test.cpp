@@ -24,10 +24,7 @@ void toward_zero_layer(LayerJob& job) {
   QuantSpec spec = affine_spec(cfg);
   spec.sym = true;
   const float shrink = float(cfg.opt<double>("shrink"));
-  for (LinearKind k : kAllLinears) {
-    const Linear& lin = job.model.linear(job.layer, k);
-    const std::vector<float> w = linear_to_f32(lin);
-    const int64_t rows = lin.rows(), cols = lin.cols();
+  quantize_each_linear(job, [&](const std::vector<float>& w, int64_t rows, int64_t cols) {
     const int64_t gs = cfg.group == kPerChannel ? cols : cfg.group;
     PackedBuilder pb(spec.bits, rows, cols, gs, false);
     for (int64_t r = 0; r < rows; ++r)
@@ -40,10 +37,8 @@ void toward_zero_layer(LayerJob& job) {
           pb.set_code(r, g * gs + j, uint32_t(std::clamp(q, 0.0f, float(spec.maxq()))));
         }
       }
-    auto q = pb.finish();
-    job.report.linears.push_back(linear_report(job.layer, k, w, *q));
-    install_linear(job.model, job.layer, k, std::move(q));
-  }
+    return pb.finish();
+  });
 }
 
 const Method& toward_zero_method() {

@@ -2,7 +2,6 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
-#include "kernels/linear.h"
 #include "quant/quantize.h"
 
 namespace lowbit {
@@ -43,14 +42,11 @@ namespace {
 
 void rtn_layer(LayerJob& job) {
   const QuantConfig& cfg = job.cfg;
-  for (LinearKind k : kAllLinears) {
-    const Linear& lin = job.model.linear(job.layer, k);
-    const std::vector<float> w = linear_to_f32(lin);
-    auto q = quantize_rtn(w.data(), lin.rows(), lin.cols(), affine_spec(cfg),
-                          cfg.group == kPerChannel ? Granularity::Channel : Granularity::Group, cfg.group);
-    job.report.linears.push_back(linear_report(job.layer, k, w, *q));
-    install_linear(job.model, job.layer, k, std::move(q));
-  }
+  const QuantSpec spec = affine_spec(cfg);
+  const Granularity gran = cfg.group == kPerChannel ? Granularity::Channel : Granularity::Group;
+  quantize_each_linear(job, [&](const std::vector<float>& w, int64_t rows, int64_t cols) {
+    return quantize_rtn(w.data(), rows, cols, spec, gran, cfg.group);
+  });
 }
 
 }  // namespace

@@ -2,8 +2,11 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
+#include "core/error.h"
 #include "core/sys.h"
 #include "kernels/format_kernels.h"
 
@@ -38,6 +41,73 @@ void gemm_scalar(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, con
       float& c = C[i * ldc + j];
       c = float(alpha * s + (beta == 0 ? 0.0 : double(beta) * c));  // beta 0 ignores C (it may be garbage)
     }
+}
+
+void gemm_at(int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda, const float* B,
+             int64_t ldb, float beta, float* C, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(m), int(n), int(k), alpha, A, int(lda), B, int(ldb),
+              beta, C, int(ldc));
+}
+
+void gemm_at_scalar(int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda, const float* B,
+                    int64_t ldb, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (int64_t p = 0; p < k; ++p) s += double(A[p * lda + i]) * B[p * ldb + j];
+      float& c = C[i * ldc + j];
+      c = float(alpha * s + (beta == 0 ? 0.0 : double(beta) * c));
+    }
+}
+
+namespace {
+
+void check_backward(const Linear& w) {
+  if (w.input) fail("linear_backward: a linear with an input transform has no backward pass");
+}
+
+// Rows [r0, r0 + nr) of Ŵ as f32 into out (nr, cols), through the SIMD kernels.
+void weight_rows(const Linear& w, int64_t r0, int64_t nr, float* out) {
+  if (w.packed) {
+    format_kernels(w.packed->format()).dequantize_rows(*w.packed, r0, nr, out);
+    return;
+  }
+  const size_t es = dtype_size(w.dense.dtype);
+  widen_to_f32(w.dense.dtype, static_cast<const uint8_t*>(w.dense.data) + size_t(r0 * w.cols()) * es, out,
+               size_t(nr * w.cols()));
+}
+
+}  // namespace
+
+void linear_backward(const Linear& w, const float* dy, int64_t n, float* dx, bool accumulate) {
+  check_backward(w);
+  const int64_t rows = w.rows(), cols = w.cols();
+  if (!w.packed && w.dense.dtype == DType::F32) {  // dx (n, cols) = dy (n, rows) · W (rows, cols)
+    gemm(false, n, cols, rows, 1.0f, dy, rows, static_cast<const float*>(w.dense.data), cols,
+         accumulate ? 1.0f : 0.0f, dx, cols);
+    return;
+  }
+  // Panels of at most ~4M weights (16 MiB of f32), as gemm_by_panels does for the forward.
+  const int64_t panel = std::max<int64_t>(64, std::min<int64_t>(rows, (int64_t(1) << 22) / cols));
+  UninitVector<float> buf(size_t(std::min(panel, rows) * cols));  // written whole by weight_rows
+  for (int64_t r0 = 0; r0 < rows; r0 += panel) {
+    const int64_t pr = std::min(panel, rows - r0);
+    weight_rows(w, r0, pr, buf.data());
+    // dx (n, cols) += dy[:, r0:r0+pr] (n, pr) · panel (pr, cols)
+    gemm(false, n, cols, pr, 1.0f, dy + r0, rows, buf.data(), cols, r0 == 0 && !accumulate ? 0.0f : 1.0f, dx,
+         cols);
+  }
+}
+
+void linear_backward_scalar(const Linear& w, const float* dy, int64_t n, float* dx, bool accumulate) {
+  check_backward(w);
+  const int64_t rows = w.rows(), cols = w.cols();
+  std::vector<float> W(size_t(rows * cols));
+  if (w.packed)
+    w.packed->format().dequantize_ref(*w.packed, 0, rows, W.data());
+  else
+    to_f32(w.dense.dtype, w.dense.data, W.data(), W.size());
+  gemm_scalar(false, n, cols, rows, 1.0f, dy, rows, W.data(), cols, accumulate ? 1.0f : 0.0f, dx, cols);
 }
 
 void syrk_upper(int64_t n, int64_t k, float alpha, const float* A, int64_t lda, float beta, float* C,

@@ -24,6 +24,21 @@ void gemm(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const floa
 void gemm_scalar(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda,
                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// C (m, n) = alpha · Aᵀ · B + beta · C with A (k, m) and B (k, n): weight gradients, dW = dYᵀ X summed over
+// the k tokens. OpenBLAS sgemm.
+void gemm_at(int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda, const float* B,
+             int64_t ldb, float beta, float* C, int64_t ldc);
+void gemm_at_scalar(int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda, const float* B,
+                    int64_t ldb, float beta, float* C, int64_t ldc);
+
+// The backward of ops::linear with respect to its input: dx (n, cols) = dy (n, rows) · Ŵ (+ dx when
+// accumulate), for a frozen dense or packed weight (row panels of Ŵ dequantized through the format's kernels,
+// so a 4-bit base never exists whole in f32). A linear with an input transform has no backward here (its
+// transform's Jacobian is not known): a clear error.
+void linear_backward(const Linear& w, const float* dy, int64_t n, float* dx, bool accumulate);
+// Its scalar twin: Ŵ from the format's reference dequantizer, sums in double.
+void linear_backward_scalar(const Linear& w, const float* dy, int64_t n, float* dx, bool accumulate);
+
 // The upper triangle of C (n, n) = alpha · Aᵀ A + beta · C with A (k, n): the Hessian xᵀx accumulation.
 // OpenBLAS ssyrk; the strictly lower part of C is not touched.
 void syrk_upper(int64_t n, int64_t k, float alpha, const float* A, int64_t lda, float beta, float* C,

@@ -502,6 +502,18 @@ const std::vector<float>& LlamaModel::final_norm_weight() const {
   return impl_->out_norm;
 }
 
+const TensorView& LlamaModel::embedding() const {
+  return impl_->embed;
+}
+
+const DenseWeight& LlamaModel::head_weight() const {
+  return impl_->head;
+}
+
+const std::vector<float>& LlamaModel::rope_frequencies() const {
+  return impl_->inv_freq;
+}
+
 std::vector<float>& LlamaModel::norm_weight(int layer, InputSite site) {
   LOWBIT_ASSERT(layer >= 0 && layer < impl_->cfg.n_layer);
   auto& L = impl_->layers[size_t(layer)];

@@ -106,6 +106,11 @@ class LlamaModel {
   std::vector<float>& norm_weight(int layer, InputSite site);
   const std::vector<float>& norm_weight(int layer, InputSite site) const;
   const std::vector<float>& final_norm_weight() const;
+  // What the training engine (train/) needs besides the linears: the embedding table (V, d), the LM head
+  // (V, d; the embedding table itself when tied) and RoPE's inverse frequencies (hd/2).
+  const TensorView& embedding() const;
+  const DenseWeight& head_weight() const;
+  const std::vector<float>& rope_frequencies() const;
 
  private:
   struct Impl;

@@ -1,0 +1,65 @@
+// Training a LLaMA through LoRA adapters: the forward of model/llama.cpp on a packed batch of sequences,
+// keeping what the backward needs, then the backward of every op down to the adapters' gradients. The base
+// model is frozen (dense or any packed format: its linears are differentiated through their dequantized
+// weights), and gradients of frozen weights are never formed. With recompute (gradient checkpointing), only
+// each layer's input is kept through the forward; the backward recomputes one layer's activations at a time,
+// so memory holds one layer's activations rather than all of them.
+//
+// Deterministic for a given thread count: no atomics, and every reduction runs in a fixed order.
+//
+// Shapes: n = rows of the batch, d = n_embd, H/Hkv = heads, hd = head_dim, f = n_ff, V = n_vocab.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/llama.h"
+#include "train/lora.h"
+
+namespace lowbit::train {
+
+// Sequences laid end to end (no padding). Each sequence's positions start at 0 and it attends only to itself.
+struct TrainBatch {
+  std::vector<int32_t> tokens;  // (n)
+  std::vector<int32_t> labels;  // (n) the token to predict after tokens[t], or kIgnore (no loss there)
+  std::vector<int> starts;      // (S + 1) sequence s is rows [starts[s], starts[s + 1])
+  int64_t n_targets() const;
+  // Appends one sequence (its tokens and aligned labels).
+  void add(const std::vector<int32_t>& tok, const std::vector<int32_t>& lab);
+};
+
+struct TrainerOptions {
+  bool recompute = true;   // gradient checkpointing per layer
+  int64_t head_chunk = 256;  // LM-head rows per chunk: logits (chunk, V) are the only vocabulary-wide buffer
+};
+
+struct LossSum {
+  double sum = 0;         // Σ cross-entropy over labelled rows (nats)
+  int64_t n_targets = 0;  // labelled rows
+  double mean() const { return n_targets ? sum / double(n_targets) : 0.0; }
+};
+
+class LlamaTrainer {
+ public:
+  LlamaTrainer(const LlamaModel& base, LoraSet& lora, TrainerOptions opt = {});
+
+  // Forward and backward: adds the gradient of loss_scale · Σ CE to every adapter's gradients (dA, dB, dβ).
+  // key selects the dropout masks of this micro-batch.
+  LossSum forward_backward(const TrainBatch& b, float loss_scale, uint64_t key);
+  // The forward alone, with the adapters applied (dropout off: evaluation).
+  LossSum loss(const TrainBatch& b) const;
+
+ private:
+  struct Acts;
+  void check(const TrainBatch& b) const;
+  void layer_forward(int l, float* x, int64_t n, const TrainBatch& b, const std::vector<int>& pos, Acts& a,
+                     uint64_t key, bool eval) const;
+  void layer_backward(int l, const float* x_in, int64_t n, const TrainBatch& b, const std::vector<int>& pos,
+                      Acts& a, uint64_t key, float* dx);
+  LossSum head(const float* x, const TrainBatch& b, float loss_scale, float* dx) const;
+
+  const LlamaModel& base_;
+  LoraSet& lora_;
+  TrainerOptions opt_;
+};
+
+}  // namespace lowbit::train

@@ -45,8 +45,8 @@ void gemm_scalar(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, con
 
 void gemm_at(int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda, const float* B,
              int64_t ldb, float beta, float* C, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(m), int(n), int(k), alpha, A, int(lda), B, int(ldb),
-              beta, C, int(ldc));
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(m), int(n), int(k), alpha, A, int(lda), B,
+              int(ldb), beta, C, int(ldc));
 }
 
 void gemm_at_scalar(int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda, const float* B,

@@ -44,14 +44,15 @@ void attention_forward(const float* q, const float* k, const float* v, std::span
 }
 
 void attention_backward(const float* q, const float* k, const float* v, const float* probs,
-                        std::span<const int> starts, const AttnShape& a, const float* dout, float* dq, float* dk,
-                        float* dv) {
+                        std::span<const int> starts, const AttnShape& a, const float* dout, float* dq,
+                        float* dk, float* dv) {
   const int H = a.n_head, hd = a.head_dim, group = a.n_head / a.n_kv_head;
   const int64_t qs = int64_t(H) * hd, kvs = int64_t(a.n_kv_head) * hd;
   const float scale = 1.0f / std::sqrt(float(hd));
   const std::vector<int64_t> off = attention_prob_offsets(starts, a);
   int64_t widest = 0;
-  for (size_t s = 0; s + 1 < starts.size(); ++s) widest = std::max<int64_t>(widest, starts[s + 1] - starts[s]);
+  for (size_t s = 0; s + 1 < starts.size(); ++s)
+    widest = std::max<int64_t>(widest, starts[s + 1] - starts[s]);
   std::vector<float> dS(size_t(widest * widest));  // (T, T): dP, then dS in place
   for (size_t s = 0; s + 1 < starts.size(); ++s) {
     const int64_t b = starts[s], T = starts[s + 1] - b;

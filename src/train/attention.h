@@ -28,7 +28,7 @@ void attention_forward(const float* q, const float* k, const float* v, std::span
 // With S = q kᵀ/√hd and P = softmax(S): dP = dO vᵀ, dS = P ∘ (dP − rowsum(dP ∘ P)), dq = dS k/√hd,
 // dk = dSᵀ q/√hd, dv = Pᵀ dO.
 void attention_backward(const float* q, const float* k, const float* v, const float* probs,
-                        std::span<const int> starts, const AttnShape& a, const float* dout, float* dq, float* dk,
-                        float* dv);
+                        std::span<const int> starts, const AttnShape& a, const float* dout, float* dq,
+                        float* dk, float* dv);
 
 }  // namespace lowbit::train

@@ -24,14 +24,14 @@ void TrainBatch::add(const std::vector<int32_t>& tok, const std::vector<int32_t>
 
 // One layer's activations, kept from its forward for its backward.
 struct LlamaTrainer::Acts {
-  std::vector<float> xn1;         // (n, d) attention RMSNorm output
-  std::vector<float> q, k, v;     // (n, H·hd), (n, Hkv·hd) ×2, q and k post-RoPE
-  std::vector<float> probs;       // attention probabilities, per segment and head (T, T)
-  std::vector<float> att;         // (n, H·hd) attention output, o_proj's input
-  std::vector<float> x_mid;       // (n, d) residual stream after attention
-  std::vector<float> xn2;         // (n, d) MLP RMSNorm output
-  std::vector<float> g, u, a;     // (n, f) gate and up pre-activations, a = silu(g)·u (down's input)
-  LoraAdapter::Saved lora[7];     // each adapter's h
+  std::vector<float> xn1;      // (n, d) attention RMSNorm output
+  std::vector<float> q, k, v;  // (n, H·hd), (n, Hkv·hd) ×2, q and k post-RoPE
+  std::vector<float> probs;    // attention probabilities, per segment and head (T, T)
+  std::vector<float> att;      // (n, H·hd) attention output, o_proj's input
+  std::vector<float> x_mid;    // (n, d) residual stream after attention
+  std::vector<float> xn2;      // (n, d) MLP RMSNorm output
+  std::vector<float> g, u, a;  // (n, f) gate and up pre-activations, a = silu(g)·u (down's input)
+  LoraAdapter::Saved lora[7];  // each adapter's h
 };
 
 LlamaTrainer::LlamaTrainer(const LlamaModel& base, LoraSet& lora, TrainerOptions opt)
@@ -40,9 +40,10 @@ LlamaTrainer::LlamaTrainer(const LlamaModel& base, LoraSet& lora, TrainerOptions
   for (int l = 0; l < base.config().n_layer; ++l)
     for (LinearKind k : kAllLinears)
       if (base.linear(l, k).input)
-        fail("training: layer {} {} has an input transform (activation quantization or smoothing), which has "
-             "no backward pass",
-             l, linear_name(k));
+        fail(
+            "training: layer {} {} has an input transform (activation quantization or smoothing), which has "
+            "no backward pass",
+            l, linear_name(k));
 }
 
 namespace {
@@ -86,7 +87,8 @@ void LlamaTrainer::layer_forward(int l, float* x, int64_t n, const TrainBatch& b
   // y (n, rows) = W x (+ the adapter's update)
   auto lin = [&](LinearKind k, const float* in, float* y) {
     ops::linear(base_.linear(l, k), in, n, y);
-    if (const LoraAdapter* ad = lora_.find(l, k)) ad->forward(in, n, y, a.lora[int(k)], linear_key(key, l, k), !eval);
+    if (const LoraAdapter* ad = lora_.find(l, k))
+      ad->forward(in, n, y, a.lora[int(k)], linear_key(key, l, k), !eval);
   };
   const bool interleaved = c.rope_style == RopeStyle::Interleaved;
   const float* inv_freq = base_.rope_frequencies().data();
@@ -109,7 +111,8 @@ void LlamaTrainer::layer_forward(int l, float* x, int64_t n, const TrainBatch& b
   for (int64_t i = 0; i < n * d; ++i) a.x_mid[size_t(i)] += x[i];  // x + o(att), as the forward adds it
 
   a.xn2.resize(size_t(n * d));
-  ops::rms_norm(a.x_mid.data(), base_.norm_weight(l, InputSite::MlpIn).data(), n, d, c.norm_eps, a.xn2.data());
+  ops::rms_norm(a.x_mid.data(), base_.norm_weight(l, InputSite::MlpIn).data(), n, d, c.norm_eps,
+                a.xn2.data());
   a.g.resize(size_t(n * f));
   a.u.resize(size_t(n * f));
   lin(LinearKind::Gate, a.xn2.data(), a.g.data());
@@ -129,7 +132,8 @@ void LlamaTrainer::layer_backward(int l, const float* x_in, int64_t n, const Tra
   // dx_in (n, cols) (+)= dy · W, plus the adapter's gradients and its share of dx_in.
   auto lin_back = [&](LinearKind k, const float* in, const float* dy, float* dxin, bool accumulate) {
     ops::linear_backward(base_.linear(l, k), dy, n, dxin, accumulate);
-    if (LoraAdapter* ad = lora_.find(l, k)) ad->backward(in, n, dy, a.lora[int(k)], linear_key(key, l, k), dxin);
+    if (LoraAdapter* ad = lora_.find(l, k))
+      ad->backward(in, n, dy, a.lora[int(k)], linear_key(key, l, k), dxin);
   };
   // RoPE's backward is the rotation by −θ: the forward with negated frequencies (cos even, sin odd, exactly).
   std::vector<float> neg_freq(base_.rope_frequencies());
@@ -150,8 +154,8 @@ void LlamaTrainer::layer_backward(int l, const float* x_in, int64_t n, const Tra
   std::vector<float> datt(size_t(n * H * hd));
   lin_back(LinearKind::O, a.att.data(), dx, datt.data(), false);
   std::vector<float> dq(size_t(n * H * hd)), dk(size_t(n * kv)), dv(size_t(n * kv));
-  attention_backward(a.q.data(), a.k.data(), a.v.data(), a.probs.data(), b.starts, shape, datt.data(), dq.data(),
-                     dk.data(), dv.data());
+  attention_backward(a.q.data(), a.k.data(), a.v.data(), a.probs.data(), b.starts, shape, datt.data(),
+                     dq.data(), dk.data(), dv.data());
   ops::rope(dq.data(), n, H, hd, neg_freq.data(), interleaved, 0, pos.data());
   ops::rope(dk.data(), n, c.n_kv_head, hd, neg_freq.data(), interleaved, 0, pos.data());
   lin_back(LinearKind::Q, a.xn1.data(), dq.data(), dxn.data(), false);

@@ -28,7 +28,7 @@ struct TrainBatch {
 };
 
 struct TrainerOptions {
-  bool recompute = true;   // gradient checkpointing per layer
+  bool recompute = true;     // gradient checkpointing per layer
   int64_t head_chunk = 256;  // LM-head rows per chunk: logits (chunk, V) are the only vocabulary-wide buffer
 };
 

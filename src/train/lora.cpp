@@ -15,7 +15,8 @@ const float* dropped(const float* x, int64_t n, int64_t in, double p, uint64_t k
   if (p <= 0) return x;
   buf.resize(size_t(n * in));
   const float keep_scale = float(1.0 / (1.0 - p));
-  for (int64_t i = 0; i < n * in; ++i) buf[size_t(i)] = uniform01(key, uint64_t(i)) < p ? 0.0f : x[i] * keep_scale;
+  for (int64_t i = 0; i < n * in; ++i)
+    buf[size_t(i)] = uniform01(key, uint64_t(i)) < p ? 0.0f : x[i] * keep_scale;
   return buf.data();
 }
 
@@ -125,8 +126,10 @@ LoraSet::LoraSet(const LlamaModel& model, const LoraConfig& cfg) : cfg_(cfg) {
       a.dropout = cfg.dropout;
       a.iec = cfg.iec;
       if (cfg.iec && (a.in % a.r != 0 || a.out % a.r != 0))
-        fail("IEC needs the LoRA rank to divide each targeted linear's widths: layer {} {} is ({}, {}), rank {}",
-             l, linear_name(k), a.out, a.in, a.r);
+        fail(
+            "IEC needs the LoRA rank to divide each targeted linear's widths: layer {} {} is ({}, {}), rank "
+            "{}",
+            l, linear_name(k), a.out, a.in, a.r);
       // kaiming_uniform_(a=√5) on (r, in): gain √(2/(1+5)), bound = gain·√(3/in) = 1/√in.
       const double bound = 1.0 / std::sqrt(double(a.in));
       const uint64_t key = subkey(cfg.seed, uint64_t(l * 7 + int(k)));

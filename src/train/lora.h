@@ -6,8 +6,8 @@
 // IEC, IR-QLoRA's Information Elastic Connection (Qin et al. 2024, sec. 3.3; htqin/IR-QLoRA utils.py
 // IRQLoraLinear4bit.forward): two trainable scalars β_A, β_B (start at zero) add parameter-free paths:
 //   h = A dropout(x) + β_A · chunkmean_r(x)        chunkmean_r: the mean of each of r consecutive chunks of x
-//   u = B h + β_B · repeat(h)                       repeat: h_k copied over the k-th of r chunks of the output
-//   y = W x + (α/r) · u
+//   u = B h + β_B · repeat(h)                       repeat: h_k copied over the k-th of r chunks of the
+//   output y = W x + (α/r) · u
 // so `in` and `out` must be divisible by r.
 //
 // Shapes: n = rows (tokens), in/out = the linear's widths, r = rank.
@@ -59,8 +59,8 @@ struct LoraAdapter {
 // The adapters of a model: one per (layer, targeted linear).
 class LoraSet {
  public:
-  // Fresh adapters for `model`: A as PEFT initialises it (kaiming_uniform with a = √5, i.e. U(−1/√in, 1/√in)),
-  // from cfg.seed; B and the β zero.
+  // Fresh adapters for `model`: A as PEFT initialises it (kaiming_uniform with a = √5, i.e. U(−1/√in,
+  // 1/√in)), from cfg.seed; B and the β zero.
   LoraSet(const LlamaModel& model, const LoraConfig& cfg);
 
   const LoraConfig& config() const { return cfg_; }

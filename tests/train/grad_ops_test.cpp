@@ -2,6 +2,8 @@
 // L = Σ w ∘ op(inputs) (w random) is differentiated numerically by central differences in double where the
 // op can be evaluated in double, else in float with a step h chosen so truncation (O(h²)) and rounding
 // (O(ε_f32 |L| / h)) errors both stay near 1e-3 of the gradient's scale: the tolerances below are that.
+#include "train/grad_ops.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,7 +14,6 @@
 #include "formats/random_affine.h"
 #include "kernels/ops.h"
 #include "train/attention.h"
-#include "train/grad_ops.h"
 #include "train/lora.h"
 
 namespace lowbit::train {
@@ -48,7 +49,8 @@ void expect_fd(std::vector<float>& x, const std::vector<float>& grad, const std:
     const double num = (fp - fm) / (2.0 * double(h));
     worst = std::max(worst, std::fabs(num - grad[i]));
   }
-  EXPECT_LT(worst, tol * scale) << what << ": largest |numeric − analytic| " << worst << " vs scale " << scale;
+  EXPECT_LT(worst, tol * scale) << what << ": largest |numeric − analytic| " << worst << " vs scale "
+                                << scale;
 }
 
 TEST(TrainGradOps, RmsNormBackward) {

@@ -1,6 +1,8 @@
 // The training engine on a small random LLaMA (tests/quant/synth.h): its loss equals the inference forward's
 // cross-entropy, its gradients match finite differences (dense, packed, IEC), gradient checkpointing changes
 // nothing, runs repeat exactly, and merged adapters give the model the adapters trained.
+#include "train/llama_train.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,7 +13,6 @@
 #include "quant/methods/rtn.h"
 #include "quant/synth.h"
 #include "train/grad_ops.h"
-#include "train/llama_train.h"
 
 namespace lowbit::train {
 namespace {
@@ -168,8 +169,8 @@ TEST(TrainLlama, GradientsMatchFiniteDifferencesPackedBase) {
     for (LinearKind k : kAllLinears) {
       const Linear& w = model->linear(l, k);
       const std::vector<float> wf = linear_to_f32(w);
-      model->set_linear(l, k, packed_linear(quantize_rtn(wf.data(), w.rows(), w.cols(), spec,
-                                                         Granularity::Group, 16)));
+      model->set_linear(
+          l, k, packed_linear(quantize_rtn(wf.data(), w.rows(), w.cols(), spec, Granularity::Group, 16)));
     }
   LoraConfig cfg;
   cfg.rank = 4;

@@ -89,10 +89,6 @@ std::vector<RawRecord> split_json_lines(std::string_view s) {
   return out;
 }
 
-const char* type_name(const Json& j) {
-  return j.is_null() ? "null" : j.type_name();
-}
-
 std::string string_field(const Json& j, const char* key, bool optional, const std::string& name,
                          int64_t line) {
   auto it = j.find(key);
@@ -100,7 +96,8 @@ std::string string_field(const Json& j, const char* key, bool optional, const st
     if (optional) return "";
     fail("{}:{}: missing field '{}'", name, line, key);
   }
-  if (!it->is_string()) fail("{}:{}: field '{}' is not a string (it is {})", name, line, key, type_name(*it));
+  if (!it->is_string())
+    fail("{}:{}: field '{}' is not a string (it is {})", name, line, key, it->type_name());
   return it->get<std::string>();
 }
 
@@ -116,7 +113,7 @@ AlpacaRecord parse_record(const RawRecord& raw, const std::string& name) {
     fail("{}:{}: bad JSON in the record starting here: {}", name, raw.line, msg);
   }
   if (!j.is_object())
-    fail("{}:{}: a record must be a JSON object (this is {})", name, raw.line, type_name(j));
+    fail("{}:{}: a record must be a JSON object (this is {})", name, raw.line, j.type_name());
   AlpacaRecord r;
   r.instruction = string_field(j, "instruction", false, name, raw.line);
   r.input = string_field(j, "input", true, name, raw.line);

@@ -35,10 +35,11 @@ struct AlpacaRecord {
 };
 
 // Reads JSON records with string fields "instruction" and "output" and an optional "input" (absent, null or
-// "" = no input; other fields are ignored). The format is decided by content, not by the file name: a text
-// whose first non-blank character is '[' is one JSON array of records (stanford_alpaca's alpaca_data.json);
-// anything else is JSON Lines, one record per non-blank line. The first malformed record throws Error with
-// one line "<name>:<line>: <problem>": bad JSON, not an object, a missing or non-string field, no records.
+// "" = no input, where qlora would print a null as "None"; tatsu-lab/alpaca always has the field; other
+// fields are ignored). The format is decided by content, not by the file name: a text whose first non-blank
+// character is '[' is one JSON array of records (stanford_alpaca's alpaca_data.json); anything else is JSON
+// Lines, one record per non-blank line. The first malformed record throws Error with one line "<name>:<line>:
+// <problem>": bad JSON, not an object, a missing or non-string field, no records.
 std::vector<AlpacaRecord> parse_alpaca(std::string_view text, const std::string& name);
 std::vector<AlpacaRecord> read_alpaca_file(const std::string& path);
 
@@ -62,9 +63,9 @@ struct AlpacaOptions {
 // a long prompt loses its end ("### Response: ") and a long output its EOS, exactly as upstream. qlora
 // tokenizes the strings bos_token + prompt and output + eos_token; appending the ids instead is the same
 // except where an old transformers slow tokenizer would strip whitespace next to the special token's text.
-// BOS is prepended whenever the tokenizer has one (qlora adds it regardless of add_bos_token); the first EOS
-// id ends the target. Loss on target tokens only unless train_on_source (then on every token after the
-// first).
+// BOS is prepended whenever the tokenizer has one (qlora adds it regardless of add_bos_token);
+// eos_ids.front() (tokenizer_config.json's eos_token, HF's tokenizer.eos_token) ends the target. Loss on
+// target tokens only unless train_on_source (then on every token after the first).
 TrainExample alpaca_example(const AlpacaRecord& r, const Tokenizer& tok, const AlpacaOptions& opt = {});
 std::vector<TrainExample> alpaca_examples(std::span<const AlpacaRecord> records, const Tokenizer& tok,
                                           const AlpacaOptions& opt = {});

@@ -236,15 +236,21 @@ TEST(TrainDataText, TestbedCalibWindows) {
   const std::string calib = test::data_path("calib/testbed-calib.txt");
   if (!std::filesystem::exists(mp) || !std::filesystem::exists(calib)) GTEST_SKIP() << "testbed not present";
   const auto tok = load_tokenizer_for_model(mp);
-  const std::vector<int32_t> ids = tok->encode_with_bos(read_file(calib));
-  const auto w = text_file_examples(calib, *tok, 2048);
+  // The first 256 KiB (to whole lines) of the calibration text: the whole 2.8 MB takes 8 s per tokenization.
+  std::string text = read_file(calib).substr(0, 256 << 10);
+  text.resize(text.rfind('\n') + 1);
+  const std::string path = test::temp_dir("calib") + "/calib-head.txt";
+  test::write_bytes(path, text);
+  const std::vector<int32_t> ids = tok->encode_with_bos(text);
+  const auto w = text_file_examples(path, *tok, 2048);
   ASSERT_EQ(w.size(), ids.size() / 2048);
-  ASSERT_GT(w.size(), 100u);
+  ASSERT_GE(w.size(), 20u);
   EXPECT_EQ(w[0].tokens[0], 1);  // BOS once, at the start of the stream
   for (size_t k = 0; k < w.size(); ++k) {
     ASSERT_EQ(w[k].tokens, std::vector<int32_t>(ids.begin() + 2048 * k, ids.begin() + 2048 * (k + 1))) << k;
     ASSERT_EQ(count_loss_tokens(w[k]), 2047);
     ASSERT_EQ(w[k].labels[100], w[k].tokens[101]);
+    if (k > 0) EXPECT_NE(w[k].tokens[0], 1) << k;  // no BOS at later windows' starts
   }
 }
 

@@ -64,7 +64,8 @@ void Progress::draw(bool final) {
   std::string rate_s = unit_.empty() ? "" : "  " + format_rate(rate, unit_);
   std::string eta = final ? fmt::format("  {} elapsed", format_duration(t))
                           : fmt::format("  ETA {}", format_duration(frac > 0 ? t * (1 - frac) / frac : NAN));
-  std::string line = fmt::format("{}  [{}]  {}/{}{}{}", label_, bar, done_, total_, rate_s, eta);
+  std::string line = fmt::format("{}  [{}]  {}/{}{}{}{}", label_, bar, done_, total_,
+                                 note_.empty() ? "" : "  ", note_, rate_s, eta);
   if (tty_)
     fmt::print(stderr, "\r{}\033[K{}", line, final ? "\n" : "");
   else

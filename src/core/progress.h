@@ -15,11 +15,13 @@ class Progress {
   void add(uint64_t done_units,
            uint64_t rate_units = 0);  // advance; rate_units feed the rate (default = done)
   void finish();
+  // Extra text shown after the counts (e.g. "loss 2.31"), from the next redraw on.
+  void set_note(std::string note) { note_ = std::move(note); }
   ~Progress();
 
  private:
   void draw(bool final);
-  std::string label_, unit_;
+  std::string label_, unit_, note_;
   uint64_t total_, done_ = 0, rate_count_ = 0;
   bool quiet_, tty_, finished_ = false;
   Timer timer_;

@@ -6,7 +6,7 @@
 #include "core/error.h"
 #include "kernels/ops.h"
 
-namespace lowbit::train {
+namespace lowbit {
 
 std::vector<int64_t> attention_prob_offsets(std::span<const int> starts, const AttnShape& a) {
   std::vector<int64_t> off{0};
@@ -84,4 +84,4 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
   }
 }
 
-}  // namespace lowbit::train
+}  // namespace lowbit

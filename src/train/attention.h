@@ -8,7 +8,7 @@
 #include <span>
 #include <vector>
 
-namespace lowbit::train {
+namespace lowbit {
 
 struct AttnShape {
   int n_head = 0, n_kv_head = 0, head_dim = 0;
@@ -31,4 +31,4 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
                         std::span<const int> starts, const AttnShape& a, const float* dout, float* dq,
                         float* dk, float* dv);
 
-}  // namespace lowbit::train
+}  // namespace lowbit

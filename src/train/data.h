@@ -15,10 +15,9 @@
 #include <vector>
 
 #include "io/tokenizer.h"
+#include "train/grad_ops.h"  // kIgnoreLabel
 
 namespace lowbit {
-
-inline constexpr int32_t kIgnoreLabel = -100;  // torch.nn.CrossEntropyLoss's default ignore_index
 
 struct TrainExample {
   std::vector<int32_t> tokens;  // (T) input ids

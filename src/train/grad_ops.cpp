@@ -4,7 +4,7 @@
 #include <limits>
 #include <vector>
 
-namespace lowbit::train {
+namespace lowbit {
 
 void rms_norm_backward(const float* x, const float* w, int64_t n, int d, double eps, const float* dy,
                        float* dx, bool accumulate, float* dw) {
@@ -62,7 +62,7 @@ double log_sum_exp(const float* row, int64_t V) {
 double cross_entropy(const float* logits, const int32_t* labels, int64_t m, int64_t V) {
   double total = 0;
   for (int64_t i = 0; i < m; ++i)
-    if (labels[i] != kIgnore) total += log_sum_exp(logits + i * V, V) - logits[i * V + labels[i]];
+    if (labels[i] != kIgnoreLabel) total += log_sum_exp(logits + i * V, V) - logits[i * V + labels[i]];
   return total;
 }
 
@@ -71,7 +71,7 @@ double cross_entropy_backward(float* logits, const int32_t* labels, int64_t m, i
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < m; ++i) {
     float* row = logits + i * V;
-    if (labels[i] == kIgnore) {
+    if (labels[i] == kIgnoreLabel) {
       for (int64_t j = 0; j < V; ++j) row[j] = 0.0f;
       continue;
     }
@@ -92,4 +92,4 @@ void embedding_backward(const int32_t* tokens, int64_t n, int d, const float* dx
   }
 }
 
-}  // namespace lowbit::train
+}  // namespace lowbit

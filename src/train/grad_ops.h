@@ -7,10 +7,10 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace lowbit::train {
+namespace lowbit {
 
-// Label of a position that contributes no loss (HF's ignore_index).
-inline constexpr int32_t kIgnore = -100;
+// Label of a position that contributes no loss (torch.nn.CrossEntropyLoss's default ignore_index).
+inline constexpr int32_t kIgnoreLabel = -100;
 
 // RMSNorm y = w · x · r with r = 1/sqrt(mean(x²) + eps), per row. With x̂ = x·r and g = dy·w:
 // dx = r · (g − x̂ · mean(g · x̂)), dw = Σ_rows dy · x̂.
@@ -23,8 +23,8 @@ void rms_norm_backward(const float* x, const float* w, int64_t n, int d, double 
 // du = dh · silu(g). g, u are the pre-activation inputs.
 void silu_mul_backward(const float* g, const float* u, const float* dh, size_t n, float* dg, float* du);
 
-// Cross-entropy of rows of logits (m, V) against labels (m; kIgnore skips a row): returns Σ over labelled
-// rows of logsumexp(row) − row[label], in double. The _backward form also overwrites each row with
+// Cross-entropy of rows of logits (m, V) against labels (m; kIgnoreLabel skips a row): returns Σ over
+// labelled rows of logsumexp(row) − row[label], in double. The _backward form also overwrites each row with
 // scale · (softmax(row) − onehot(label)), its gradient (zero for ignored rows).
 double cross_entropy(const float* logits, const int32_t* labels, int64_t m, int64_t V);
 double cross_entropy_backward(float* logits, const int32_t* labels, int64_t m, int64_t V, float scale);
@@ -32,4 +32,4 @@ double cross_entropy_backward(float* logits, const int32_t* labels, int64_t m, i
 // Embedding lookup x[t] = E[tokens[t]]: dE[tokens[t]] += dx[t] (rows of a repeated token add up, in order).
 void embedding_backward(const int32_t* tokens, int64_t n, int d, const float* dx, float* dE);
 
-}  // namespace lowbit::train
+}  // namespace lowbit

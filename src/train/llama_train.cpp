@@ -8,10 +8,10 @@
 #include "train/grad_ops.h"
 #include "train/rng.h"
 
-namespace lowbit::train {
+namespace lowbit {
 
 int64_t TrainBatch::n_targets() const {
-  return int64_t(std::count_if(labels.begin(), labels.end(), [](int32_t l) { return l != kIgnore; }));
+  return int64_t(std::count_if(labels.begin(), labels.end(), [](int32_t l) { return l != kIgnoreLabel; }));
 }
 
 void TrainBatch::add(const std::vector<int32_t>& tok, const std::vector<int32_t>& lab) {
@@ -75,7 +75,7 @@ void LlamaTrainer::check(const TrainBatch& b) const {
     if (b.tokens[size_t(t)] < 0 || b.tokens[size_t(t)] >= V)
       fail("training batch: token id {} out of range [0, {})", b.tokens[size_t(t)], V);
     const int32_t l = b.labels[size_t(t)];
-    if (l != kIgnore && (l < 0 || l >= V)) fail("training batch: label {} out of range [0, {})", l, V);
+    if (l != kIgnoreLabel && (l < 0 || l >= V)) fail("training batch: label {} out of range [0, {})", l, V);
   }
 }
 
@@ -173,7 +173,7 @@ LossSum LlamaTrainer::head(const float* x, const TrainBatch& b, float loss_scale
   const float* norm = base_.final_norm_weight().data();
   std::vector<int64_t> rows;  // the labelled rows: the only ones whose logits are needed
   for (size_t t = 0; t < b.labels.size(); ++t)
-    if (b.labels[t] != kIgnore) rows.push_back(int64_t(t));
+    if (b.labels[t] != kIgnoreLabel) rows.push_back(int64_t(t));
   LossSum out;
   out.n_targets = int64_t(rows.size());
   const int64_t chunk = std::max<int64_t>(1, opt_.head_chunk);
@@ -242,4 +242,4 @@ LossSum LlamaTrainer::forward_backward(const TrainBatch& b, float loss_scale, ui
   return out;
 }
 
-}  // namespace lowbit::train
+}  // namespace lowbit

@@ -15,12 +15,12 @@
 #include "model/llama.h"
 #include "train/lora.h"
 
-namespace lowbit::train {
+namespace lowbit {
 
 // Sequences laid end to end (no padding). Each sequence's positions start at 0 and it attends only to itself.
 struct TrainBatch {
   std::vector<int32_t> tokens;  // (n)
-  std::vector<int32_t> labels;  // (n) the token to predict after tokens[t], or kIgnore (no loss there)
+  std::vector<int32_t> labels;  // (n) the token to predict after tokens[t], or kIgnoreLabel (no loss there)
   std::vector<int> starts;      // (S + 1) sequence s is rows [starts[s], starts[s + 1])
   int64_t n_targets() const;
   // Appends one sequence (its tokens and aligned labels).
@@ -62,4 +62,4 @@ class LlamaTrainer {
   TrainerOptions opt_;
 };
 
-}  // namespace lowbit::train
+}  // namespace lowbit

@@ -6,7 +6,7 @@
 #include "kernels/ops.h"
 #include "train/rng.h"
 
-namespace lowbit::train {
+namespace lowbit {
 
 namespace {
 
@@ -164,4 +164,4 @@ void LoraSet::zero_grad() {
   for (LoraAdapter& a : adapters_) a.zero_grad();
 }
 
-}  // namespace lowbit::train
+}  // namespace lowbit

@@ -18,7 +18,7 @@
 
 #include "model/llama.h"
 
-namespace lowbit::train {
+namespace lowbit {
 
 struct LoraConfig {
   int rank = 64;
@@ -84,4 +84,4 @@ class LoraSet {
   std::vector<LoraAdapter> adapters_;  // (n_layer, 7), empty (r == 0) where not targeted
 };
 
-}  // namespace lowbit::train
+}  // namespace lowbit

@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-namespace lowbit::train {
+namespace lowbit {
 
 inline uint64_t mix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
@@ -23,4 +23,4 @@ inline double uniform01(uint64_t key, uint64_t i) {
   return double(mix64(key ^ mix64(i)) >> 11) * 0x1.0p-53;
 }
 
-}  // namespace lowbit::train
+}  // namespace lowbit

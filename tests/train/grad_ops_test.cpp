@@ -16,7 +16,7 @@
 #include "train/attention.h"
 #include "train/lora.h"
 
-namespace lowbit::train {
+namespace lowbit {
 namespace {
 
 std::vector<float> randn(size_t n, std::mt19937& rng, float sd = 1.0f) {
@@ -92,11 +92,11 @@ TEST(TrainGradOps, CrossEntropyValueAndBackward) {
   std::mt19937 rng(3);
   const int64_t m = 4, V = 11;
   auto logits = randn(size_t(m * V), rng, 2.0f);
-  const std::vector<int32_t> labels = {3, kIgnore, 0, 10};
+  const std::vector<int32_t> labels = {3, kIgnoreLabel, 0, 10};
   // value: Σ over labelled rows of lse − logit[label], computed here directly in double
   double want = 0;
   for (int64_t i = 0; i < m; ++i) {
-    if (labels[size_t(i)] == kIgnore) continue;
+    if (labels[size_t(i)] == kIgnoreLabel) continue;
     double s = 0;
     for (int64_t j = 0; j < V; ++j) s += std::exp(double(logits[size_t(i * V + j)]));
     want += std::log(s) - logits[size_t(i * V + labels[size_t(i)])];
@@ -269,4 +269,4 @@ TEST(TrainLora, AdapterGradients) {
 }
 
 }  // namespace
-}  // namespace lowbit::train
+}  // namespace lowbit

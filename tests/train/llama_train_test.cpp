@@ -14,7 +14,7 @@
 #include "quant/synth.h"
 #include "train/grad_ops.h"
 
-namespace lowbit::train {
+namespace lowbit {
 namespace {
 
 test::SynthSpec small_spec() {
@@ -31,9 +31,9 @@ TrainBatch small_batch(int vocab, uint32_t seed) {
   for (int len : {9, 6}) {
     std::vector<int32_t> tok(static_cast<size_t>(len)), lab(static_cast<size_t>(len));
     for (int32_t& t : tok) t = int32_t(rng() % uint32_t(vocab));
-    for (int t = 0; t < len; ++t) lab[size_t(t)] = t + 1 < len ? tok[size_t(t + 1)] : kIgnore;
+    for (int t = 0; t < len; ++t) lab[size_t(t)] = t + 1 < len ? tok[size_t(t + 1)] : kIgnoreLabel;
     if (len == 9)
-      for (int t = 0; t < 4; ++t) lab[size_t(t)] = kIgnore;
+      for (int t = 0; t < 4; ++t) lab[size_t(t)] = kIgnoreLabel;
     b.add(tok, lab);
   }
   return b;
@@ -86,7 +86,7 @@ TEST(TrainLlama, LossEqualsTheInferenceForward) {
     std::vector<float> logits(size_t(T) * 48);
     model->forward(tok, cache, logits.data());
     want += cross_entropy(logits.data(), b.labels.data() + b0, T, 48);
-    for (int t = 0; t < T; ++t) count += b.labels[size_t(b0 + t)] != kIgnore;
+    for (int t = 0; t < T; ++t) count += b.labels[size_t(b0 + t)] != kIgnoreLabel;
   }
   EXPECT_EQ(got.n_targets, count);
   // The two forwards differ only in float summation order inside the matrix products.
@@ -244,4 +244,4 @@ TEST(TrainLlama, BadBatchesAndConfigsGiveClearErrors) {
 }
 
 }  // namespace
-}  // namespace lowbit::train
+}  // namespace lowbit

@@ -22,7 +22,7 @@
 #include "train/llama_train.h"
 #include "train/rng.h"
 
-namespace lowbit::train {
+namespace lowbit {
 namespace {
 
 Json reference() {
@@ -37,9 +37,9 @@ TrainBatch golden_batch() {
   TrainBatch b;
   for (auto [a, e] : {std::pair{0, 40}, std::pair{40, 64}}) {
     std::vector<int32_t> tok(ids.begin() + a, ids.begin() + e), lab;
-    for (size_t t = 0; t < tok.size(); ++t) lab.push_back(t + 1 < tok.size() ? tok[t + 1] : kIgnore);
+    for (size_t t = 0; t < tok.size(); ++t) lab.push_back(t + 1 < tok.size() ? tok[t + 1] : kIgnoreLabel);
     if (a == 0)
-      for (int t = 0; t < 10; ++t) lab[size_t(t)] = kIgnore;
+      for (int t = 0; t < 10; ++t) lab[size_t(t)] = kIgnoreLabel;
     b.add(tok, lab);
   }
   return b;
@@ -118,4 +118,4 @@ TEST(TrainTestbed, LoraGradientsMatchPyTorch) {
 }
 
 }  // namespace
-}  // namespace lowbit::train
+}  // namespace lowbit

@@ -13,6 +13,7 @@
 namespace lowbit::ops {
 
 void linear(const Linear& w, const float* x, int64_t n, float* y) {
+  const float* x0 = x;
   UninitVector<float> tx;
   if (w.input) {
     tx.resize(size_t(n * w.cols()));  // written whole by the transform
@@ -23,6 +24,12 @@ void linear(const Linear& w, const float* x, int64_t n, float* y) {
     format_kernels(w.packed->format()).matmul(*w.packed, x, n, y);
   else
     dense_matmul(w.dense, x, n, y);
+  if (const LowRank* d = w.delta.get()) {
+    const int64_t rows = w.rows(), cols = w.cols();
+    std::vector<float> h(size_t(n * d->r));  // (n, r)
+    gemm(true, n, d->r, cols, 1.0f, x0, cols, d->A.data(), cols, 0.0f, h.data(), d->r);
+    gemm(true, n, rows, d->r, d->scale, h.data(), d->r, d->B.data(), d->r, 1.0f, y, rows);
+  }
 }
 
 void gemm(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda,
@@ -64,6 +71,7 @@ namespace {
 
 void check_backward(const Linear& w) {
   if (w.input) fail("linear_backward: a linear with an input transform has no backward pass");
+  if (w.delta) fail("linear_backward: a linear with an attached low-rank delta has no backward pass here");
 }
 
 // Rows [r0, r0 + nr) of Ŵ as f32 into out (nr, cols), through the SIMD kernels.

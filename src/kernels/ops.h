@@ -14,7 +14,8 @@
 namespace lowbit::ops {
 
 // y (n, rows) = T(x) (n, cols) · Wᵀ for any Linear: dense (dense.h's kernels) or packed (its format's
-// kernels), after its input transform when it has one. y must not alias x.
+// kernels), after its input transform when it has one, plus its low-rank delta when it has one. y must not
+// alias x.
 void linear(const Linear& w, const float* x, int64_t n, float* y);
 
 // C (m, n) = alpha · A (m, k) · B + beta · C, with B (k, n) (trans_b false) or B (n, k) used as Bᵀ

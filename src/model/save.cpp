@@ -55,6 +55,9 @@ uint64_t save_model(const LlamaModel& model, const std::string& out_dir, const J
       if (w.input)
         fail("{}: {} has an input transform ({}), which lowbit checkpoints cannot store yet", out_dir, name,
              w.input->name());
+      if (w.delta)
+        fail("{}: {} has an unmerged LoRA adapter; save the adapter (PEFT layout) beside the base instead",
+             out_dir, name);
       if (w.packed) {
         add_packed_tensors(tensors, name, *w.packed);
         formats[name] = w.packed->format().name;

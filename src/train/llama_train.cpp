@@ -39,7 +39,10 @@ LlamaTrainer::LlamaTrainer(const LlamaModel& base, LoraSet& lora, TrainerOptions
   if (lora.n_layer() != base.config().n_layer) fail("LoRA adapters were made for another model");
   for (int l = 0; l < base.config().n_layer; ++l)
     for (LinearKind k : kAllLinears)
-      if (base.linear(l, k).input)
+      if (base.linear(l, k).delta)
+        fail("training: layer {} {} already has an adapter attached; train on the base model", l,
+             linear_name(k));
+      else if (base.linear(l, k).input)
         fail(
             "training: layer {} {} has an input transform (activation quantization or smoothing), which has "
             "no backward pass",

@@ -91,16 +91,20 @@ void LoraAdapter::backward(const float* x, int64_t n, const float* dy, const Sav
       for (int64_t j = 0; j < in; ++j) dx[t * in + j] += beta_a * (dh[size_t(t * r + j / ci)] / float(ci));
 }
 
+void LoraAdapter::folded(std::vector<float>& Ap, std::vector<float>& Bp) const {
+  Ap = A;
+  Bp = B;
+  if (!iec) return;
+  const int64_t ci = in / r, co = out / r;
+  for (int k = 0; k < r; ++k)
+    for (int64_t j = 0; j < ci; ++j) Ap[size_t(k * in + k * ci + j)] += beta_a / float(ci);
+  for (int64_t j = 0; j < out; ++j) Bp[size_t(j * r + j / co)] += beta_b;
+}
+
 std::vector<float> LoraAdapter::delta() const {
-  // A' = A + β_A M (r, in), B' = B + β_B R (out, r); ΔW = scale · B' A'
-  std::vector<float> Ap(A), Bp(B), dw(size_t(out * in));
-  if (iec) {
-    const int64_t ci = in / r, co = out / r;
-    for (int k = 0; k < r; ++k)
-      for (int64_t j = 0; j < ci; ++j) Ap[size_t(k * in + k * ci + j)] += beta_a / float(ci);
-    for (int64_t j = 0; j < out; ++j) Bp[size_t(j * r + j / co)] += beta_b;
-  }
-  ops::gemm(false, out, in, r, scale, Bp.data(), r, Ap.data(), in, 0.0f, dw.data(), in);
+  std::vector<float> Ap, Bp, dw(size_t(out * in));
+  folded(Ap, Bp);
+  ops::gemm(false, out, in, r, scale, Bp.data(), r, Ap.data(), in, 0.0f, dw.data(), in);  // scale · B' A'
   return dw;
 }
 
@@ -162,6 +166,34 @@ std::vector<LoraSet::Entry> LoraSet::entries() {
 
 void LoraSet::zero_grad() {
   for (LoraAdapter& a : adapters_) a.zero_grad();
+}
+
+}  // namespace lowbit
+
+namespace lowbit {
+
+void attach_adapters(LlamaModel& model, LoraSet& lora) {
+  for (auto& e : lora.entries()) {
+    auto d = std::make_shared<LowRank>();
+    d->r = e.adapter->r;
+    d->scale = e.adapter->scale;
+    e.adapter->folded(d->A, d->B);
+    Linear w = model.linear(e.layer, e.kind);
+    w.delta = std::move(d);
+    model.set_linear(e.layer, e.kind, std::move(w));
+  }
+}
+
+void merge_adapters(LlamaModel& model, LoraSet& lora) {
+  for (auto& e : lora.entries()) {
+    const Linear& cur = model.linear(e.layer, e.kind);
+    if (cur.input) fail("merge: layer {} {} has an input transform", e.layer, linear_name(e.kind));
+    std::vector<float> w = linear_to_f32(cur);
+    const std::vector<float> dw = e.adapter->delta();
+    for (size_t i = 0; i < w.size(); ++i) w[i] += dw[i];
+    const int64_t rows = cur.rows(), cols = cur.cols();
+    model.set_linear(e.layer, e.kind, owned_f32_linear(std::move(w), rows, cols));
+  }
 }
 
 }  // namespace lowbit

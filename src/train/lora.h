@@ -53,6 +53,8 @@ struct LoraAdapter {
   // ΔW (out, in) = (α/r) · (B + β_B R)(A + β_A M), the exact dense update (R: the repeat matrix, M: the
   // chunk-mean matrix), for merging into the base.
   std::vector<float> delta() const;
+  // The same update as one low-rank pair: A' = A + β_A M (r, in), B' = B + β_B R (out, r).
+  void folded(std::vector<float>& Ap, std::vector<float>& Bp) const;
   void zero_grad();
 };
 
@@ -83,5 +85,13 @@ class LoraSet {
   int n_layer_ = 0;
   std::vector<LoraAdapter> adapters_;  // (n_layer, 7), empty (r == 0) where not targeted
 };
+
+// Applying trained adapters to a model for evaluation (ppl, eval, study):
+// attach: each adapter becomes its linear's unmerged low-rank delta (kernels/linear.h LowRank, IEC folded in
+// exactly); the base stays as it is (a 4-bit base stays packed, as QLoRA evaluates).
+void attach_adapters(LlamaModel& model, LoraSet& lora);
+// merge: each targeted linear becomes dense f32 Ŵ + ΔW (PEFT's merge_and_unload), e.g. to save a merged
+// model.
+void merge_adapters(LlamaModel& model, LoraSet& lora);
 
 }  // namespace lowbit

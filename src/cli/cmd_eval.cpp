@@ -13,6 +13,7 @@ void add_eval(CLI::App& app, Global& g, Commands& out) {
       "eval", "Task accuracy: piqa, arc_easy, arc_challenge, hellaswag, winogrande, mmlu, lambada");
   struct Opts {
     std::string model, output;
+    std::string adapter;
     EvalOptions e;
   };
   auto o = std::make_shared<Opts>();
@@ -27,8 +28,9 @@ void add_eval(CLI::App& app, Global& g, Commands& out) {
       ->check(at_least(2));
   sub->add_option("--log", o->e.log_path, "Write a per-example JSONL log with each choice's log-probability");
   sub->add_option("-o,--output", o->output, "Write the results JSON here (atomically)");
+  add_adapter_option(sub, o->adapter);
   out.emplace_back(sub, [&g, o]() {
-    LoadedModel lm = load_model(g, o->model);
+    LoadedModel lm = load_model(g, o->model, true, o->adapter);
     EvalOptions e = o->e;
     e.data_dir = g.paths().data_dir;
     e.model_name = lm.path;

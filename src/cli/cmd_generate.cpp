@@ -13,6 +13,7 @@ void add_generate(CLI::App& app, Global& g, Commands& out) {
   auto* sub = app.add_subcommand("generate", "Generate text from a prompt");
   struct Opts {
     std::string model, prompt;
+    std::string adapter;
     int n = 64;
     SamplerOptions s;
     bool ids = false;
@@ -25,8 +26,9 @@ void add_generate(CLI::App& app, Global& g, Commands& out) {
   sub->add_option("--top-p", o->s.top_p, "Nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
   sub->add_option("--seed", o->s.seed, "Sampling seed");
   sub->add_flag("--ids", o->ids, "Also print the token ids");
+  add_adapter_option(sub, o->adapter);
   out.emplace_back(sub, [&g, o]() {
-    LoadedModel lm = load_model(g, o->model);
+    LoadedModel lm = load_model(g, o->model, true, o->adapter);
     const auto& c = lm.model->config();
     std::vector<int32_t> ids = lm.tokenizer->encode_with_bos(o->prompt);
     const int max_seq = int(ids.size()) + o->n;

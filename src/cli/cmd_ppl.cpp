@@ -17,6 +17,7 @@ void add_ppl(CLI::App& app, Global& g, Commands& out) {
   auto* sub = app.add_subcommand("ppl", "Perplexity on WikiText2 / PTB / C4-sample / any text file");
   struct Opts {
     std::string model, kld_base;
+    std::string adapter;
     std::vector<std::string> datasets{"wikitext2"};
     int seqlen = 2048, max_windows = 0;
     bool json = false;
@@ -32,8 +33,9 @@ void add_ppl(CLI::App& app, Global& g, Commands& out) {
   sub->add_flag("--json", o->json, "Print results as JSON on stdout");
   sub->add_option("--kld-base", o->kld_base,
                   "Also report KL divergence of MODEL's next-token distribution from this base model's");
+  add_adapter_option(sub, o->adapter);
   out.emplace_back(sub, [&g, o]() {
-    LoadedModel lm = load_model(g, o->model);
+    LoadedModel lm = load_model(g, o->model, true, o->adapter);
     std::unique_ptr<LlamaModel> base;
     if (!o->kld_base.empty()) {
       LoadedModel b = load_model(g, o->kld_base, false);

@@ -470,7 +470,10 @@ void LlamaModel::keep_f32_weights() {
         const DenseWeight& d = w.dense;
         std::vector<float> v(size_t(d.rows * d.cols));
         widen_to_f32(d.dtype, d.data, v.data(), v.size());
-        w = owned_f32_linear(std::move(v), d.rows, d.cols);
+        Linear f = owned_f32_linear(std::move(v), d.rows, d.cols);
+        f.input = w.input;  // the transform and any attached adapter stay
+        f.delta = w.delta;
+        w = std::move(f);
       }
   if (m.head.dtype != DType::F32) {
     m.head_f32.resize(size_t(m.head.rows * m.head.cols));

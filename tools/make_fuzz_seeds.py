@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the hand-made seed corpora for fuzz/safetensors_fuzz and fuzz/gguf_fuzz.
+"""Writes the hand-made seed corpora for fuzz/safetensors_fuzz, fuzz/gguf_fuzz and (the nf4 seeds of)
+fuzz/packed_linear_fuzz.
 
 Every seed is a tiny valid file built here from scratch (no model files are copied). Run from the repository
 root: python3 tools/make_fuzz_seeds.py
@@ -145,3 +146,33 @@ g.u32("general.alignment", 64)
 g.tensor("bf16", [2], 30, struct.pack("<2H", 0x3F80, 0x4000))
 g.tensor("q4_0", [32], 2, b"\0" * 18)
 write("gguf", "all_value_types", g.build(64))
+
+
+# ---- packed_linear: two bytes choosing in_features, then a safetensors file holding one packed linear "L" ----
+def packed_linear(cols, tensors):
+    return struct.pack("<H", cols - 1) + safetensors(tensors)
+
+
+def nf4_linear(rows, cols, double_quant, icq, odd=False):
+    """An NF4 linear (formats/nf4.h): codes (rows, cols/2), then f32 absmax or double-quantized absmax, then
+    ICQ's tau. odd: a one-byte tensor first, so that every F32 tensor after it sits at an odd offset."""
+    nb = rows * cols // 64
+    ns = (nb + 255) // 256
+    t = [("L.pad", "U8", [1], b"\x00")] if odd else []
+    t.append(("L.nf4_codes", "U8", [rows, cols // 2], bytes((i * 37 + 11) % 256 for i in range(rows * cols // 2))))
+    if double_quant:
+        t.append(("L.nf4_absmax_q", "U8", [nb], bytes((i * 53) % 256 for i in range(nb))))
+        t.append(("L.nf4_absmax2", "F32", [ns], f32(*[0.01 * (i + 1) for i in range(ns)])))
+        t.append(("L.nf4_absmax_offset", "F32", [], f32(0.02)))
+    else:
+        t.append(("L.nf4_absmax", "F32", [nb], f32(*[0.05 + 0.001 * i for i in range(nb)])))
+    if icq:
+        t.append(("L.nf4_tau_q", "U8", [nb], bytes((i * 71 + 5) % 256 for i in range(nb))))
+        t.append(("L.nf4_tau2", "F32", [ns], f32(*[0.003] * ns)))
+    return packed_linear(cols, t)
+
+
+write("packed_linear", "nf4_f32_absmax", nf4_linear(2, 128, False, False))
+write("packed_linear", "nf4_double_quant", nf4_linear(4, 64, True, False))
+write("packed_linear", "nf4_dq_icq_partial_group", nf4_linear(300, 64, True, True))  # 300 blocks: 256 + 44
+write("packed_linear", "nf4_icq_misaligned", nf4_linear(3, 128, False, True, odd=True))

@@ -42,7 +42,9 @@ void add_quantize(CLI::App& app, Global& g, Commands& out) {
   sub->add_option("model", o->model, "Model (HF directory or a name under the models dir)")->required();
   sub->add_option("--method", o->q.method, methods_help())->required();
   sub->add_option("--wbits", o->q.wbits, "Weight bits (2..8 for the affine methods)")->required();
-  sub->add_option("--group", o->q.group, "Input columns per scale/zero group; -1 = per output channel");
+  CLI::Option* group_opt = sub->add_option("--group", o->q.group,
+                                           "Input columns per scale/zero group; -1 = per output channel "
+                                           "(default 128, or the method's fixed block)");
   // One flag per method option, from the registry; the help names the methods that take it.
   std::vector<std::pair<const MethodOption*, CLI::Option*>> method_opts;
   for (const OptionUse& u : all_method_options()) {
@@ -72,8 +74,11 @@ void add_quantize(CLI::App& app, Global& g, Commands& out) {
       "Directory for scratch files: finished layers, --calib-acts disk (default $TMPDIR or /tmp)");
   sub->add_option("--out", o->out, "Output directory")->required();
   sub->add_flag("--json", o->json, "Print the summary as JSON");
-  out.emplace_back(sub, [&g, o, method_opts]() {
+  out.emplace_back(sub, [&g, o, method_opts, group_opt]() {
     QuantConfig q = o->q;
+    // A method with a fixed block (nf4) takes it when --group is left out.
+    if (const Method* m = find_method(q.method); m && m->fixed_group != 0 && group_opt->count() == 0)
+      q.group = m->fixed_group;
     for (const auto& [mo, opt] : method_opts) {
       if (opt->count() == 0) continue;
       if (mo->type == OptionType::Bool) {

@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "kernels/affine_matmul.h"
+#include "kernels/nf4_matmul.h"
 
 namespace lowbit {
 
@@ -16,11 +17,19 @@ const FormatKernels kAffineCpu = {
       affine_dequantize_rows(as_affine(w), r0, nr, out);
     }};
 
+const FormatKernels kNf4Cpu = {
+    [](const PackedWeight& w, const float* x, int64_t n, float* y) { nf4_matmul(as_nf4(w), x, n, y); },
+    [](const PackedWeight& w, const float* x, int64_t n, float* y) { nf4_matmul_scalar(as_nf4(w), x, n, y); },
+    [](const PackedWeight& w, int64_t r0, int64_t nr, float* out) {
+      nf4_dequantize_rows(as_nf4(w), r0, nr, out);
+    }};
+
 }  // namespace
 
 const FormatKernels& format_kernels(const Format& f, Backend b) {
   // One line per (format, backend).
   if (b == Backend::Cpu && &f == &affine_format()) return kAffineCpu;
+  if (b == Backend::Cpu && &f == &nf4_format()) return kNf4Cpu;
   fail("format '{}' has no kernels on this backend", f.name);
 }
 

@@ -56,6 +56,9 @@ struct Method {
   bool needs_calibration = false;
   int min_bits = 2, max_bits = 8;  // weight bits it supports
   std::string format;              // the storage format it writes (formats/format.h)
+  // The one group size the method's format allows (NF4's blocks of 64 weights), or 0 for any. Where the group
+  // is left out (the CLI's --group, a study row's group), the method gets this one instead of 128.
+  int fixed_group = 0;
   std::vector<MethodOption> options;
   // Replaces the 7 linears of job.layer with packed weights of `format` (and may fold scales into norms).
   void (*quantize_layer)(LayerJob& job) = nullptr;

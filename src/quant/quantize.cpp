@@ -133,6 +133,9 @@ void validate_quant_options(const QuantConfig& c) {
          m.max_bits);
   if (c.group == 0 || c.group < kPerChannel)
     fail("--group {} is invalid (a positive group size, or {} for per-channel)", c.group, kPerChannel);
+  if (m.fixed_group != 0 && c.group != m.fixed_group)
+    fail("--group {}: {} quantizes fixed blocks of {} consecutive weights (leave --group out, or pass {})",
+         c.group, c.method, m.fixed_group, m.fixed_group);
   resolve_method_options(m, c.options);
   if (m.needs_calibration) {
     if (c.calib_file.empty()) fail("--method {} needs a calibration text (--calib FILE)", c.method);

@@ -184,9 +184,12 @@ std::vector<StudyRow> expand_rows(const Section& s, const std::string& where, co
     const Method& method = *find_method(m);
     if (wbits.empty())
       s.bad("wbits", fmt::format("missing (weight bits, {}..{})", method.min_bits, method.max_bits));
+    // A method with a fixed block (nf4) takes it when the row leaves the group out.
+    const std::vector<int64_t> method_groups =
+        !s.has("group") && method.fixed_group != 0 ? std::vector<int64_t>{method.fixed_group} : groups;
     for (int64_t w : wbits)
       for (int64_t a : abits)
-        for (int64_t g : groups) {
+        for (int64_t g : method_groups) {
           if (a != 16 && (a < 2 || a > 8))
             s.bad("abits", fmt::format("abits = {}: 16 (float activations), or 2..8 for per-token activation "
                                        "quantization",

@@ -1,0 +1,183 @@
+// Highway SIMD bodies for kernels/nf4_matmul.h, compiled once per target and dispatched at run time.
+//
+// A block of 64 weights is 32 bytes of codes and one scale A_b (and with ICQ one shift τ_b), so the block can
+// only take the 16 values T[k] = NF4[k]·A_b (+ τ_b). The kernels take T once per block from
+// Nf4Weight::block_values (the table the reference dequantizer looks codes up in, so the two agree bitwise)
+// and turn codes into weights with a lane table lookup: one TableLookupLanes on 16-lane targets, else 16/N
+// lookups merged by the code's high bits.
+//
+// N bytes widened to N int32 lanes hold 2N codes: the high nibbles are the even columns and the low nibbles
+// the odd ones (bitsandbytes' packing). Dequantization writes the two vectors interleaved (StoreInterleaved2,
+// so the output is in column order and bitwise equal to the reference); the GEMV instead permutes x once per
+// call into the same even/odd order, so its inner loop is lookup + FMA.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/nf4_matmul_hwy.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/nf4_matmul.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace lowbit {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// At most 16 lanes: the whole table then fits in one vector.
+using DF = hn::CappedTag<float, 16>;
+
+// T[k] = NF4[k]·A_b (+ τ_b): Nf4Weight::block_values, the reference's own table, as 16/N vectors.
+template <class D>
+HWY_INLINE void BlockTable(D d, const Nf4Weight& w, int64_t b, hn::Vec<D>* tab) {
+  constexpr size_t N = hn::MaxLanes(D());
+  HWY_ALIGN float t[16];
+  w.block_values(b, t);
+  for (size_t i = 0; i < 16 / N; ++i) tab[i] = hn::Load(d, t + i * N);
+}
+
+// T[q] for int32 codes q in [0, 16).
+template <class D>
+HWY_INLINE hn::Vec<D> Lookup16(D d, const hn::Vec<D>* tab, hn::Vec<hn::RebindToSigned<D>> q) {
+  constexpr size_t N = hn::MaxLanes(D());
+  if constexpr (N >= 16) {
+    return hn::TableLookupLanes(tab[0], hn::IndicesFromVec(d, q));
+  } else {
+    const hn::RebindToSigned<D> di;
+    const auto idx = hn::IndicesFromVec(d, hn::And(q, hn::Set(di, int32_t(N - 1))));
+    auto r = hn::TableLookupLanes(tab[0], idx);
+    for (size_t t = 1; t < 16 / N; ++t)
+      r = hn::IfThenElse(hn::RebindMask(d, hn::Gt(q, hn::Set(di, int32_t(t * N) - 1))),
+                         hn::TableLookupLanes(tab[t], idx), r);
+    return r;
+  }
+}
+
+// The codes of N bytes at p: even columns (high nibbles) and odd columns (low nibbles) as int32 lanes.
+template <class D>
+HWY_INLINE void DecodeBytes(D d, const uint8_t* HWY_RESTRICT p, hn::Vec<hn::RebindToSigned<D>>& even,
+                            hn::Vec<hn::RebindToSigned<D>>& odd) {
+  const hn::RebindToSigned<D> di;
+  const hn::Rebind<uint8_t, D> du8;
+  const auto v = hn::PromoteTo(di, hn::LoadU(du8, p));
+  even = hn::ShiftRight<4>(v);
+  odd = hn::And(v, hn::Set(di, 15));
+}
+
+void DequantRows(const Nf4Weight& w, int64_t r0, int64_t nr, float* out) {
+  const DF d;
+  constexpr size_t N = hn::MaxLanes(DF());
+  const int64_t cols = w.cols, per_row = cols / kNf4Block;
+#pragma omp parallel for schedule(static) if (nr * cols >= (int64_t(1) << 16))
+  for (int64_t r = r0; r < r0 + nr; ++r) {
+    const uint8_t* row = w.codes + size_t(r) * w.row_bytes();
+    float* o = out + (r - r0) * cols;
+    hn::Vec<DF> tab[16 / N];
+    for (int64_t j = 0; j < per_row; ++j) {
+      const int64_t b = r * per_row + j;
+      BlockTable(d, w, b, tab);
+      for (int64_t k = 0; k < kNf4Block / 2; k += int64_t(N)) {
+        hn::Vec<hn::RebindToSigned<DF>> even, odd;
+        DecodeBytes(d, row + j * kNf4Block / 2 + k, even, odd);
+        hn::StoreInterleaved2(Lookup16(d, tab, even), Lookup16(d, tab, odd), d, o + j * kNf4Block + 2 * k);
+      }
+    }
+  }
+}
+
+// xp (n, cols): each run of 2N columns of x reordered to its N even columns, then its N odd ones — the lane
+// order DecodeBytes produces.
+void PermuteX(const float* x, int64_t n, int64_t cols, size_t N, float* xp) {
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t c = 0; c < cols; c += 2 * int64_t(N))
+      for (size_t i = 0; i < N; ++i) {
+        xp[t * cols + c + int64_t(i)] = x[t * cols + c + 2 * int64_t(i)];
+        xp[t * cols + c + int64_t(N + i)] = x[t * cols + c + 2 * int64_t(i) + 1];
+      }
+}
+
+// y[t][r] for rows [r0, r1) and NT tokens: Σ over blocks and lanes of T[q]·x, two accumulators per token.
+template <int NT>
+void GemvRows(const Nf4Weight& w, const float* HWY_RESTRICT xp, int64_t r0, int64_t r1,
+              float* HWY_RESTRICT y) {
+  const DF d;
+  constexpr size_t N = hn::MaxLanes(DF());
+  const int64_t cols = w.cols, per_row = cols / kNf4Block, rows = w.rows;
+  hn::Vec<DF> tab[16 / N];
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.codes + size_t(r) * w.row_bytes();
+    hn::Vec<DF> acc[NT][2];
+    for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = hn::Zero(d);
+    for (int64_t j = 0; j < per_row; ++j) {
+      const int64_t b = r * per_row + j;
+      BlockTable(d, w, b, tab);
+      for (int64_t k = 0; k < kNf4Block / 2; k += int64_t(N)) {
+        hn::Vec<hn::RebindToSigned<DF>> even, odd;
+        DecodeBytes(d, row + j * kNf4Block / 2 + k, even, odd);
+        const auto we = Lookup16(d, tab, even), wo = Lookup16(d, tab, odd);
+        const int64_t c = j * kNf4Block + 2 * k;
+        for (int t = 0; t < NT; ++t) {
+          acc[t][0] = hn::MulAdd(we, hn::LoadU(d, xp + t * cols + c), acc[t][0]);
+          acc[t][1] = hn::MulAdd(wo, hn::LoadU(d, xp + t * cols + c + int64_t(N)), acc[t][1]);
+        }
+      }
+    }
+    for (int t = 0; t < NT; ++t)
+      y[t * rows + r] = hn::GetLane(hn::SumOfLanes(d, hn::Add(acc[t][0], acc[t][1])));
+  }
+}
+
+void Gemv(const Nf4Weight& w, const float* x, int64_t n, float* y) {
+  constexpr size_t N = hn::MaxLanes(DF());
+  std::vector<float> xp(size_t(n * w.cols));
+  PermuteX(x, n, w.cols, N, xp.data());
+  // Rows in chunks of 8 so a thread's rows are contiguous and the per-call overhead is amortized.
+  const int64_t chunks = (w.rows + 7) / 8;
+#pragma omp parallel for schedule(static) if (w.rows * w.cols >= (int64_t(1) << 16))
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const int64_t r0 = ch * 8, r1 = std::min(w.rows, r0 + 8);
+    switch (n) {
+      case 1:
+        GemvRows<1>(w, xp.data(), r0, r1, y);
+        break;
+      case 2:
+        GemvRows<2>(w, xp.data(), r0, r1, y);
+        break;
+      case 3:
+        GemvRows<3>(w, xp.data(), r0, r1, y);
+        break;
+      default:
+        GemvRows<4>(w, xp.data(), r0, r1, y);
+        break;
+    }
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace lowbit
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "core/error.h"
+
+namespace lowbit {
+
+HWY_EXPORT(DequantRows);
+HWY_EXPORT(Gemv);
+
+void nf4_dequantize_rows(const Nf4Weight& w, int64_t r0, int64_t nr, float* out) {
+  check_nf4_weight(w, "nf4_dequantize_rows");
+  if (r0 < 0 || nr < 0 || r0 + nr > w.rows)
+    fail("nf4_dequantize_rows: rows [{}, {}) outside [0, {})", r0, r0 + nr, w.rows);
+  HWY_DYNAMIC_DISPATCH(DequantRows)(w, r0, nr, out);
+}
+
+void nf4_gemv(const Nf4Weight& w, const float* x, int64_t n, float* y) {
+  check_nf4_weight(w, "nf4_gemv");
+  if (n < 1 || n > 4) fail("nf4_gemv: {} tokens (supports 1..4)", n);
+  HWY_DYNAMIC_DISPATCH(Gemv)(w, x, n, y);
+}
+
+}  // namespace lowbit
+#endif  // HWY_ONCE

@@ -59,7 +59,37 @@ def uniform01(key, n):  # uniform01(key, i) for i in [0, n), as float64
 # (torch's own float32 run is itself ~1e-6 relative off it in the loss: --dtype float32 shows it.)
 DTYPE = torch.float64
 R, SEED, B_SEED, PROJ_SEED, SAMPLE_SEED, N_SAMPLES = 8, 1234, 99, 777, 555, 8
-VARIANTS = [("dense", False), ("dense_iec", True)]
+# (name, IEC, base): the base as loaded, or every block linear through NF4 with double quantization (QLoRA's
+# base), or NF4 with ICQ (IR-QLoRA's), dequantized by tools/ref_nf4.py's independent bitsandbytes port.
+VARIANTS = [("dense", False, "dense"), ("dense_iec", True, "dense"), ("nf4", False, "nf4"),
+            ("nf4_icq_iec", True, "nf4_icq")]
+
+
+def nf4_base(w, n_layer, icq):
+    """The dequantized NF4 (+ICQ) weights of every block linear, as bitsandbytes' dequantize_4bit computes them:
+    NF4[code] * absmax with absmax = map[q] * absmax2 + offset (two f32 roundings), plus tau = map[t] * tau2."""
+    import ref_nf4 as r
+    f32 = np.float32
+    out = dict(w)
+    for l in range(n_layer):
+        for name in LINEARS:
+            key = f"model.layers.{l}.{name}.weight"
+            W = w[key].to(torch.float32).numpy()
+            blocks = W.reshape(-1, 64).astype(f32)
+            tau = None
+            if icq:
+                _, tau, codes, tau_q, tau2 = r.icq(blocks)
+                _, absmax = r.quantize_4bit(blocks - tau[:, None])
+                tau = (r.MAP[tau_q] * np.repeat(tau2, 256)[:len(tau_q)]).astype(f32)
+            else:
+                codes, absmax = r.quantize_4bit(blocks)
+            q, absmax2, offset = r.double_quant(absmax)
+            a = (r.MAP[q] * np.repeat(absmax2, 256)[:len(q)]).astype(f32) + f32(offset)
+            deq = (r.NF4_32[codes] * a[:, None]).astype(f32)
+            if icq:
+                deq = (deq + tau[:, None]).astype(f32)
+            out[key] = torch.from_numpy(deq.reshape(W.shape)).to(DTYPE)
+    return out
 
 
 def adapters(w, n_layer, iec):
@@ -189,9 +219,10 @@ def main():
     result = {"rank": R, "alpha": 16, "seed": SEED, "b_seed": B_SEED, "proj_seed": PROJ_SEED,
               "sample_seed": SAMPLE_SEED, "computed_with": f"torch {torch.__version__} {a.dtype} autograd",
               "variants": {}}
-    for vname, iec in VARIANTS:
-        ads = adapters(w, cfg["num_hidden_layers"], iec)
-        total, n_targets = forward_loss(w, cfg, ads, seqs, iec)
+    for vname, iec, base in VARIANTS:
+        wb = w if base == "dense" else nf4_base(w, cfg["num_hidden_layers"], base == "nf4_icq")
+        ads = adapters(wb, cfg["num_hidden_layers"], iec)
+        total, n_targets = forward_loss(wb, cfg, ads, seqs, iec)
         loss = total / n_targets
         loss.backward()
         entries = []
@@ -206,7 +237,8 @@ def main():
                             "samples": [[int(i), float(g[i])] for i in idx]})
             if abs_sum is not None:
                 entries[-1]["abs_sum"] = abs_sum
-        result["variants"][vname] = {"loss": float(loss.item()), "n_targets": n_targets, "tensors": entries}
+        result["variants"][vname] = {"loss": float(loss.item()), "n_targets": n_targets, "base": base,
+                                     "tensors": entries}
         print(f"{vname}: loss {loss.item():.9f} over {n_targets} targets, {len(entries)} tensors")
         if a.compare:
             mine = np.fromfile(f"{a.compare}.{vname}", dtype=np.float32).astype(np.float64)

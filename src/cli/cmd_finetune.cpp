@@ -16,6 +16,7 @@ namespace lowbit::cli {
 
 void add_finetune(CLI::App& app, Global& g, Commands& out) {
   auto* sub = app.add_subcommand("finetune", "LoRA fine-tuning: QLoRA, IR-QLoRA or plain LoRA, on CPU");
+  sub->option_defaults()->always_capture_default();
   struct Opts {
     std::string model, method = "qlora", data, format, out;
     int seq_len = 512, source_max_len = 384, target_max_len = 128;
@@ -26,14 +27,17 @@ void add_finetune(CLI::App& app, Global& g, Commands& out) {
   };
   auto o = std::make_shared<Opts>();
   sub->add_option("model", o->model, "Base model (HF directory or a name under the models dir)")->required();
-  sub->add_option("--method", o->method,
-                  "qlora: NF4 double-quantized base + LoRA; ir-qlora: NF4 with ICQ + LoRA with IEC; lora: the base "
-                  "as loaded + LoRA")
+  sub->add_option(
+         "--method", o->method,
+         "qlora: NF4 double-quantized base + LoRA; ir-qlora: NF4 with ICQ + LoRA with IEC; lora: the base "
+         "as loaded + LoRA")
       ->check(CLI::IsMember({"qlora", "ir-qlora", "lora"}));
-  sub->add_option("--data", o->data, "Training data: Alpaca JSON/JSONL, or a text file (--format text)")->required();
+  sub->add_option("--data", o->data, "Training data: Alpaca JSON/JSONL, or a text file (--format text)")
+      ->required();
   sub->add_option("--format", o->format, "alpaca or text (default: text for .txt files, else alpaca)")
       ->check(CLI::IsMember({"alpaca", "text"}));
-  sub->add_option("--out", o->out, "Output directory: the adapter, and checkpoint/ to resume from")->required();
+  sub->add_option("--out", o->out, "Output directory: the adapter, and checkpoint/ to resume from")
+      ->required();
   sub->add_option("--steps", o->ft.steps, "Optimiser steps")->check(at_least(1));
   sub->add_option("--batch", o->ft.batch, "Examples per optimiser step")->check(at_least(1));
   sub->add_option("--micro-batch", o->ft.micro_batch, "Examples per forward/backward (divides --batch)")
@@ -52,8 +56,9 @@ void add_finetune(CLI::App& app, Global& g, Commands& out) {
   sub->add_option("--alpha", o->lora.alpha, "LoRA alpha (the update is scaled by alpha / r)")
       ->check(CLI::PositiveNumber);
   sub->add_option("--dropout", o->lora.dropout, "LoRA dropout")->check(CLI::Range(0.0, 0.999));
-  sub->add_option("--targets", o->targets, "Linears to adapt (default all: q_proj,k_proj,v_proj,o_proj,"
-                                            "gate_proj,up_proj,down_proj)")
+  sub->add_option("--targets", o->targets,
+                  "Linears to adapt (default all: q_proj,k_proj,v_proj,o_proj,"
+                  "gate_proj,up_proj,down_proj)")
       ->delimiter(',');
   sub->add_option("--seq-len", o->seq_len, "Window length for --format text")->check(at_least(2));
   sub->add_option("--source-max-len", o->source_max_len, "Alpaca: prompt tokens kept")->check(at_least(1));
@@ -63,15 +68,16 @@ void add_finetune(CLI::App& app, Global& g, Commands& out) {
                 "Keep every layer's activations instead of recomputing them (faster, more memory)");
   out.emplace_back(sub, [&g, o]() {
     LoadedModel lm = load_model(g, o->model);
-    const std::string fmt_name = !o->format.empty() ? o->format
+    const std::string fmt_name = !o->format.empty()                                     ? o->format
                                  : std::filesystem::path(o->data).extension() == ".txt" ? "text"
                                                                                         : "alpaca";
     Timer tt;
     std::vector<TrainExample> data;
     if (fmt_name == "text") {
       data = text_file_examples(o->data, *lm.tokenizer, o->seq_len);
-      fmt::print(stderr, "note: fine-tuning on {} as plain text ({} windows of {} tokens); the study fine-tunes on "
-                         "Alpaca. {}\n",
+      fmt::print(stderr,
+                 "note: fine-tuning on {} as plain text ({} windows of {} tokens); the study fine-tunes on "
+                 "Alpaca. {}\n",
                  o->data, data.size(), o->seq_len, alpaca_missing_message(g.paths().data_dir));
     } else {
       AlpacaOptions ao{o->source_max_len, o->target_max_len, o->train_on_source};
@@ -80,7 +86,8 @@ void add_finetune(CLI::App& app, Global& g, Commands& out) {
     }
     int64_t n_tokens = 0, n_targets = 0;
     for (const auto& ex : data) n_tokens += int64_t(ex.tokens.size()), n_targets += count_loss_tokens(ex);
-    fmt::print(stderr, "      {} tokens, {} trained on; tokenized in {:.1f}s\n", n_tokens, n_targets, tt.seconds());
+    fmt::print(stderr, "      {} tokens, {} trained on; tokenized in {:.1f}s\n", n_tokens, n_targets,
+               tt.seconds());
 
     o->lora.iec = method_uses_iec(o->method);
     o->lora.seed = o->ft.seed;
@@ -92,7 +99,9 @@ void add_finetune(CLI::App& app, Global& g, Commands& out) {
           const std::string n = linear_name(k);
           if (n.substr(n.find('.') + 1) == t) o->lora.targets.push_back(k), found = true;
         }
-        if (!found) fail("--targets: '{}' is not one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj", t);
+        if (!found)
+          fail("--targets: '{}' is not one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj",
+               t);
       }
     }
     o->ft.recompute = !o->no_recompute;
@@ -103,10 +112,12 @@ void add_finetune(CLI::App& app, Global& g, Commands& out) {
     const FinetuneResult r =
         finetune(*lm.model, lora, data, o->ft, AdapterMeta{o->method, lm.path, fingerprint}, o->out);
     const int64_t done = r.steps - r.resumed_from;
-    fmt::print("{}: {} steps{} of {} examples, last loss {:.4f}; {} tokens in {:.1f}s ({:.0f} tok/s), peak RSS {}\n",
-               o->method, r.steps, r.resumed_from ? fmt::format(" ({} after resuming at {})", done, r.resumed_from) : "",
-               o->ft.batch, r.last_loss, r.tokens, r.seconds, r.seconds > 0 ? double(r.tokens) / r.seconds : 0.0,
-               format_bytes(peak_rss_bytes()));
+    fmt::print(
+        "{}: {} steps{} of {} examples, last loss {:.4f}; {} tokens in {:.1f}s ({:.0f} tok/s), peak RSS {}\n",
+        o->method, r.steps,
+        r.resumed_from ? fmt::format(" ({} after resuming at {})", done, r.resumed_from) : "", o->ft.batch,
+        r.last_loss, r.tokens, r.seconds, r.seconds > 0 ? double(r.tokens) / r.seconds : 0.0,
+        format_bytes(peak_rss_bytes()));
     fmt::print("adapter: {} (evaluate with: lowbit ppl {} --adapter {})\n", o->out, o->model, o->out);
     return 0;
   });

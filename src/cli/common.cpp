@@ -22,7 +22,8 @@ CLI::Validator at_least(int64_t min, std::optional<int64_t> sentinel, const std:
                         sentinel ? fmt::format(">={} or {}", min, *sentinel) : fmt::format(">={}", min));
 }
 
-LoadedModel load_model(const Global& g, const std::string& arg, bool need_tokenizer, const std::string& adapter) {
+LoadedModel load_model(const Global& g, const std::string& arg, bool need_tokenizer,
+                       const std::string& adapter) {
   LoadedModel lm;
   lm.path = resolve_model_path(arg, g.paths());
   lm.model = std::make_unique<LlamaModel>(load_checkpoint(lm.path));
@@ -32,9 +33,10 @@ LoadedModel load_model(const Global& g, const std::string& arg, bool need_tokeni
 }
 
 void add_adapter_option(CLI::App* sub, std::string& adapter) {
-  sub->add_option("--adapter", adapter,
-                  "LoRA adapter directory (lowbit finetune --out, or PEFT's): evaluate base + adapter; a qlora / "
-                  "ir-qlora adapter gets its NF4 base");
+  sub->add_option(
+      "--adapter", adapter,
+      "LoRA adapter directory (lowbit finetune --out, or PEFT's): evaluate base + adapter; a qlora / "
+      "ir-qlora adapter gets its NF4 base");
 }
 
 std::string ids_sha256(const std::vector<int32_t>& ids) {

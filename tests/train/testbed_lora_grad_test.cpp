@@ -1,25 +1,28 @@
 // LoRA gradients on testbed-25m against PyTorch autograd (tools/ref_lora_grad.py, committed as
 // testbed_lora_grad_ref.json): the same batch (the golden wikitext ids of refs/testbed-25m.json) and the
-// same adapters (rebuilt from the counter-based hash of train/rng.h on both sides). The reference runs in
-// float64, the exact answer for lowbit's float32 arithmetic (torch's own float32 run is 1.4e-6 relative off
-// it in the loss; lowbit's is 1e-8 off). The loss agrees within 1e-6 relative and every gradient tensor
-// within 1e-4 relative (measured: 6e-6 at worst). IEC's β gradients are sums that cancel (|Σ| ≪ Σ|terms|), so
-// for them "relative" is taken against Σ|terms|, the scale any float32 evaluation is accurate to (torch's
-// float32 run misses them by up to 6e-4 of |Σ|; lowbit by 7e-7 of Σ|terms|). With
-// LOWBIT_DUMP_LORA_GRADS=PATH the test also writes every gradient (raw f32, PATH.<variant>) for the tool's
-// entry-by-entry --compare.
+// same adapters (rebuilt from the counter-based hash of train/rng.h on both sides), on the dense base,
+// QLoRA's NF4 base and IR-QLoRA's NF4+ICQ base (dequantized by the tool through tools/ref_nf4.py's
+// independent bitsandbytes port), without and with IEC. The reference runs in float64, the exact answer for
+// lowbit's float32 arithmetic (torch's own float32 run is 1.4e-6 relative off it in the loss; lowbit's is
+// 1e-8 off). The loss agrees within 1e-6 relative and every gradient tensor within 1e-4 relative (measured:
+// 6e-6 at worst). IEC's β gradients are sums that cancel (|Σ| ≪ Σ|terms|), so for them "relative" is taken
+// against Σ|terms|, the scale any float32 evaluation is accurate to (torch's float32 run misses them by up to
+// 6e-4 of |Σ|; lowbit by 7e-7 of Σ|terms|). With LOWBIT_DUMP_LORA_GRADS=PATH the test also writes every
+// gradient (raw f32, PATH.<variant>) for the tool's entry-by-entry --compare.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include "core/json.h"
 #include "io/checkpoint.h"
 #include "test_util.h"
 #include "train/grad_ops.h"
 #include "train/llama_train.h"
+#include "train/qlora.h"
 #include "train/rng.h"
 
 namespace lowbit {
@@ -47,11 +50,17 @@ TrainBatch golden_batch() {
 
 TEST(TrainTestbed, LoraGradientsMatchPyTorch) {
   const Json ref = reference();
-  LlamaModel model(load_checkpoint(test::model_path("testbed-25m")));
-  model.keep_f32_weights();
   const TrainBatch b = golden_batch();
-  for (const auto& [variant, iec] : {std::pair{"dense", false}, std::pair{"dense_iec", true}}) {
+  // (variant, IEC, the fine-tuning method whose base it uses)
+  const std::tuple<const char*, bool, const char*> variants[] = {{"dense", false, "lora"},
+                                                                 {"dense_iec", true, "lora"},
+                                                                 {"nf4", false, "qlora"},
+                                                                 {"nf4_icq_iec", true, "ir-qlora"}};
+  for (const auto& [variant, iec, method] : variants) {
     SCOPED_TRACE(variant);
+    LlamaModel model(load_checkpoint(test::model_path("testbed-25m")));
+    model.keep_f32_weights();
+    prepare_finetune_base(model, method, true);
     const Json& want = ref["variants"][variant];
     LoraConfig cfg;
     cfg.rank = ref["rank"].get<int>();

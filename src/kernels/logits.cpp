@@ -31,6 +31,15 @@ int64_t argmax_row(const float* x, int64_t V) {
 }
 }  // namespace
 
+double cross_entropy_grad_row_scalar(float* row, int64_t V, int32_t target, float scale) {
+  float mx;
+  const double lse = log_sum_exp(row, V, &mx);
+  const double loss = lse - double(row[target]);
+  for (int64_t i = 0; i < V; ++i) row[i] = float(double(scale) * std::exp(double(row[i]) - lse));
+  row[target] -= scale;
+  return loss;
+}
+
 KlRow kl_divergence_row_scalar(const float* p, const float* q, int64_t V) {
   float mp, mq;
   const double lp = log_sum_exp(p, V, &mp), lq = log_sum_exp(q, V, &mq);

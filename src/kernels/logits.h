@@ -11,6 +11,13 @@ double log_softmax_at(const float* row, int n_vocab, int32_t target, bool* is_ar
 // Scalar twin: max, then Σ exp in double.
 double log_softmax_at_scalar(const float* logits, int64_t V, int32_t target);
 
+// Cross-entropy of one row of logits against target, and its gradient in place: returns
+// logsumexp(row) − row[target] and overwrites row with scale · (softmax(row) − onehot(target)). SIMD: the
+// max and Σ exp as log_softmax_at (f32 exp lanes, sums in double), the probabilities as f32 lanes of
+// exp(x − max) · (scale / Σ); a few ulp from the scalar twin, which does everything in double.
+double cross_entropy_grad_row(float* row, int64_t V, int32_t target, float scale);
+double cross_entropy_grad_row_scalar(float* row, int64_t V, int32_t target, float scale);
+
 // KL(P ‖ Q) for one row of logits each, and each row's argmax (the first maximum, as torch.argmax).
 struct KlRow {
   double kl = 0;

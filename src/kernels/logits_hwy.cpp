@@ -75,6 +75,16 @@ void KlSums(const float* p, const float* q, size_t n, float mp, float mq, double
   }
 }
 
+// p[i] <- exp(p[i] - m) · c in f32 lanes: softmax probabilities times the gradient's scale.
+void ScaledExp(float* p, size_t n, float m, float c) {
+  const hn::ScalableTag<float> d;
+  const size_t L = hn::Lanes(d);
+  const auto vm = hn::Set(d, m), vc = hn::Set(d, c);
+  size_t i = 0;
+  for (; i + L <= n; i += L) hn::StoreU(hn::Mul(hn::Exp(d, hn::Sub(hn::LoadU(d, p + i), vm)), vc), d, p + i);
+  for (; i < n; ++i) p[i] = std::exp(p[i] - m) * c;
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace lowbit
 HWY_AFTER_NAMESPACE();
@@ -87,6 +97,7 @@ namespace lowbit {
 HWY_EXPORT(MaxOf);
 HWY_EXPORT(SumExp);
 HWY_EXPORT(KlSums);
+HWY_EXPORT(ScaledExp);
 
 namespace {
 // The first index holding the maximum m (torch.argmax's tie rule).
@@ -105,6 +116,16 @@ KlRow kl_divergence_row(const float* p, const float* q, int64_t V) {
   // Σ p_v (log p_v − log q_v) with log p_v = a_v − log Σ e^a and log q_v = b_v − log Σ e^b.
   const double kl = s[2] / s[0] - std::log(s[0]) + std::log(s[1]);
   return {std::max(kl, 0.0), first_index_of(p, V, mp), first_index_of(q, V, mq)};
+}
+
+double cross_entropy_grad_row(float* row, int64_t V, int32_t target, float scale) {
+  LOWBIT_ASSERT(V > 0 && target >= 0 && target < V);
+  const float m = HWY_DYNAMIC_DISPATCH(MaxOf)(row, size_t(V));
+  const double s = HWY_DYNAMIC_DISPATCH(SumExp)(row, size_t(V), m);
+  const double loss = double(m) + std::log(s) - double(row[target]);
+  HWY_DYNAMIC_DISPATCH(ScaledExp)(row, size_t(V), m, float(double(scale) / s));
+  row[target] -= scale;
+  return loss;
 }
 
 double log_softmax_at(const float* row, int n_vocab, int32_t target, bool* is_argmax) {

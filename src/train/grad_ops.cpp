@@ -1,8 +1,11 @@
 #include "train/grad_ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
+
+#include "kernels/logits.h"
 
 namespace lowbit {
 
@@ -71,14 +74,10 @@ double cross_entropy_backward(float* logits, const int32_t* labels, int64_t m, i
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < m; ++i) {
     float* row = logits + i * V;
-    if (labels[i] == kIgnoreLabel) {
-      for (int64_t j = 0; j < V; ++j) row[j] = 0.0f;
-      continue;
-    }
-    const double lse = log_sum_exp(row, V);
-    loss[size_t(i)] = lse - row[labels[i]];
-    for (int64_t j = 0; j < V; ++j) row[j] = float(scale * std::exp(double(row[j]) - lse));
-    row[labels[i]] -= scale;
+    if (labels[i] == kIgnoreLabel)
+      std::fill(row, row + V, 0.0f);
+    else
+      loss[size_t(i)] = cross_entropy_grad_row(row, V, labels[i], scale);
   }
   double total = 0;
   for (double l : loss) total += l;

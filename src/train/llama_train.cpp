@@ -133,8 +133,13 @@ void LlamaTrainer::layer_backward(int l, const float* x_in, int64_t n, const Tra
   const int d = c.n_embd, hd = c.head_dim, H = c.n_head, kv = c.n_kv_head * hd, f = c.n_ff;
   const AttnShape shape{H, c.n_kv_head, hd};
   // dx_in (n, cols) (+)= dy · W, plus the adapter's gradients and its share of dx_in.
+  // The first layer's input comes from the frozen embedding: nothing needs its gradient, so the base's
+  // share of it (three GEMMs) is skipped; the adapters still add theirs to the scratch buffer.
   auto lin_back = [&](LinearKind k, const float* in, const float* dy, float* dxin, bool accumulate) {
-    ops::linear_backward(base_.linear(l, k), dy, n, dxin, accumulate);
+    if (l > 0 || input_site(k) != InputSite::AttnIn)
+      ops::linear_backward(base_.linear(l, k), dy, n, dxin, accumulate);
+    else if (!accumulate)
+      std::fill(dxin, dxin + n * base_.linear(l, k).cols(), 0.0f);
     if (LoraAdapter* ad = lora_.find(l, k))
       ad->backward(in, n, dy, a.lora[int(k)], linear_key(key, l, k), dxin);
   };
@@ -164,8 +169,9 @@ void LlamaTrainer::layer_backward(int l, const float* x_in, int64_t n, const Tra
   lin_back(LinearKind::Q, a.xn1.data(), dq.data(), dxn.data(), false);
   lin_back(LinearKind::K, a.xn1.data(), dk.data(), dxn.data(), true);
   lin_back(LinearKind::V, a.xn1.data(), dv.data(), dxn.data(), true);
-  rms_norm_backward(x_in, base_.norm_weight(l, InputSite::AttnIn).data(), n, d, c.norm_eps, dxn.data(), dx,
-                    true);
+  if (l > 0)
+    rms_norm_backward(x_in, base_.norm_weight(l, InputSite::AttnIn).data(), n, d, c.norm_eps, dxn.data(), dx,
+                      true);
 }
 
 LossSum LlamaTrainer::head(const float* x, const TrainBatch& b, float loss_scale, float* dx) const {

@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "formats/random_affine.h"
+#include "kernels/logits.h"
 #include "kernels/ops.h"
+#include "test_util.h"
 #include "train/attention.h"
 #include "train/lora.h"
 
@@ -108,6 +110,22 @@ TEST(TrainGradOps, CrossEntropyValueAndBackward) {
   EXPECT_NEAR(total, want, 1e-12 * std::fabs(want));
   for (int64_t j = 0; j < V; ++j) EXPECT_EQ(grad[size_t(1 * V + j)], 0.0f);  // the ignored row
   expect_fd(logits, grad, f, 1e-2f, 1e-3, "dlogits");
+}
+
+TEST(TrainGradOps, CrossEntropyRowMatchesScalarTwinOnEverySimdTarget) {
+  std::mt19937 rng(9);
+  const int64_t V = 1003;  // not a multiple of any lane count
+  const auto row = randn(size_t(V), rng, 4.0f);
+  std::vector<float> want(row);
+  const double want_loss = cross_entropy_grad_row_scalar(want.data(), V, 17, 0.25f);
+  test::for_each_simd_target([&] {
+    std::vector<float> got(row);
+    const double loss = cross_entropy_grad_row(got.data(), V, 17, 0.25f);
+    EXPECT_NEAR(loss, want_loss, 1e-6 * std::fabs(want_loss));
+    // f32 exp lanes (a few ulp) times an f32 scale: ~1e-6 relative per probability
+    for (int64_t i = 0; i < V; ++i)
+      EXPECT_NEAR(got[size_t(i)], want[size_t(i)], 2e-6f * std::fabs(want[size_t(i)]) + 1e-12f);
+  });
 }
 
 TEST(TrainGradOps, EmbeddingBackwardAddsRepeatedTokens) {

@@ -96,6 +96,33 @@ uint8_t dynamic_map_nearest(float x) {
   return uint8_t(best);
 }
 
+void nf4_scaled_values(const float* a, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int k = 0; k < 16; ++k) out[16 * i + k] = kNf4Values[k] * a[i];
+}
+
+namespace {
+
+// out[i] = map[q[i]]·scale2[(b0 + i)/256], each product rounded to f32; out of line so that a caller's later
+// sum cannot be fused with it (see rounded_product).
+[[gnu::noinline]] void map_products(const uint8_t* q, const float* scale2, int64_t b0, int64_t n,
+                                    float* out) {
+  const std::array<float, 256>& m = dynamic_map();
+  for (int64_t i = 0; i < n; ++i) out[i] = m[q[b0 + i]] * scale2[(b0 + i) / kNf4SuperBlock];
+}
+
+}  // namespace
+
+void Nf4Weight::block_scales(int64_t b0, int64_t n, float* a, float* t) const {
+  if (absmax_q) {
+    map_products(absmax_q, absmax2, b0, n, a);
+    for (int64_t i = 0; i < n; ++i) a[i] = a[i] + absmax_offset;
+  } else {
+    std::copy(absmax + b0, absmax + b0 + n, a);
+  }
+  if (tau_q) map_products(tau_q, tau2, b0, n, t);
+}
+
 void check_nf4_weight(const Nf4Weight& w, std::string_view what) {
   if (w.rows <= 0 || w.cols <= 0) fail("{}: bad shape ({}, {})", what, w.rows, w.cols);
   if (w.cols % kNf4Block != 0)

@@ -27,7 +27,6 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <numeric>
 
 #include "core/error.h"
 #include "core/parallel.h"
@@ -67,7 +66,8 @@ const std::array<int64_t, 65>& entropy_terms() {
 double np_linspace(double start, double stop, int64_t num, int64_t k) {
   if (k == num - 1) return stop;
   const double step = (stop - start) / double(num - 1);
-  return double(k) * step + start;
+  volatile double scaled = double(k) * step;  // rounded on its own, as NumPy does (no FMA contraction)
+  return scaled + start;
 }
 
 // The NF4 codes of the 64 values v and their absmax, as kQuantizeBlockwise<NF4> computes them.

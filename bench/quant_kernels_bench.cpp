@@ -1,7 +1,9 @@
 // Microbenchmarks of the packed quantized kernels vs the bf16 dense ones:
 //   decode GEMV (n = 1) of 2048x2048 and 8192x2048 weights at 2/3/4/8 bits, group 128, reported as GB/s of
 //   the weight bytes actually read (codes + fp16 scales + uint8 zero-points; bf16: 2 bytes per weight), and
-//   the prefill path (n = 2048: dequantized panels + sgemm) in GFLOP/s.
+//   the prefill path (n = 2048: dequantized panels + sgemm) in GFLOP/s; the same for NF4 (formats/nf4.h:
+//   4-bit codes, double-quantized absmax, optionally ICQ's τ), whose GEMV looks codes up in a per-block
+//   table.
 // The label is the Highway target the kernels dispatched to.
 #include <benchmark/benchmark.h>
 
@@ -11,6 +13,7 @@
 
 #include "kernels/affine_matmul.h"
 #include "kernels/dense.h"
+#include "kernels/nf4_matmul.h"
 
 using namespace lowbit;
 
@@ -154,6 +157,74 @@ void BM_DequantRows(benchmark::State& st) {
   st.SetLabel(simd_target_name());
 }
 BENCHMARK(BM_DequantRows)->ArgName("bits")->Arg(3)->Arg(4)->UseRealTime();
+
+struct PackedNf4 {
+  std::vector<uint8_t> codes, absmax_q, tau_q;
+  std::vector<float> absmax2, tau2;
+  Nf4Weight w;
+  size_t bytes() const {
+    return codes.size() + absmax_q.size() + tau_q.size() + (absmax2.size() + tau2.size()) * 4 + 4;
+  }
+};
+
+std::unique_ptr<PackedNf4> random_nf4(int64_t rows, int64_t cols, bool icq) {
+  auto p = std::make_unique<PackedNf4>();
+  std::mt19937 rng(4);
+  const int64_t nb = rows * cols / 64, ns = (nb + 255) / 256;
+  p->codes.resize(size_t(rows * cols / 2));
+  for (auto& b : p->codes) b = uint8_t(rng());
+  p->absmax_q.resize(size_t(nb));
+  for (auto& b : p->absmax_q) b = uint8_t(rng());
+  p->absmax2.assign(size_t(ns), 0.01f);
+  p->w.rows = rows, p->w.cols = cols;
+  p->w.codes = p->codes.data(), p->w.absmax_q = p->absmax_q.data(), p->w.absmax2 = p->absmax2.data();
+  p->w.absmax_offset = 0.02f;
+  if (icq) {
+    p->tau_q.resize(size_t(nb));
+    for (auto& b : p->tau_q) b = uint8_t(rng());
+    p->tau2.assign(size_t(ns), 0.001f);
+    p->w.tau_q = p->tau_q.data(), p->w.tau2 = p->tau2.data();
+  }
+  return p;
+}
+
+void BM_Nf4Matmul(benchmark::State& st) {
+  const int64_t rows = st.range(0), cols = st.range(1), n = st.range(2);
+  const auto p = random_nf4(rows, cols, st.range(3) != 0);
+  const auto x = random_x(size_t(n * cols));
+  std::vector<float> y(size_t(n * rows));
+  for (auto _ : st) {
+    nf4_matmul(p->w, x.data(), n, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  if (n <= 4)
+    st.SetBytesProcessed(int64_t(st.iterations()) * int64_t(p->bytes()));
+  else
+    st.counters["GFLOP/s"] = benchmark::Counter(double(st.iterations()) * 2.0 * double(n * rows * cols) / 1e9,
+                                                benchmark::Counter::kIsRate);
+  st.SetLabel(simd_target_name());
+}
+BENCHMARK(BM_Nf4Matmul)
+    ->ArgNames({"rows", "cols", "n", "icq"})
+    ->Args({2048, 2048, 1, 0})
+    ->Args({8192, 2048, 1, 0})
+    ->Args({8192, 2048, 1, 1})
+    ->Args({8192, 2048, 4, 0})
+    ->Args({2048, 2048, 2048, 0})
+    ->UseRealTime();
+
+void BM_Nf4DequantRows(benchmark::State& st) {
+  const int64_t rows = 2048, cols = 2048;
+  const auto p = random_nf4(rows, cols, st.range(0) != 0);
+  std::vector<float> out(size_t(rows * cols));
+  for (auto _ : st) {
+    nf4_dequantize_rows(p->w, 0, rows, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  st.SetBytesProcessed(int64_t(st.iterations()) * rows * cols * 4);
+  st.SetLabel(simd_target_name());
+}
+BENCHMARK(BM_Nf4DequantRows)->ArgName("icq")->Arg(0)->Arg(1)->UseRealTime();
 
 }  // namespace
 

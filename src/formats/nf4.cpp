@@ -12,13 +12,16 @@ namespace lowbit {
 
 namespace {
 
-// torch.linspace(start, end, steps)[idx] in f32 as PyTorch's CPU kernel computes it
-// (aten/src/ATen/native/cpu/RangeFactoriesKernel.cpp, linspace_kernel, PyTorch ≥ 2.1): the first half counts
-// up from start, the second half down from end, with step = (end − start)/(steps − 1) in f32. (PyTorch 1.13's
-// vectorised kernel rounds a few entries differently; the map below follows the current one.)
+// torch.linspace(start, end, steps)[idx] in f32 as PyTorch's current CPU kernel is written
+// (aten/src/ATen/native/cpu/RangeFactoriesKernel.cpp, linspace_kernel): the first half counts up from start,
+// the second half down from end, with step = (end − start)/(steps − 1) in f32, every product and sum rounded.
+// The map is only as fixed as that: PyTorch 1.13's vectorised kernel gives 44 of the 256 entries another last
+// bit or two, and a build of the current kernel that contracts step·i + start into an FMA 42 (measured with
+// tools/ref_nf4.py); a double-quantized scale moves by at most that much.
 float torch_linspace(float start, float end, int64_t steps, int64_t idx) {
   const float step = (end - start) / float(steps - 1);
-  return idx < steps / 2 ? start + step * float(idx) : end - step * float(steps - idx - 1);
+  return idx < steps / 2 ? start + rounded_product(step, float(idx))
+                         : end - rounded_product(step, float(steps - idx - 1));
 }
 
 std::array<float, 256> make_dynamic_map() {
@@ -94,6 +97,33 @@ uint8_t dynamic_map_nearest(float x) {
     if (d < best_d) best = i, best_d = d;
   }
   return uint8_t(best);
+}
+
+void nf4_scaled_values(const float* a, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int k = 0; k < 16; ++k) out[16 * i + k] = kNf4Values[k] * a[i];
+}
+
+namespace {
+
+// out[i] = map[q[i]]·scale2[(b0 + i)/256], each product rounded to f32; out of line so that a caller's later
+// sum cannot be fused with it (see rounded_product).
+[[gnu::noinline]] void map_products(const uint8_t* q, const float* scale2, int64_t b0, int64_t n,
+                                    float* out) {
+  const std::array<float, 256>& m = dynamic_map();
+  for (int64_t i = 0; i < n; ++i) out[i] = m[q[b0 + i]] * scale2[(b0 + i) / kNf4SuperBlock];
+}
+
+}  // namespace
+
+void Nf4Weight::block_scales(int64_t b0, int64_t n, float* a, float* t) const {
+  if (absmax_q) {
+    map_products(absmax_q, absmax2, b0, n, a);
+    for (int64_t i = 0; i < n; ++i) a[i] = a[i] + absmax_offset;
+  } else {
+    std::copy(absmax + b0, absmax + b0 + n, a);
+  }
+  if (tau_q) map_products(tau_q, tau2, b0, n, t);
 }
 
 void check_nf4_weight(const Nf4Weight& w, std::string_view what) {

@@ -80,6 +80,11 @@ inline float rounded_product(float x, float y) {
   return p;
 }
 
+// out[16·i + k] = NF4[k]·a[i] for n scales and the 16 codes, each product rounded to f32. Out of line on
+// purpose: a caller that adds ICQ's τ to these cannot have the compiler fuse the product and the sum (see
+// rounded_product), at the cost of one call instead of 16 volatile stores per block.
+[[gnu::noinline]] void nf4_scaled_values(const float* a, int64_t n, float* out);
+
 // bitsandbytes' functional.create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8) (Dettmers
 // 2016, "8-Bit Approximations for Parallelism in Deep Learning"): 256 distinct f32 values in ascending order,
 // from -0.99296875 to 1 with 0 at index 127.
@@ -135,15 +140,16 @@ struct Nf4Weight final : PackedWeight {
   float block_tau(int64_t b) const {
     return rounded_product(dynamic_map()[tau_q[b]], tau2[b / kNf4SuperBlock]);
   }
+  // block_absmax and block_tau of blocks [b0, b0 + n) into a (and t, with ICQ), bitwise the same values; what
+  // the GEMV reads once per row instead of per block.
+  void block_scales(int64_t b0, int64_t n, float* a, float* t) const;
   // The 16 weights block b can hold, out[k] = NF4[k]·A_b (+ τ_b): what every dequantizer looks codes up in.
   void block_values(int64_t b, float* out16) const {
     const float a = block_absmax(b);
-    if (!icq()) {
-      for (int k = 0; k < 16; ++k) out16[k] = kNf4Values[k] * a;
-      return;
-    }
+    nf4_scaled_values(&a, 1, out16);
+    if (!icq()) return;
     const float tau = block_tau(b);
-    for (int k = 0; k < 16; ++k) out16[k] = rounded_product(kNf4Values[k], a) + tau;
+    for (int k = 0; k < 16; ++k) out16[k] = out16[k] + tau;
   }
 
   // Every stored bit per weight: 4 per code, plus 8 per block and 32 per 256 blocks and 32 for the offset

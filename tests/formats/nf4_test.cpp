@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <random>
@@ -16,6 +18,7 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "formats/random_nf4.h"
+#include "io/safetensors.h"
 #include "kernels/format_kernels.h"
 
 namespace lowbit {
@@ -299,6 +302,32 @@ TEST(Nf4Format, MisalignedF32TensorsAreCopied) {
     nf4_format().dequantize_ref(*w, 0, 3, c.data());
     EXPECT_EQ(std::memcmp(a.data(), c.data(), a.size() * 4), 0);
   }
+}
+
+// tools/make_fuzz_seeds.py's NF4 seeds for fuzz/packed_linear_fuzz are valid weights (so the fuzzer starts
+// from inputs that reach the dequantizer), read the way the fuzz target reads them.
+TEST(Nf4Format, FuzzSeedsLoad) {
+  const auto dir = std::filesystem::path(__FILE__).parent_path() / "../../fuzz/corpus/packed_linear";
+  int seeds = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().filename().string().rfind("nf4_", 0) != 0) continue;
+    SCOPED_TRACE(e.path().string());
+    std::ifstream f(e.path(), std::ios::binary);
+    const std::vector<uint8_t> data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    ASSERT_GT(data.size(), 2u);
+    const int64_t cols = 1 + (int64_t(data[0]) | int64_t(data[1]) << 8) % 4096;
+    SafetensorsFile st = parse_safetensors_bytes(data.data() + 2, data.size() - 2, "seed");
+    auto get = [&](std::string_view suffix) -> const TensorView* {
+      auto it = st.tensors.find("L." + std::string(suffix));
+      return it == st.tensors.end() ? nullptr : &it->second;
+    };
+    const int64_t rows = get("nf4_codes")->shape[0];
+    auto w = nf4_format().from_tensors(get, rows, cols, "seed");
+    std::vector<float> out(size_t(rows * cols));
+    nf4_format().dequantize_ref(*w, 0, rows, out.data());
+    ++seeds;
+  }
+  EXPECT_EQ(seeds, 4);
 }
 
 }  // namespace

@@ -2,15 +2,19 @@
 // reference, for f32 and double-quantized absmax, with and without ICQ's τ, several shapes and 1..37 tokens.
 //
 // Tolerances.
-// * Dequantization: the SIMD kernel looks each weight up in a per-block table whose entries are computed with
-//   the reference's own two f32 roundings (NF4[k]·A, then + τ), so it must equal nf4_dequantize_rows_scalar
-//   bitwise.
-// * y = Σ_c Ŵ_c·x_c over exact f32 weights Ŵ (the reference dequantizer's output). The scalar oracle (a plain
-//   sum in column order), the decode GEMV (lanes, two accumulators per token, FMA, a final lane reduction)
-//   and the prefill path (sgemm over dequantized panels) are each this dot product in some order, so each is
-//   within γ_{cols+16}·M of the exact value, M = Σ_c |Ŵ_c·x_c| (Higham, Accuracy and Stability, §3.1; γ_k =
-//   k·u/(1 − k·u), u = 2⁻²⁴; an FMA rounds once where a product and a sum round twice, and the 16 covers the
-//   lane reduction). The double reference errs by ≈ 2⁻⁵³·cols·M; a slack of 1e-12·M covers it.
+// * Dequantization: the SIMD kernel looks each weight up in the per-block table the reference dequantizer
+//   uses (NF4[k]·A, then + τ, each rounded to f32), so it must equal nf4_dequantize_rows_scalar bitwise.
+// * y = Σ_c Ŵ_c·x_c. The scalar oracle (a plain sum over exact f32 weights Ŵ in column order) and the prefill
+//   path (sgemm over dequantized panels) are this dot product in some order: within γ_cols·Σ|Ŵ_c·x_c| of it
+//   (Higham, Accuracy and Stability, §3.1; γ_k = k·u/(1 − k·u), u = 2⁻²⁴).
+// * The decode GEMV reassociates: ŷ = Σ_b A_b·(Σ_{c∈b} NF4[q_c]·x_c) + Σ_b τ_b·(Σ_{c∈b} x_c). A term
+//   NF4·x·A passes through ≤ 64 roundings in its block's FMA chains, 2 when the block sum is scaled into the
+//   total, ≤ cols/64 across blocks, ≤ 16 in the lane reduction and 1 for adding the τ part; a τ·x term
+//   through the rounded block sum of x, ×τ and ≤ cols/64 + 1 additions; and Ŵ itself differs from NF4·A (+ τ)
+//   by one or two roundings. All of it is ≤ cols + 64 relative roundings per term for cols ≥ 64, so
+//   |ŷ − y| ≤ γ_{cols+64}·M with M = Σ_c (|NF4[q_c]·A·x_c| + |τ·x_c|) ≥ Σ|Ŵ·x|/(1 + 2u). The τ part of M is
+//   the cancellation term: where NF4·A ≈ −τ, Ŵ is small but the two sums are not.
+// The double reference (Σ Ŵ·x) has error ≈ 2⁻⁵³·cols·M; a slack of 1e-12·M covers it.
 #include "kernels/nf4_matmul.h"
 
 #include <gtest/gtest.h>
@@ -80,14 +84,17 @@ TEST(Nf4Matmul, MatmulMatchesScalarAndDoubleReferenceOnEveryTarget) {
             for (int64_t r = 0; r < cs.rows; ++r) {
               double s = 0, m = 0;
               for (int64_t c = 0; c < cs.cols; ++c) {
-                const double prod = double(wf[size_t(r * cs.cols + c)]) * x[size_t(t * cs.cols + c)];
-                s += prod;
-                m += std::fabs(prod);
+                const int64_t b = (r * cs.cols + c) / 64;
+                const double xc = x[size_t(t * cs.cols + c)];
+                s += double(wf[size_t(r * cs.cols + c)]) * xc;
+                m += std::fabs(double(kNf4Values[nf4_packed_code(p.w.codes, r * cs.cols + c)]) *
+                               p.w.block_absmax(b) * xc);
+                if (icq) m += std::fabs(double(p.w.block_tau(b)) * xc);
               }
               exact[size_t(t * cs.rows + r)] = s;
               mag[size_t(t * cs.rows + r)] = m;
             }
-          const double g = gamma(cs.cols + 16);
+          const double g = gamma(cs.cols + 64);
           auto check = [&](const std::vector<float>& y, const char* what) {
             for (size_t i = 0; i < y.size(); ++i)
               ASSERT_LE(std::fabs(double(y[i]) - exact[i]), g * mag[i] + 1e-12 * mag[i]) << what << " " << i;

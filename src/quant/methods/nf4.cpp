@@ -12,7 +12,8 @@
 //   τ0 = torch.median (the lower median: 32nd smallest of 64); A = max |w − τ0|;
 //   f_k = np.linspace(−λσ, λσ, 2n + 1)[k] (float64), σ = 1/Φ⁻¹(0.9677083) as utils.py computes it;
 //   τ_k = f32(f_k)·A + τ0 (f32: PyTorch rounds the Python scalar to f32 and does not fuse);
-//   codes of w − τ_k by the NF4 quantizer above, entropy of the block's 16 code frequencies, and the
+//   codes of w − τ_k by the NF4 quantizer above (from the exact f32 absmax of w − τ_k, so neither the entropy
+//   nor the stored codes depend on double quantization), entropy of the block's 16 code frequencies, and the
 //   k with the largest entropy (strict >: the earliest k wins ties). The stored codes are those of the
 //   chosen τ_k in f32 (`search` quantizes W − τ once more with the same f32 τ); only the stored τ is 8-bit:
 //   T2_s = max |τ| over 256 blocks, t_b = argmin |τ/T2 − map| (quantize_tensor, an f32 division).
@@ -27,7 +28,6 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <numeric>
 
 #include "core/error.h"
 #include "core/parallel.h"
@@ -67,7 +67,8 @@ const std::array<int64_t, 65>& entropy_terms() {
 double np_linspace(double start, double stop, int64_t num, int64_t k) {
   if (k == num - 1) return stop;
   const double step = (stop - start) / double(num - 1);
-  return double(k) * step + start;
+  volatile double scaled = double(k) * step;  // rounded on its own, as NumPy does (no FMA contraction)
+  return scaled + start;
 }
 
 // The NF4 codes of the 64 values v and their absmax, as kQuantizeBlockwise<NF4> computes them.

@@ -103,11 +103,18 @@ void save_adapter(const std::string& dir, LoraSet& lora, const AdapterMeta& meta
 AdapterFile read_adapter_config(const std::string& dir) {
   const std::string path = dir + "/" + kConfig;
   if (!std::filesystem::exists(path)) fail("{}: no such file (not a LoRA adapter directory)", path);
-  const Json j = parse_json_file(path);
+  const MappedFile f(path);
+  return parse_adapter_config(std::string_view(reinterpret_cast<const char*>(f.data()), f.size()), path);
+}
+
+AdapterFile parse_adapter_config(std::string_view text, const std::string& path) {
+  const Json j = parse_json_text(text, path);
   AdapterFile out;
   try {
+    if (!j.is_object()) fail("not a JSON object");
     if (j.value("peft_type", "") != "LORA") fail("peft_type is not \"LORA\"");
     out.config.rank = j.at("r").get<int>();
+    if (out.config.rank <= 0 || out.config.rank > (1 << 16)) fail("r = {} is out of range", out.config.rank);
     out.config.alpha = j.at("lora_alpha").get<double>();
     out.config.dropout = j.value("lora_dropout", 0.0);
     if (j.value("bias", "none") != "none")
@@ -132,7 +139,10 @@ AdapterFile read_adapter_config(const std::string& dir) {
       const Json& l = j["lowbit"];
       out.meta.method = l.value("method", "");
       out.config.iec = l.value("iec", false);
-      out.config.seed = std::stoull(l.value("seed", "0"));
+      const std::string seed = l.value("seed", "0");
+      size_t used = 0;
+      out.config.seed = std::stoull(seed, &used);
+      if (used != seed.size()) fail("lowbit.seed '{}' is not a decimal integer", seed);
       out.meta.base_fingerprint = l.value("base_fingerprint", "");
     }
   } catch (const Error& e) {

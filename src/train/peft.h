@@ -35,6 +35,8 @@ struct AdapterFile {
   AdapterMeta meta;
 };
 AdapterFile read_adapter_config(const std::string& dir);
+// The same from the file's text; `name` is used in errors. Throws Error (one line) on anything malformed.
+AdapterFile parse_adapter_config(std::string_view text, const std::string& name);
 
 // The adapter in dir for `model`. Throws Error with one line naming the file when the files are malformed,
 // a tensor is missing, extra, of another dtype or shape than the model's linears imply, or the recorded base

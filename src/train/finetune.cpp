@@ -109,12 +109,22 @@ FinetuneResult finetune(const LlamaModel& model, LoraSet& lora, const std::vecto
   State st;
   FinetuneResult res;
   if (const std::string ck = checkpoint_dir(out); !ck.empty()) {
-    const Json j = parse_json_file(ck + "/trainer_state.json");
-    if (j.at("options") != options)
-      fail(
-          "{}/trainer_state.json: this checkpoint was made with other options ({}); use another --out or the "
-          "same options",
-          ck, j.at("options").dump());
+    const std::string state_path = ck + "/trainer_state.json";
+    const Json j = parse_json_file(state_path);
+    try {
+      if (j.at("options") != options)
+        fail("this checkpoint was made with other options ({}); use another --out or the same options",
+             j.at("options").dump());
+      st.step = j.at("step").get<int64_t>();
+      st.losses = j.at("losses").get<std::vector<double>>();
+      st.sampler = j.at("sampler").dump();
+      if (st.step < 0 || st.step > o.steps || int64_t(st.losses.size()) != st.step)
+        fail("step {} with {} losses does not fit a run of {} steps", st.step, st.losses.size(), o.steps);
+    } catch (const Error& e) {
+      fail("{}: {}", state_path, e.what());
+    } catch (const std::exception& e) {
+      fail("{}: malformed training state: {}", state_path, e.what());
+    }
     LoraSet saved = load_adapter(ck, model, meta.base_fingerprint);
     auto dst = lora.entries();
     auto src = saved.entries();
@@ -125,10 +135,7 @@ FinetuneResult finetune(const LlamaModel& model, LoraSet& lora, const std::vecto
       dst[i].adapter->beta_b = src[i].adapter->beta_b;
     }
     adam.load(ck + "/optimizer.safetensors", params);
-    st.step = j.at("step").get<int64_t>();
-    st.losses = j.at("losses").get<std::vector<double>>();
-    st.sampler = j.at("sampler").dump();
-    sampler.restore_json(st.sampler, ck + "/trainer_state.json");
+    sampler.restore_json(st.sampler, state_path);
     res.resumed_from = st.step;
     if (!o.quiet) fmt::print(stderr, "resuming from {} at step {}\n", ck, st.step);
   }

@@ -156,6 +156,27 @@ TEST(Finetune, ResumingWithOtherOptionsIsRefused) {
                Error);
 }
 
+TEST(Finetune, CorruptTrainingStateIsAClearError) {
+  auto model = test::make_synth_model(spec());
+  const std::string dir = test::temp_dir("finetune_corrupt");
+  run(*model, dir, 2);
+  const std::string state = dir + "/checkpoint/trainer_state.json";
+  Json j = parse_json_file(state);
+  j["losses"] = Json::array({1.0});  // one loss for two steps
+  write_file_atomic(state, j.dump());
+  LoraSet lora(*model, lora_config());
+  try {
+    finetune(*model, lora, examples(10, 1), options(), AdapterMeta{"lora", "synthetic", "fp"}, dir);
+    FAIL() << "a corrupt training state was accepted";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("trainer_state.json: step 2 with 1 losses"), std::string::npos) << m;
+  }
+  write_file_atomic(state, "{\"step\": \"two\"}");
+  EXPECT_THROW(
+      finetune(*model, lora, examples(10, 1), options(), AdapterMeta{"lora", "synthetic", "fp"}, dir), Error);
+}
+
 TEST(PeftAdapter, RoundTripAndMismatchesAreRefused) {
   auto model = test::make_synth_model(spec());
   LoraConfig c = lora_config();

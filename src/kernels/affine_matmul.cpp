@@ -8,18 +8,6 @@
 
 namespace lowbit {
 
-void affine_matmul_scalar(const AffineWeight& w, const float* x, int64_t n, float* y) {
-  std::vector<float> row(size_t(w.cols));
-  for (int64_t r = 0; r < w.rows; ++r) {
-    affine_dequantize_rows_scalar(w, r, 1, row.data());
-    for (int64_t t = 0; t < n; ++t) {
-      float s = 0;
-      for (int64_t c = 0; c < w.cols; ++c) s += row[size_t(c)] * x[t * w.cols + c];
-      y[t * w.rows + r] = s;
-    }
-  }
-}
-
 void affine_matmul(const AffineWeight& w, const float* x, int64_t n, float* y) {
   if (n <= 0) return;
   if (n <= 4) return affine_gemv(w, x, n, y);

@@ -17,7 +17,6 @@ void affine_dequantize_rows(const AffineWeight& w, int64_t r0, int64_t nr, float
 // without g_idx); act-order and 5..7-bit weights dequantize one row at a time into scratch instead.
 void affine_gemv(const AffineWeight& w, const float* x, int64_t n, float* y);
 
-// Scalar twins (test oracles).
-void affine_matmul_scalar(const AffineWeight& w, const float* x, int64_t n, float* y);
+// Its scalar twin is format_kernels.h's packed_matmul_scalar (the format's reference dequantizer).
 
 }  // namespace lowbit

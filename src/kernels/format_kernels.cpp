@@ -1,5 +1,7 @@
 #include "kernels/format_kernels.h"
 
+#include <vector>
+
 #include "core/error.h"
 #include "kernels/affine_matmul.h"
 #include "kernels/nf4_matmul.h"
@@ -10,21 +12,31 @@ namespace {
 
 const FormatKernels kAffineCpu = {
     [](const PackedWeight& w, const float* x, int64_t n, float* y) { affine_matmul(as_affine(w), x, n, y); },
-    [](const PackedWeight& w, const float* x, int64_t n, float* y) {
-      affine_matmul_scalar(as_affine(w), x, n, y);
-    },
+    packed_matmul_scalar,
     [](const PackedWeight& w, int64_t r0, int64_t nr, float* out) {
       affine_dequantize_rows(as_affine(w), r0, nr, out);
     }};
 
 const FormatKernels kNf4Cpu = {
     [](const PackedWeight& w, const float* x, int64_t n, float* y) { nf4_matmul(as_nf4(w), x, n, y); },
-    [](const PackedWeight& w, const float* x, int64_t n, float* y) { nf4_matmul_scalar(as_nf4(w), x, n, y); },
+    packed_matmul_scalar,
     [](const PackedWeight& w, int64_t r0, int64_t nr, float* out) {
       nf4_dequantize_rows(as_nf4(w), r0, nr, out);
     }};
 
 }  // namespace
+
+void packed_matmul_scalar(const PackedWeight& w, const float* x, int64_t n, float* y) {
+  std::vector<float> row(size_t(w.cols));
+  for (int64_t r = 0; r < w.rows; ++r) {
+    w.format().dequantize_ref(w, r, 1, row.data());
+    for (int64_t t = 0; t < n; ++t) {
+      float s = 0;
+      for (int64_t c = 0; c < w.cols; ++c) s += row[size_t(c)] * x[t * w.cols + c];
+      y[t * w.rows + r] = s;
+    }
+  }
+}
 
 const FormatKernels& format_kernels(const Format& f, Backend b) {
   // One line per (format, backend).

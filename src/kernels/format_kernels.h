@@ -19,6 +19,10 @@ struct FormatKernels {
   void (*dequantize_rows)(const PackedWeight& w, int64_t r0, int64_t nr, float* out) = nullptr;
 };
 
+// The scalar twin of every format's matmul (the test oracle): each row of Ŵ from the format's reference
+// dequantizer, then plain f32 dot products in column order.
+void packed_matmul_scalar(const PackedWeight& w, const float* x, int64_t n, float* y);
+
 // The kernels of format f on backend b; throws a one-line error when b has none for f.
 const FormatKernels& format_kernels(const Format& f, Backend b = Backend::Cpu);
 

@@ -6,19 +6,6 @@
 
 namespace lowbit {
 
-void nf4_matmul_scalar(const Nf4Weight& w, const float* x, int64_t n, float* y) {
-  check_nf4_weight(w, "nf4_matmul_scalar");
-  std::vector<float> row(size_t(w.cols));
-  for (int64_t r = 0; r < w.rows; ++r) {
-    nf4_dequantize_rows_scalar(w, r, 1, row.data());
-    for (int64_t t = 0; t < n; ++t) {
-      float s = 0;
-      for (int64_t c = 0; c < w.cols; ++c) s += row[size_t(c)] * x[t * w.cols + c];
-      y[t * w.rows + r] = s;
-    }
-  }
-}
-
 void nf4_matmul(const Nf4Weight& w, const float* x, int64_t n, float* y) {
   if (n <= 0) return;
   if (n <= 4) return nf4_gemv(w, x, n, y);

@@ -17,7 +17,6 @@ void nf4_dequantize_rows(const Nf4Weight& w, int64_t r0, int64_t nr, float* out)
 // The decode path for 1 <= n <= 4 tokens: codes are decoded in registers and never written out.
 void nf4_gemv(const Nf4Weight& w, const float* x, int64_t n, float* y);
 
-// Scalar twin (test oracle): the reference dequantizer, then plain dot products in column order.
-void nf4_matmul_scalar(const Nf4Weight& w, const float* x, int64_t n, float* y);
+// Its scalar twin is format_kernels.h's packed_matmul_scalar (the format's reference dequantizer).
 
 }  // namespace lowbit

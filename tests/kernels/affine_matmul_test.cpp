@@ -34,6 +34,7 @@
 #include "core/error.h"
 #include "formats/random_affine.h"
 #include "kernels/dense.h"
+#include "kernels/format_kernels.h"
 
 namespace lowbit {
 namespace {
@@ -174,7 +175,7 @@ TEST(AffineKernel, MatmulMatchesExactReferenceWithinDerivedBound) {
                 ASSERT_LT(tol[size_t(t * rows + r)], 1e-3 * m);
               }
             std::vector<float> ys(size_t(n * rows));
-            affine_matmul_scalar(p.w, x.data(), n, ys.data());
+            packed_matmul_scalar(p.w, x.data(), n, ys.data());
             for (size_t i = 0; i < ys.size(); ++i)
               ASSERT_NEAR(ys[i], exact[i], tol[i]) << "scalar n=" << n << " i=" << i;
             for_each_target([&] {
@@ -200,7 +201,7 @@ TEST(AffineKernel, LargeGemvMatchesReference) {
     for (auto& v : x) v = nd(rng);
     std::vector<float> y(static_cast<size_t>(rows)), ys(static_cast<size_t>(rows));
     affine_matmul(p.w, x.data(), 1, y.data());
-    affine_matmul_scalar(p.w, x.data(), 1, ys.data());
+    packed_matmul_scalar(p.w, x.data(), 1, ys.data());
     for (int64_t r = 0; r < rows; ++r) {
       double m = 0;
       for (int64_t c = 0; c < cols; ++c) {

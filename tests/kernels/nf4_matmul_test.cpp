@@ -100,7 +100,7 @@ TEST(Nf4Matmul, MatmulMatchesScalarAndDoubleReferenceOnEveryTarget) {
               ASSERT_LE(std::fabs(double(y[i]) - exact[i]), g * mag[i] + 1e-12 * mag[i]) << what << " " << i;
           };
           std::vector<float> ys(size_t(n * cs.rows));
-          nf4_matmul_scalar(p.w, x.data(), n, ys.data());
+          packed_matmul_scalar(p.w, x.data(), n, ys.data());
           check(ys, "scalar");
           test::for_each_simd_target([&] {
             std::vector<float> y(ys.size(), NAN);

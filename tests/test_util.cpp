@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/error.h"
 #include "core/mmap.h"
 
 namespace fs = std::filesystem;
@@ -94,6 +95,15 @@ void for_each_simd_target(const std::function<void()>& body) {
     body();
   }
   hwy::SetSupportedTargetsForTest(0);
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 }  // namespace lowbit::test

@@ -25,6 +25,8 @@ void write_bytes(const std::string& path, const std::string& bytes);
 // Runs body once per Highway target compiled in and supported on this CPU, with dispatch pinned to it, so
 // every SIMD kernel's test covers every target (AVX3, AVX2, SSE4, ...), not just the best one.
 void for_each_simd_target(const std::function<void()>& body);
+// The message of the lowbit::Error f throws, or "(no error)".
+std::string error_of(const std::function<void()>& f);
 
 struct CliResult {
   int exit_code;

@@ -41,14 +41,7 @@ struct ByteTokenizer : Tokenizer {
   int32_t vocab_size() const override { return 259; }
 };
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 const char* kNoInputHead =
     "Below is an instruction that describes a task. Write a response that appropriately completes the "

@@ -18,14 +18,7 @@
 namespace lowbit {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 std::vector<float> floats(const Json& j) {
   std::vector<float> v;

@@ -176,3 +176,49 @@ TEST(Cli, GlobalOptionsAfterTheSubcommand) {
 
 }  // namespace
 }  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+// lowbit finetune end to end on testbed-25m with tiny settings: a few QLoRA / IR-QLoRA steps on plain text,
+// the adapter evaluated with --adapter, a resumed run reporting where it resumed, bad data named by
+// file:line. (stories260K's n_ff of 172 is not a multiple of NF4's 64-weight blocks.)
+TEST(Cli, FinetuneThenEvaluateWithTheAdapter) {
+  const std::string dir = test::temp_dir("cli_finetune");
+  std::string text;
+  for (int i = 0; i < 40; ++i)
+    text += "Once upon a time, there was a little girl named Lily. She liked to play. ";
+  test::write_bytes(dir + "/train.txt", text);
+  const std::string common = "finetune testbed-25m --data " + dir +
+                             "/train.txt --seq-len 32 --batch 2 --micro-batch 1 --rank 4 --save-every 1 ";
+  for (const char* method : {"qlora", "ir-qlora"}) {
+    SCOPED_TRACE(method);
+    const std::string out = dir + "/" + method;
+    auto r = test::run_cli(common + "--method " + method + " --steps 2 --out " + out);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("as plain text"), std::string::npos) << r.err;  // says it is not Alpaca
+    EXPECT_NE(r.out.find(std::string(method) + ": 2 steps"), std::string::npos) << r.out;
+    EXPECT_TRUE(fs::exists(out + "/adapter_model.safetensors"));
+    r = test::run_cli("ppl testbed-25m --adapter " + out + " -d " + dir + "/train.txt --seqlen 64");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("ppl"), std::string::npos) << r.out;
+  }
+  // The same command again finds the finished checkpoint and does no step.
+  auto r = test::run_cli(common + "--method qlora --steps 2 --out " + dir + "/qlora");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("resuming from"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("(0 after resuming at 2)"), std::string::npos) << r.out;
+  // A malformed Alpaca record: one line naming file and line.
+  test::write_bytes(dir + "/bad.jsonl",
+                    "{\"instruction\": \"a\", \"output\": \"b\"}\n{\"instruction\": 3}\n");
+  expect_clean_error(
+      test::run_cli("finetune testbed-25m --data " + dir + "/bad.jsonl --steps 1 --out " + dir + "/bad"),
+      {"bad.jsonl:2"});
+  // An adapter on another model is refused by its base fingerprint.
+  expect_clean_error(test::run_cli("ppl stories260K/stories260K.bin --adapter " + dir + "/qlora -d " + dir +
+                                   "/train.txt --seqlen 64"),
+                     {"adapter_config.json", "another base model"});
+}
+
+}  // namespace
+}  // namespace lowbit

@@ -11,7 +11,8 @@ namespace {
 // Minutes on 2 cores for testbed-25m: a few rows, perplexity on the first windows only, tasks on their first
 // examples. The numbers are for smoke-testing a set-up and seeing the report, not for conclusions.
 const char* kQuick =
-    R"(# lowbit study preset "quick": a handful of rows on short evaluations (minutes on 2 cores).
+    R"(# lowbit study preset "quick": a handful of rows on short evaluations (minutes on 2 cores), and a token
+# QLoRA fine-tune.
 name = "quick"
 models = ["testbed-25m"]
 
@@ -30,9 +31,21 @@ kld = true           # KL divergence from the fp16 row on wikitext2
 [tasks]
 names = ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande"]
 limit = 20           # the first 20 examples of each task
+mmlu_limit = 1       # MMLU (on the rows that list it): the first question of each of the 57 subjects, 5-shot
+
+# A token QLoRA fine-tune, to see the LoRA fine-tuning table: 10 steps of 4 windows of 256 tokens of plain text
+# (the study fine-tunes on Alpaca, which shared/data does not have; the report says so).
+[finetune]
+data = "calib/testbed-calib.txt"
+format = "text"
+seq_len = 256
+steps = 10
+batch = 4
+micro_batch = 2
 
 [[rows]]
 method = "fp16"
+tasks = ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "mmlu"]
 
 [[rows]]
 method = "rtn"
@@ -48,18 +61,26 @@ group = 128
 method = "awq"
 wbits = 4
 group = 128
+
+[[rows]]
+method = "qlora"
+tasks = ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "mmlu"]
 )";
 
 // The LLaMA3 low-bit study's post-training rows that lowbit implements (Huang et al. 2024, Table 1: RTN, GPTQ
-// and AWQ at 4/3/2 bits with group 128 and 8/4/3/2 bits per channel), full evaluations.
-// One [[rows]] block per method and group. Method lists (method = ["rtn", "gptq", "awq"]) would give the same
-// 21 quantized rows from one block for group 128 and one per channel, but a block expands method first
-// (study/spec.cpp), so the rows would come in group order: every g128 row, then every per-channel one. The
-// report lays rows out in plan order, and the paper's Table 1 (shared/paper/llama3-8b-ptq.csv,
-// results/testbed-25m-paper-report) goes by method, each method's g128 rows then its per-channel ones; no
-// list structure gives that order. Plan order also decides which rows each --shard runs (plan position mod
-// n).
-const char* kPaper = R"(# lowbit study preset "paper": the study's RTN/GPTQ/AWQ rows, full evaluations.
+// and AWQ at 4/3/2 bits with group 128 and 8/4/3/2 bits per channel), full evaluations; then the rows of its
+// LoRA-FT table (Table 2: NormalFloat, QLoRA, IR-QLoRA, beside FP16) with MMLU, which only those rows and
+// FP16 measure (a row's `tasks`). The Table 2 rows come last and FP16 gains its MMLU cell through its own
+// task list, so the keys of the Table 1 cells stay as they were and results/testbed-25m-paper.sqlite keeps
+// them (a test checks this). One [[rows]] block per method and group. Method lists (method = ["rtn", "gptq",
+// "awq"]) would give the same 21 quantized rows from one block for group 128 and one per channel, but a block
+// expands method first (study/spec.cpp), so the rows would come in group order: every g128 row, then every
+// per-channel one. The report lays rows out in plan order, and the paper's Table 1
+// (shared/paper/llama3-8b-ptq.csv, results/testbed-25m-paper-report) goes by method, each method's g128 rows
+// then its per-channel ones; no list structure gives that order. Plan order also decides which rows each
+// --shard runs (plan position mod n).
+const char* kPaper =
+    R"(# lowbit study preset "paper": the study's RTN/GPTQ/AWQ rows and its LoRA-FT rows, full evaluations.
 name = "paper"
 models = ["testbed-25m"]
 
@@ -79,8 +100,29 @@ kld = true
 names = ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande"]
 limit = 0
 
+# The QLoRA / IR-QLoRA rows' fine-tune, QLoRA's recipe (qlora.py: batch 16, lr 2e-4 constant, warmup 0.03,
+# clipping 0.3, LoRA r 64, alpha 16 on every linear). The study fine-tunes on Alpaca, which shared/data does not
+# have: these rows train on the calibration text in 512-token windows instead (the report says so). 70 steps
+# (0.8 epoch of that text) take about 15 minutes per row on 2 idle cores for testbed-25m (docs/study.md).
+[finetune]
+data = "calib/testbed-calib.txt"
+format = "text"
+seq_len = 512
+steps = 70
+batch = 16
+micro_batch = 4
+lr = 2e-4
+warmup_ratio = 0.03
+max_grad_norm = 0.3
+rank = 64
+alpha = 16
+dropout = 0.0
+seed = 42
+save_every = 10      # a study killed mid-fine-tune loses at most 10 steps
+
 [[rows]]
 method = "fp16"
+tasks = ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "mmlu"]
 
 [[rows]]
 method = "rtn"
@@ -111,6 +153,16 @@ group = 128
 method = "awq"
 wbits = [8, 4, 3, 2]
 group = -1
+
+# Table 2: NormalFloat (NF4 without fine-tuning), QLoRA and IR-QLoRA, each with MMLU (14042 questions, 5-shot).
+[[rows]]
+method = "nf4"
+wbits = 4
+tasks = ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "mmlu"]
+
+[[rows]]
+method = ["qlora", "ir-qlora"]
+tasks = ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "mmlu"]
 )";
 
 const std::map<std::string, std::string>& presets() {

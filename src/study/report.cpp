@@ -40,11 +40,68 @@ std::string setting(const Json& row, const char* key) {
   return it == row.end() ? "-" : json_scalar(*it);
 }
 
+// The note under the LoRA table for one fine-tune row: what it trained on, for how long, and how it ended.
+std::string finetune_note(const ReportRow& r) {
+  const Json& f = r.settings["finetune"];
+  auto get = [&](const char* k) {
+    auto it = f.find(k);
+    return it == f.end() ? std::string("?") : json_scalar(*it);
+  };
+  const std::string data = r.finetune_data.empty() ? "(data file not recorded)" : r.finetune_data;
+  std::string what =
+      get("format") == "text"
+          ? fmt::format(
+                "{}-token windows of {} as plain text (the paper fine-tunes on Alpaca; this run did not)",
+                get("seq_len"), data)
+          : fmt::format("Alpaca records from {}", data);
+  std::string s = fmt::format(
+      "{}: {} steps of {} examples, {}; LoRA rank {}, alpha {}, dropout {}, lr {} ({}, warmup "
+      "ratio {}), seed {}",
+      r.label, get("steps"), get("batch"), what, get("rank"), get("alpha"), get("dropout"), get("lr"),
+      get("schedule"), get("warmup_ratio"), get("seed"));
+  const double* loss = r.find("finetune_loss");
+  const double* tokens = r.find("finetune_tokens");
+  if (loss) s += fmt::format("; final training loss {:.4f}", *loss);
+  if (tokens) s += fmt::format(" after {} tokens", int64_t(*tokens));
+  return s + ".";
+}
+
+DisplayTable lora_ft_table(const ModelSection& s) {
+  DisplayTable t;
+  t.id = "lora_ft";
+  t.title = "LoRA fine-tuning (lowbit)";
+  t.header = {"Method", "#W",    "Hums.", "STEM",   "Social", "Other", "MMLU",
+              "PIQA",   "ARC-e", "ARC-c", "HellaS", "Wino",   "Avg"};
+  t.numeric.assign(t.header.size(), true);
+  t.numeric[0] = false;
+  const char* ids[] = {"mmlu_humanities", "mmlu_stem",     "mmlu_social", "mmlu_other", "mmlu_avg", "piqa",
+                       "arc_easy",        "arc_challenge", "hellaswag",   "winogrande", "avg"};
+  for (const auto& r : s.rows) {
+    if (!in_lora_table(r)) continue;
+    std::vector<std::string> line = {r.label, setting(r.settings, "wbits")};
+    for (const char* id : ids) line.push_back(format_value(Kind::kAcc, r.find(id)));
+    t.rows.push_back(std::move(line));
+  }
+  t.notes.push_back(
+      "The layout of Huang et al. 2024, Table 2: MMLU 5-shot (each category the mean over its subjects; MMLU "
+      "= "
+      "accuracy over all questions) and zero-shot accuracy, percent; Avg = mean of the five zero-shot tasks. "
+      "NormalFloat = the NF4 model without fine-tuning; QLoRA and IR-QLoRA are evaluated as NF4 base + "
+      "unmerged adapter.");
+  for (const auto& r : s.rows)
+    if (is_finetune_row(r)) t.notes.push_back(finetune_note(r));
+  t.notes.push_back(
+      "The paper's numbers are LLaMA-3-8B LoRA-fine-tuned on Alpaca (Huang et al. 2024, arXiv 2404.14047, "
+      "Table 2); they are printed beside a LLaMA-3-8B-shaped model's table.");
+  return t;
+}
+
 }  // namespace
 
 std::vector<DisplayTable> section_tables(const ModelSection& s) {
   std::vector<DisplayTable> out;
   DisplayTable t;
+  t.id = "main";
   t.header = {"Method", "#W", "#A", "#G"};
   t.numeric = {false, true, true, true};
   for (const auto& c : s.columns) {
@@ -67,13 +124,22 @@ std::vector<DisplayTable> section_tables(const ModelSection& s) {
       "WikiText2. #G: group size, - = per channel.");
   out.push_back(std::move(t));
 
-  if (s.has_mmlu) {
+  // Rows of the LoRA table show their MMLU there; the MMLU table holds the others.
+  auto in_mmlu_table = [&](const ReportRow& r) { return !(s.has_finetune && in_lora_table(r)); };
+  bool mmlu_rows = false;
+  for (const auto& r : s.rows)
+    if (in_mmlu_table(r))
+      for (const char* id : {"mmlu_humanities", "mmlu_stem", "mmlu_social", "mmlu_other", "mmlu_avg"})
+        mmlu_rows = mmlu_rows || r.find(id);
+  if (mmlu_rows) {
     DisplayTable m;
+    m.id = "mmlu";
     m.title = "MMLU";
     m.header = {"Method", "#W", "#A", "#G", "Hums.", "STEM", "Social", "Other", "Avg"};
     m.numeric = {false, true, true, true, true, true, true, true, true};
     const char* ids[] = {"mmlu_humanities", "mmlu_stem", "mmlu_social", "mmlu_other", "mmlu_avg"};
     for (const auto& r : s.rows) {
+      if (!in_mmlu_table(r)) continue;
       bool any = false;
       for (const char* id : ids) any = any || r.find(id);
       if (!any) continue;
@@ -86,6 +152,26 @@ std::vector<DisplayTable> section_tables(const ModelSection& s) {
         "Percent. Each category is the mean over its subjects; Avg = accuracy over all questions.");
     out.push_back(std::move(m));
   }
+  if (s.has_finetune) out.push_back(lora_ft_table(s));
+  return out;
+}
+
+std::vector<DisplayTable> with_published(std::vector<DisplayTable> own, std::vector<DisplayTable> published) {
+  std::vector<DisplayTable> table1, table2, out;
+  for (auto& p : published) (p.id == "published_lora" ? table2 : table1).push_back(std::move(p));
+  auto flush = [&](std::vector<DisplayTable>& v) {
+    for (auto& t : v) out.push_back(std::move(t));
+    v.clear();
+  };
+  // Table 1 after the main and MMLU tables, Table 2 right after the LoRA table (last when there is none).
+  for (auto& t : own) {
+    const bool lora = t.id == "lora_ft";
+    if (lora) flush(table1);
+    out.push_back(std::move(t));
+    if (lora) flush(table2);
+  }
+  flush(table1);
+  flush(table2);
   return out;
 }
 
@@ -173,9 +259,14 @@ std::string csv_field(const std::string& s) {
 std::vector<std::string> value_ids(const std::vector<ModelSection>& sections) {
   std::vector<std::string> ids(std::begin(kCsvFixed), std::end(kCsvFixed));
   std::set<std::string> extra;
-  for (const auto& s : sections)
+  bool finetune = false;
+  for (const auto& s : sections) {
     for (const auto& c : s.columns)
       if (c.id.find(':') != std::string::npos) extra.insert(c.id);
+    finetune = finetune || s.has_finetune;
+  }
+  // Fine-tune rows' training outcome, only where there are any (other reports keep their columns).
+  if (finetune) ids.insert(ids.end(), {"finetune_steps", "finetune_tokens", "finetune_loss"});
   ids.insert(ids.end(), extra.begin(), extra.end());
   return ids;
 }
@@ -259,10 +350,8 @@ ReportFiles render_report(const std::vector<CellRecord>& cells, const ReportOpti
   std::vector<DisplaySection> shown;
   for (const auto& s : sections) {
     DisplaySection d{s.heading, info_lines(s), section_tables(s)};
-    if (!opt.paper_dir.empty() && is_llama3_8b(s.model_info)) {
-      auto pub = published_tables(s, opt.paper_dir);
-      d.tables.insert(d.tables.end(), pub.begin(), pub.end());
-    }
+    if (!opt.paper_dir.empty() && is_llama3_8b(s.model_info))
+      d.tables = with_published(std::move(d.tables), published_tables(s, opt.paper_dir));
     shown.push_back(std::move(d));
   }
   ReportFiles f;

@@ -76,12 +76,34 @@ std::string group_text(const Json& row) {
   return json_scalar(*it);
 }
 
+// The fine-tune methods as the paper's Table 2 names them (train/qlora.h).
+const char* finetune_label(const std::string& m) {
+  if (m == "lora") return "LoRA";
+  if (m == "qlora") return "QLoRA";
+  if (m == "ir-qlora") return "IR-QLoRA";
+  return nullptr;
+}
+
+bool is_finetune_row(const ReportRow& r) {
+  return r.settings.is_object() && r.settings.contains("finetune");
+}
+
+bool in_lora_table(const ReportRow& r) {
+  const Json& m = r.settings["method"];
+  auto a = r.settings.find("abits");
+  const bool float_acts = a == r.settings.end() || (a->is_number() && a->get<double>() == 16);
+  return is_finetune_row(r) || m == "fp16" || (m == "nf4" && float_acts);
+}
+
 std::string method_label(const Json& row) {
   std::string m = row.contains("method") ? json_scalar(row["method"]) : "?";
-  // The registry's label (gptq -> GPTQ); fp16 and methods this build does not know, upper-cased.
+  // The registry's label (gptq -> GPTQ), the fine-tune methods' (qlora -> QLoRA); fp16 and methods this
+  // build does not know, upper-cased.
   std::string name = m;
   if (const Method* method = find_method(m))
     name = method->label;
+  else if (const char* ft = finetune_label(m))
+    name = ft;
   else
     for (char& c : name) c = char(std::toupper(static_cast<unsigned char>(c)));
   // Settings other than the table's own columns tell rows apart: "GPTQ (act-order)", "RTN (sym=false)".
@@ -90,7 +112,11 @@ std::string method_label(const Json& row) {
     const std::string& k = it.key();
     // The calibration identity (the runner adds it to calibrated rows) is the study's, the same on every row:
     // the provenance footer shows it.
-    if (k == "method" || k == "wbits" || k == "abits" || k == "group" || k == "calibration") continue;
+    // A fine-tune row's settings are said under the LoRA table (and tell rows apart only when they differ:
+    // group_cells adds those).
+    if (k == "method" || k == "wbits" || k == "abits" || k == "group" || k == "calibration" ||
+        k == "finetune")
+      continue;
     if (k == "act_order" && it->is_boolean()) {
       if (it->get<bool>()) opts.push_back("act-order");
       continue;
@@ -195,6 +221,12 @@ void extract(const CellRecord& c, ReportRow& r) {
     put(r, "mmlu_social", metric(c, "social_sciences"));
     put(r, "mmlu_other", metric(c, "other"));
     put(r, "mmlu_avg", metric(c, "acc"));
+  } else if (col == "finetune") {
+    put(r, "finetune_steps", metric(c, "steps"));
+    put(r, "finetune_tokens", metric(c, "tokens"));
+    put(r, "finetune_loss", metric(c, "final_loss"));
+    auto d = c.provenance.is_object() ? c.provenance.find("finetune_data") : c.provenance.end();
+    if (c.provenance.is_object() && d != c.provenance.end() && d->is_string()) r.finetune_data = *d;
   }
   // Other columns (added by later issues) have no place in the paper's tables.
 }
@@ -252,6 +284,32 @@ std::vector<ModelSection> group_cells(const std::vector<CellRecord>& cells) {
     latest[si][rit->second][c->column] = c;
   }
 
+  // Fine-tune rows that share a label (two QLoRA rows) are told apart by the settings they differ in.
+  for (ModelSection& s : sections) {
+    std::map<std::string, std::vector<ReportRow*>> by_label;
+    for (ReportRow& r : s.rows)
+      if (is_finetune_row(r) && r.settings["finetune"].is_object()) by_label[r.label].push_back(&r);
+    for (auto& [label, rows] : by_label) {
+      if (rows.size() < 2) continue;
+      std::set<std::string> differ;
+      for (const ReportRow* r : rows)
+        for (auto it = r->settings["finetune"].begin(); it != r->settings["finetune"].end(); ++it)
+          for (const ReportRow* o : rows) {
+            auto v = o->settings["finetune"].find(it.key());
+            if (v == o->settings["finetune"].end() || *v != *it) differ.insert(it.key());
+          }
+      for (ReportRow* r : rows) {
+        std::string extra;
+        for (const std::string& k : differ) {
+          auto v = r->settings["finetune"].find(k);
+          extra += (extra.empty() ? "" : ", ") + k + "=" +
+                   (v == r->settings["finetune"].end() ? "-" : json_scalar(*v));
+        }
+        if (!extra.empty()) r->label += r->label.back() == ')' ? " [" + extra + "]" : " (" + extra + ")";
+      }
+    }
+  }
+
   std::map<std::string, int> name_count;
   for (const auto& s : sections) name_count[s.model]++;
   for (size_t si = 0; si < sections.size(); ++si) {
@@ -279,6 +337,7 @@ std::vector<ModelSection> group_cells(const std::vector<CellRecord>& cells) {
         if (id == "c4-sample") has_c4s = true;
         if (id.rfind("mmlu_", 0) == 0) s.has_mmlu = true;
       }
+      if (is_finetune_row(r)) s.has_finetune = true;
     }
     // The paper has one C4 column (the official validation shard). Our c4-sample takes it when the official
     // one was not measured, with a note saying so.

@@ -27,6 +27,7 @@ struct ReportRow {
   std::string label;  // "GPTQ (act-order)"
   int64_t first_seq = 0;
   std::map<std::string, double> values;  // column id -> value in the store's units; absent = not measured
+  std::string finetune_data;             // a fine-tune row's data file as the study named it (its provenance)
   const double* find(const std::string& id) const {
     auto it = values.find(id);
     return it == values.end() ? nullptr : &it->second;
@@ -41,6 +42,7 @@ struct ModelSection {
   std::vector<Column> columns;  // the main table's value columns, after Method | #W | #A | #G
   bool c4_sample_note = false;  // a "C4" column holds c4-sample
   bool has_mmlu = false;
+  bool has_finetune = false;  // a fine-tune row (lora, qlora, ir-qlora): the LoRA fine-tuning table
   std::vector<std::string> lowbit_versions;
 };
 
@@ -50,6 +52,7 @@ std::vector<ModelSection> group_cells(const std::vector<CellRecord>& cells);
 
 // A table ready to print as Markdown or HTML.
 struct DisplayTable {
+  std::string id;     // "main", "mmlu", "lora_ft", "published_ptq", "published_lora", "" (a note)
   std::string title;  // empty: the section's main table
   std::vector<std::string> header;
   std::vector<bool> numeric;  // right-aligned columns
@@ -57,10 +60,20 @@ struct DisplayTable {
   std::vector<std::string> notes;  // printed under the table
 };
 
+// The section's own tables: the main one, MMLU (rows with MMLU that the LoRA table does not show), and the
+// LoRA fine-tuning table when the section has a fine-tune row.
 std::vector<DisplayTable> section_tables(const ModelSection& s);
-// The paper's published rows for a LLaMA-3-8B-shaped section, or a one-note table saying why none are shown.
-// Throws Error("<file>:<line>: ...") for a malformed CSV.
+// The rows of the LoRA fine-tuning table (Huang et al. 2024, Table 2): FP16, NormalFloat (nf4 rows with float
+// activations) and the fine-tune rows.
+bool in_lora_table(const ReportRow& r);
+bool is_finetune_row(const ReportRow& r);
+// The paper's published rows for a LLaMA-3-8B-shaped section (Table 1, and Table 2 when the section has MMLU
+// or fine-tune rows), or a one-note table saying why one is not shown. Throws Error("<file>:<line>: ...") for
+// a malformed CSV.
 std::vector<DisplayTable> published_tables(const ModelSection& s, const std::string& paper_dir);
+// The section's tables with the published ones beside their own: Table 1 after the main (and MMLU) tables,
+// Table 2 right after the LoRA fine-tuning table.
+std::vector<DisplayTable> with_published(std::vector<DisplayTable> own, std::vector<DisplayTable> published);
 bool is_llama3_8b(const Json& model_info);
 
 // Formatting. Perplexity: 2 decimals below 1000, else the paper's "1.9E3"; "inf"/"nan" for non-finite.

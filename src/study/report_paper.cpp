@@ -154,8 +154,9 @@ const char* const kLoraNumeric[] = {"wbits",         "mmlu_humanities", "mmlu_st
                                     "mmlu_other",    "mmlu_avg",        "piqa",       "arc_easy",
                                     "arc_challenge", "hellaswag",       "winogrande", "avg"};
 
-DisplayTable missing_note(const std::string& title, const std::string& path) {
+DisplayTable missing_note(const std::string& id, const std::string& title, const std::string& path) {
   DisplayTable t;
+  t.id = id;
   t.title = title;
   t.notes.push_back("Not shown: " + path + " not found.");
   return t;
@@ -170,7 +171,7 @@ std::vector<DisplayTable> published_tables(const ModelSection& s, const std::str
   auto ptq =
       read_paper_csv(ptq_path, std::vector<std::string>(std::begin(kPtqNumeric), std::end(kPtqNumeric)));
   if (!ptq) {
-    out.push_back(missing_note(title, ptq_path));
+    out.push_back(missing_note("published_ptq", title, ptq_path));
   } else {
     // Rows with this study's settings first, in the study's row order; then the rest in the paper's order.
     std::vector<size_t> order;
@@ -191,6 +192,7 @@ std::vector<DisplayTable> published_tables(const ModelSection& s, const std::str
     for (size_t i = 0; i < ptq->rows.size(); ++i)
       if (!taken.count(i)) order.push_back(i);
     DisplayTable t;
+    t.id = "published_ptq";
     t.title = title;
     t.header = {"Method", "#W",    "#A",    "#G",     "Wiki2", "C4", "PTB",
                 "PIQA",   "ARC-e", "ARC-c", "HellaS", "Wino",  "Avg"};
@@ -211,16 +213,17 @@ std::vector<DisplayTable> published_tables(const ModelSection& s, const std::str
     out.push_back(std::move(t));
   }
 
-  if (s.has_mmlu) {
+  if (s.has_mmlu || s.has_finetune) {
     std::string lora_path =
         (std::filesystem::path(paper_dir) / "llama3-8b-lora-ft.csv").lexically_normal().string();
     auto lora =
         read_paper_csv(lora_path, std::vector<std::string>(std::begin(kLoraNumeric), std::end(kLoraNumeric)));
     const std::string ltitle = "Published LoRA fine-tuning, MMLU (Huang et al. 2024)";
     if (!lora) {
-      out.push_back(missing_note(ltitle, lora_path));
+      out.push_back(missing_note("published_lora", ltitle, lora_path));
     } else {
       DisplayTable t;
+      t.id = "published_lora";
       t.title = ltitle;
       t.header = {"Method", "#W",    "Hums.", "STEM",   "Social", "Other", "MMLU",
                   "PIQA",   "ARC-e", "ARC-c", "HellaS", "Wino",   "Avg"};

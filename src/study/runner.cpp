@@ -21,6 +21,10 @@
 #include "model/save.h"
 #include "study/provenance.h"
 #include "study/store.h"
+#include "train/data.h"
+#include "train/finetune.h"
+#include "train/peft.h"
+#include "train/qlora.h"
 
 namespace fs = std::filesystem;
 
@@ -29,7 +33,7 @@ namespace lowbit {
 namespace {
 
 struct Column {
-  std::string name;  // "quant", "ppl:wikitext2", "task:piqa", "mmlu"
+  std::string name;  // "quant", "finetune", "ppl:wikitext2", "task:piqa", "mmlu"
   Json params;
 };
 
@@ -85,13 +89,16 @@ std::string model_files_hash(ResultStore& store, const std::string& path) {
 
 std::vector<Column> columns_for(const StudySpec& spec, const StudyRow& row) {
   std::vector<Column> cols;
-  if (!row.baseline()) cols.push_back({"quant", Json::object()});
+  if (row.is_finetune())
+    cols.push_back({"finetune", Json::object()});
+  else if (!row.baseline())
+    cols.push_back({"quant", Json::object()});
   for (size_t i = 0; i < spec.ppl_datasets.size(); ++i)
     cols.push_back({"ppl:" + spec.ppl_datasets[i],
                     {{"seqlen", spec.ppl_seqlen},
                      {"max_windows", spec.ppl_max_windows},
                      {"kld", i == 0 && spec.kld && !row.baseline()}}});
-  for (const std::string& t : spec.tasks) {
+  for (const std::string& t : spec.row_tasks(row)) {
     if (t == "mmlu")
       cols.push_back({"mmlu",
                       {{"limit", spec.mmlu_limit >= 0 ? spec.mmlu_limit : spec.task_limit},
@@ -136,6 +143,12 @@ Plan make_plan(const StudySpec& spec, ResultStore& store, const SearchPaths& pat
         c.erase("file");
         u.row_id["calibration"] = c;
       }
+      // A fine-tune row is identified by its data's content too (the path is dropped, as the calibration's).
+      if (row.is_finetune()) {
+        Json& f = u.row_id["finetune"];
+        f["data_sha256"] = store.file_sha256(resolve_data_path(row.finetune->data, paths));
+        f.erase("data");
+      }
       u.columns = columns_for(spec, row);
       for (const Column& c : u.columns) {
         const Json id = {{"model", plan.models[mi].hash},
@@ -164,6 +177,16 @@ void remove_stale_tmp(const std::string& final_dir) {
     if (pid > 0 && kill(pid_t(pid), 0) == 0) continue;  // still being written by a live process
     fs::remove_all(e.path(), ec);
   }
+}
+
+// What a fine-tune trained on, for the run's output and the report: the study fine-tunes on Alpaca, and a
+// run on plain text says so.
+std::string finetune_data_note(const FinetuneSpec& f, size_t examples) {
+  if (f.format == "alpaca") return fmt::format("fine-tuning on {} ({} Alpaca records)", f.data, examples);
+  return fmt::format(
+      "fine-tuning on {} as plain text ({} windows of {} tokens); the study fine-tunes on Alpaca "
+      "(tatsu-lab/alpaca), which this run did not use",
+      f.data, examples, f.seq_len);
 }
 
 class Runner {
@@ -256,6 +279,59 @@ class Runner {
     return dir;
   }
 
+  // The adapter of a fine-tune unit, from the cache or trained now. Training runs in the cache entry itself:
+  // finetune() checkpoints there and resumes from its last checkpoint, ending with the adapter an
+  // uninterrupted run would have made; lowbit_finetune_report.json, written last, marks the entry complete.
+  std::string finetuned_dir(const Unit& u, const std::string& row_key) {
+    const PlannedModel& pm = plan_.models[u.model];
+    const std::string dir = fmt::format("{}/{}-{}", cache_dir_, pm.hash.substr(0, 16), row_key.substr(0, 16));
+    const std::string report_file = dir + "/lowbit_finetune_report.json";
+    if (path_exists(report_file)) return dir;
+    const StudyRow& row = spec_.rows[u.row];
+    const FinetuneSpec& f = *row.finetune;
+    announce(pm, row, "finetune");
+    LoadedBase& b = base(u.model);
+    const std::string data_path = resolve_data_path(f.data, opt_.paths);
+    Timer prep;
+    std::vector<TrainExample> data = f.format == "text"
+                                         ? text_file_examples(data_path, *b.tok, f.seq_len)
+                                         : alpaca_examples(read_alpaca_file(data_path), *b.tok, f.alpaca);
+    const std::string note = finetune_data_note(f, data.size());
+    if (!opt_.quiet) {
+      const std::string missing = f.format == "text" ? alpaca_missing_message(opt_.paths.data_dir) : "";
+      fmt::print(stderr, "note: {}{}{}\n", note, missing.empty() ? "" : ". ", missing);
+    }
+    LlamaModel m(load_checkpoint(pm.path));
+    const std::string fingerprint = base_fingerprint(m.checkpoint());
+    m.keep_f32_weights();  // as lowbit finetune: the head (and a dense base) are read every step
+    prepare_finetune_base(m, f.method, opt_.quiet);
+    LoraSet lora(m, f.lora_config());
+    const double prep_seconds = prep.seconds();
+    FinetuneOptions o = f.opt;
+    o.quiet = opt_.quiet;
+    const FinetuneResult r = finetune(m, lora, data, o, AdapterMeta{f.method, pm.path, fingerprint}, dir);
+    int64_t loss_tokens = 0;
+    for (const TrainExample& ex : data) loss_tokens += count_loss_tokens(ex);
+    const Json report = {{"steps", r.steps},
+                         {"tokens", r.total_tokens},
+                         {"final_loss", num(r.last_loss)},
+                         {"first_loss", num(r.losses.empty() ? 0.0 : r.losses.front())},
+                         {"examples", int64_t(data.size())},
+                         {"example_loss_tokens", loss_tokens},
+                         {"train_seconds", r.total_seconds},
+                         {"prepare_seconds", prep_seconds},
+                         {"resumed_from", r.resumed_from},
+                         {"peak_rss_bytes", peak_rss_bytes()},
+                         {"data_file", data_path},
+                         {"data_note", note}};
+    write_file_atomic(report_file, report.dump(2) + "\n");
+    if (!opt_.quiet)
+      fmt::print(stderr, "{}: {} steps, final loss {:.4f}, {} tokens, {} of training{}\n", row.label(),
+                 r.steps, r.last_loss, r.total_tokens, format_duration(r.total_seconds),
+                 r.resumed_from ? fmt::format(" (resumed at step {})", r.resumed_from) : "");
+    return dir;
+  }
+
   void run_unit(const Unit& u, const std::vector<size_t>& pending) {
     const StudyRow& row = spec_.rows[u.row];
     const PlannedModel& pm = plan_.models[u.model];
@@ -263,7 +339,15 @@ class Runner {
     std::unique_ptr<LlamaModel> qmodel;
     std::string qdir;
     LlamaModel* model = b.model.get();
-    if (!row.baseline()) {
+    if (row.is_finetune()) {
+      const std::string id = u.row_id.dump();
+      qdir = finetuned_dir(u, sha256_hex(id.data(), id.size()));
+      // Evaluated from the saved adapter (as a resumed study would): the base prepared by the adapter's
+      // method, the adapter attached unmerged (train/qlora.h apply_adapter).
+      qmodel = std::make_unique<LlamaModel>(load_checkpoint(pm.path));
+      apply_adapter(*qmodel, qdir, opt_.quiet);
+      model = qmodel.get();
+    } else if (!row.baseline()) {
       const std::string id = u.row_id.dump();
       qdir = quantized_dir(u, sha256_hex(id.data(), id.size()));
       qmodel = std::make_unique<LlamaModel>(load_checkpoint(qdir));
@@ -297,6 +381,23 @@ class Runner {
         rec.seconds = rep.at("seconds").get<double>();
         rec.peak_rss = rep.at("peak_rss_bytes").get<uint64_t>();
         rec.provenance["checkpoint"] = qdir;
+      } else if (col.name == "finetune") {  // measured when the adapter was trained (possibly resumed)
+        const Json rep = Json::parse(read_file(qdir + "/lowbit_finetune_report.json"));
+        rec.metrics = {{"steps", rep.at("steps")},
+                       {"tokens", rep.at("tokens")},
+                       {"final_loss", rep.at("final_loss")},
+                       {"first_loss", rep.at("first_loss")},
+                       {"examples", rep.at("examples")}};
+        rec.seconds = rep.at("train_seconds").get<double>() + rep.at("prepare_seconds").get<double>();
+        rec.peak_rss = rep.at("peak_rss_bytes").get<uint64_t>();
+        rec.provenance["adapter"] = qdir;
+        Json files = Json::object();
+        files[rep.at("data_file").get<std::string>()] = u.row_id.at("finetune").at("data_sha256");
+        rec.provenance["data_files"] = files;
+        rec.provenance["finetune_data"] = spec_.rows[u.row].finetune->data;
+        rec.provenance["finetune_note"] = rep.at("data_note");
+        rec.provenance["train_seconds"] = rep.at("train_seconds");
+        rec.provenance["resumed_from"] = rep.at("resumed_from");
       } else {
         Timer t;
         if (col.name.starts_with("ppl:"))

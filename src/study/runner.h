@@ -1,17 +1,20 @@
 // Runs a study: every (model, row, column) cell that the result store does not hold yet, in a fixed order.
 //
 // Order and identity. The plan enumerates units (model × row, in the study's order) and, for each, its
-// columns: "quant" for a quantized row, "ppl:<dataset>" per perplexity dataset, "task:<name>" per zero-shot
-// task, "mmlu". A cell's key is the sha256 of what determines its numbers — the model files' hash, the row's
-// settings (plus the calibration file's sha256, nsamples, seqlen and seed for calibrated methods), the column
-// and its settings, and the lowbit version — so a cell computed by any earlier run, shard or study with the
-// same key is reused, and nothing else is. `seq` (unit · 100 + column) orders reports by the plan whatever
-// order cells were stored in.
+// columns: "quant" for a quantized row, "finetune" for a fine-tune row, "ppl:<dataset>" per perplexity
+// dataset, "task:<name>" per zero-shot task, "mmlu" (the tasks: the row's own list, or the study's). A cell's
+// key is the sha256 of what determines its numbers — the model files' hash, the row's settings (plus the
+// calibration file's sha256, nsamples, seqlen and seed for calibrated methods; a fine-tune row's settings
+// hold every fine-tune setting and its data file's sha256), the column and its settings, and the lowbit
+// version — so a cell computed by any earlier run, shard or study with the same key is reused, and nothing
+// else is. `seq` (unit · 100 + column) orders reports by the plan whatever order cells were stored in.
 //
 // Resumability. Each cell is stored in one SQLite transaction as soon as it finishes; quantized models are
 // cached on disk by key (written to a temporary directory, renamed when complete), and always evaluated from
 // that saved checkpoint, so a run killed at any point and restarted recomputes only unfinished cells and
-// produces the same numbers as an uninterrupted run.
+// produces the same numbers as an uninterrupted run. A fine-tune trains in its cache directory, checkpointing
+// as it goes (train/finetune.h): a killed study resumes it from the last checkpoint to the same adapter, and
+// evaluates base + the saved adapter.
 //
 // Shards. --shard i/n takes the units whose index u has u % n == i - 1 (a unit's cells stay together, so
 // its model is quantized once); shards write to their own stores (or one on a local disk) and

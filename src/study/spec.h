@@ -18,25 +18,57 @@
 // set_activation_bits), on top of the row's weight method. The unquantized baseline is method "fp16" (the
 // checkpoint's own weights, whatever their storage dtype). kld = true measures KL divergence of each
 // quantized row from the baseline on the first perplexity dataset.
+//
+// Fine-tune rows (the study's LoRA-FT table, Huang et al. 2024 Table 2): method "lora", "qlora" or
+// "ir-qlora" (train/qlora.h), with the [finetune] section's settings (data, format, seq_len, steps, batch,
+// micro_batch, lr, schedule, warmup_ratio, max_grad_norm, weight_decay, seed, rank, alpha, dropout, ...),
+// which the row may override key by key. qlora and ir-qlora imply wbits = 4 (NF4, blocks of 64), lora 16.
+//
+// Any row may list its own `tasks` (replacing [tasks] names for that row), so that MMLU, the costly column,
+// runs on the LoRA-FT table's rows only.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/json.h"
 #include "core/paths.h"
 #include "quant/quantize.h"
+#include "train/data.h"
+#include "train/finetune.h"
+#include "train/lora.h"
 
 namespace lowbit {
 
+// What a fine-tune row trains: the base prepared by `method`, LoRA adapters on every block linear.
+struct FinetuneSpec {
+  std::string method;                            // "lora", "qlora", "ir-qlora"
+  std::string data = "calib/testbed-calib.txt";  // data-dir relative path, or a path
+  std::string format = "text";                   // "text" (windows of seq_len tokens) or "alpaca"
+  int seq_len = 512;
+  AlpacaOptions alpaca;  // source_max_len, target_max_len, train_on_source
+  FinetuneOptions opt;   // steps, batch, micro_batch, lr, schedule, ...; quiet is the study's
+  LoraConfig lora;  // rank, alpha, dropout; iec follows the method and seed is opt.seed (as lowbit finetune)
+  std::string data_key = "finetune.data";  // where `data` was given ("rows[3].data"), for messages
+  // Every setting that decides the adapter, as the row's "finetune" settings (sorted keys; the data by path
+  // here, by content in the cell keys). save_every is left out: a resume yields the same adapter wherever the
+  // last checkpoint was.
+  Json settings() const;
+  LoraConfig lora_config() const;  // lora with iec and seed filled in
+};
+
 struct StudyRow {
-  Json settings;      // canonical, sorted keys: method, wbits, abits, group, and the options given
-  QuantConfig quant;  // for quantized rows; the calibration comes from the study
+  Json settings;      // canonical, sorted keys: method, wbits, abits, group, the options given, [finetune]
+  QuantConfig quant;  // for quantized rows; the calibration comes from the study. quant.method names the row
   // 16: float activations; 2..8: every block linear's input quantized per token (set_activation_bits)
   int abits = 16;
-  std::string where;  // "rows[2]" for messages
+  std::optional<FinetuneSpec> finetune;           // fine-tune rows
+  std::optional<std::vector<std::string>> tasks;  // the row's own task list (replaces [tasks] names)
+  std::string where;                              // "rows[2]" for messages
   bool baseline() const { return quant.method == "fp16"; }
-  std::string label() const;  // "gptq w4 a16 g128 act_order"
+  bool is_finetune() const { return finetune.has_value(); }
+  std::string label() const;  // "gptq w4 a16 g128 act_order", "qlora w4 steps=200"
 };
 
 struct StudySpec {
@@ -53,6 +85,8 @@ struct StudySpec {
   int task_limit = 0, num_fewshot = -1;
   int mmlu_limit = -1;  // questions per MMLU subject; -1 = task_limit
   std::vector<StudyRow> rows;
+  // The task names of a row: its own list, or the study's.
+  const std::vector<std::string>& row_tasks(const StudyRow& r) const { return r.tasks ? *r.tasks : tasks; }
 };
 
 // Parses and checks the study's own consistency: every key known (an unknown one is named, with the closest
@@ -64,8 +98,9 @@ StudySpec load_study(const std::string& name_or_path);
 const std::vector<std::string>& study_presets();  // "quick", "paper"
 const std::string& preset_text(const std::string& name);
 
-// The checks that need the files: each model loads and each row's group divides its widths, calibration and
-// dataset files exist. Throws a one-line Error naming the key.
+// The checks that need the files: each model loads and each row's group divides its widths (a fine-tune row's
+// NF4 blocks and, for IEC, its rank), calibration, fine-tune data and dataset files exist. Throws a one-line
+// Error naming the key.
 void check_study_inputs(const StudySpec& spec, const SearchPaths& paths);
 
 }  // namespace lowbit

@@ -57,6 +57,8 @@ struct State {
   int64_t step = 0;
   std::string sampler;  // BatchSampler::to_json
   std::vector<double> losses;
+  int64_t tokens = 0;  // over steps 1..step
+  double seconds = 0;  // training time of steps 1..step, over the runs that made them
 };
 
 // Writes the checkpoint directory next to the live one and swaps it in.
@@ -67,8 +69,9 @@ void save_checkpoint(const std::string& out, LoraSet& lora, const AdamW& opt, co
   fs::remove_all(tmp);
   save_adapter(tmp.string(), lora, meta);
   opt.save((tmp / "optimizer.safetensors").string());
-  Json j = {
-      {"step", st.step}, {"sampler", Json::parse(st.sampler)}, {"losses", st.losses}, {"options", options}};
+  Json j = {{"step", st.step},     {"sampler", Json::parse(st.sampler)},
+            {"losses", st.losses}, {"options", options},
+            {"tokens", st.tokens}, {"seconds", st.seconds}};
   write_file_atomic((tmp / "trainer_state.json").string(), j.dump(1) + "\n");
   // old <- dir, dir <- tmp: between the two renames only checkpoint.old exists, and resume looks there too.
   fs::remove_all(old);
@@ -118,6 +121,8 @@ FinetuneResult finetune(const LlamaModel& model, LoraSet& lora, const std::vecto
       st.step = j.at("step").get<int64_t>();
       st.losses = j.at("losses").get<std::vector<double>>();
       st.sampler = j.at("sampler").dump();
+      st.tokens = j.value("tokens", int64_t(0));
+      st.seconds = j.value("seconds", 0.0);
       if (st.step < 0 || st.step > o.steps || int64_t(st.losses.size()) != st.step)
         fail("step {} with {} losses does not fit a run of {} steps", st.step, st.losses.size(), o.steps);
     } catch (const Error& e) {
@@ -145,6 +150,7 @@ FinetuneResult finetune(const LlamaModel& model, LoraSet& lora, const std::vecto
   Progress bar("finetune", uint64_t(o.steps), "tok", o.quiet);
   bar.add(uint64_t(st.step), 0);
   Timer timer;
+  const double seconds_before = st.seconds;
   while (st.step < o.steps) {
     lora.zero_grad();
     double loss = 0;
@@ -172,10 +178,12 @@ FinetuneResult finetune(const LlamaModel& model, LoraSet& lora, const std::vecto
     ++st.step;
     st.losses.push_back(loss);
     res.tokens += tokens;
+    st.tokens += tokens;
     bar.set_note(fmt::format("loss {:.4f}", loss));
     bar.add(1, uint64_t(tokens));
     if (st.step % o.save_every == 0 || st.step == o.steps) {
       st.sampler = sampler.to_json();
+      st.seconds = seconds_before + timer.seconds();
       save_checkpoint(out, lora, adam, st, options, meta);
     }
     if (step_hook()) step_hook()(st.step);
@@ -183,6 +191,8 @@ FinetuneResult finetune(const LlamaModel& model, LoraSet& lora, const std::vecto
   bar.finish();
   save_adapter(out, lora, meta);
   res.seconds = timer.seconds();
+  res.total_seconds = seconds_before + res.seconds;
+  res.total_tokens = st.tokens;
   res.steps = st.step;
   res.losses = st.losses;
   res.last_loss = st.losses.empty() ? 0.0 : st.losses.back();

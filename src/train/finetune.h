@@ -40,6 +40,11 @@ struct FinetuneResult {
   int64_t tokens = 0;          // tokens processed by this process (forward and backward)
   double seconds = 0;          // this process's training time
   std::vector<double> losses;  // per step, from step 1 (including before a resume)
+  // Over every run that made the adapter: the tokens of all steps, and the training time of the steps kept
+  // (those a killed run had checkpointed, then this run's), so a resumed fine-tune reports its whole cost.
+  // Saved in the checkpoint; a checkpoint from before they were recorded counts from 0.
+  int64_t total_tokens = 0;
+  double total_seconds = 0;
 };
 
 // Trains `lora` on `data` for opt.steps steps over the frozen `model`, checkpointing under out_dir; resumes

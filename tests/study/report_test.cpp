@@ -545,6 +545,169 @@ TEST(ReportPaper, PublishedRowsBesideALlama3_8bStudy) {
   EXPECT_EQ(render_report(cells, {"s", paper_dir()}).markdown.find("Published"), std::string::npos);
 }
 
+// A fine-tune row's settings as the runner stores them (study/spec.cpp FinetuneSpec::settings, the data by
+// content).
+Json ft_row(const std::string& method, int64_t steps = 200) {
+  return {{"method", method},
+          {"wbits", method == "lora" ? 16 : 4},
+          {"abits", 16},
+          {"group", method == "lora" ? -1 : 64},
+          {"finetune",
+           {{"format", "text"},
+            {"seq_len", 512},
+            {"steps", steps},
+            {"batch", 16},
+            {"micro_batch", 4},
+            {"lr", 2e-4},
+            {"schedule", "constant"},
+            {"warmup_ratio", 0.03},
+            {"max_grad_norm", 0.3},
+            {"weight_decay", 0.0},
+            {"seed", 42},
+            {"rank", 64},
+            {"alpha", 16.0},
+            {"dropout", 0.0},
+            {"data_sha256", "ab12"}}}};
+}
+
+// The LoRA-FT table's cells of a row: MMLU with categories, and the five zero-shot tasks.
+void lora_cells(std::vector<CellRecord>& cells, int64_t& seq, const Json& r, double base,
+                const std::string& model = "tiny", const Json& info = kTinyInfo) {
+  cells.push_back(cell(seq++, r, "mmlu",
+                       {{"acc", base},
+                        {"humanities", base - 0.01},
+                        {"stem", base - 0.02},
+                        {"social_sciences", base + 0.01},
+                        {"other", base + 0.02}},
+                       model, info));
+  tasks(cells, seq, r, {base + 0.1, base + 0.1, base - 0.1, base, base + 0.05}, model, info);
+}
+
+CellRecord finetune_cell(int64_t seq, const Json& r, const std::string& model = "tiny",
+                         const Json& info = kTinyInfo) {
+  CellRecord c =
+      cell(seq, r, "finetune",
+           {{"steps", 200}, {"tokens", 1638400}, {"final_loss", 3.25}, {"first_loss", 4.5}}, model, info);
+  c.provenance["finetune_data"] = "calib/testbed-calib.txt";
+  return c;
+}
+
+TEST(ReportLoraTable, PaperLayoutWithFinetuneRowsAndNotes) {
+  std::vector<CellRecord> cells;
+  int64_t seq = 1;
+  lora_cells(cells, seq, kFp16, 0.30);
+  Json rtn = row("rtn", 4, 128);
+  cells.push_back(cell(seq++, rtn, "mmlu", {{"acc", 0.25}, {"humanities", 0.24}}));
+  Json nf4 = row("nf4", 4, 64);
+  lora_cells(cells, seq, nf4, 0.28);
+  Json q = ft_row("qlora"), ir = ft_row("ir-qlora");
+  cells.push_back(finetune_cell(seq++, q));
+  lora_cells(cells, seq, q, 0.29);
+  cells.push_back(finetune_cell(seq++, ir));
+  lora_cells(cells, seq, ir, 0.295);
+  ReportFiles f = render_report(cells, {});
+  const size_t lora = f.markdown.find("### LoRA fine-tuning (lowbit)");
+  ASSERT_NE(lora, std::string::npos) << f.markdown;
+  const std::string part = f.markdown.substr(lora);
+  EXPECT_EQ(md_rows(part, "Method")[0],
+            (std::vector<std::string>{"Method", "#W", "Hums.", "STEM", "Social", "Other", "MMLU", "PIQA",
+                                      "ARC-e", "ARC-c", "HellaS", "Wino", "Avg"}));
+  auto fp = md_rows(part, "FP16");
+  ASSERT_EQ(fp.size(), 1u) << part;
+  EXPECT_EQ(fp[0], (std::vector<std::string>{"FP16", "16", "29.0", "28.0", "31.0", "32.0", "30.0", "40.0",
+                                             "40.0", "20.0", "30.0", "35.0", "33.0"}));
+  auto nf = md_rows(part, "NormalFloat");
+  ASSERT_EQ(nf.size(), 1u) << part;
+  EXPECT_EQ(nf[0][1], "4");
+  EXPECT_EQ(nf[0][6], "28.0");
+  auto ql = md_rows(part, "QLoRA");
+  ASSERT_EQ(ql.size(), 1u) << part;
+  EXPECT_EQ(ql[0], (std::vector<std::string>{"QLoRA", "4", "28.0", "27.0", "30.0", "31.0", "29.0", "39.0",
+                                             "39.0", "19.0", "29.0", "34.0", "32.0"}));
+  ASSERT_EQ(md_rows(part, "IR-QLoRA").size(), 1u);
+  EXPECT_TRUE(md_rows(part, "RTN").empty()) << part;  // not a row of Table 2
+  // The rows in the study's order: FP16, NormalFloat, QLoRA, IR-QLoRA.
+  EXPECT_LT(part.find("| FP16"), part.find("| NormalFloat"));
+  EXPECT_LT(part.find("| NormalFloat"), part.find("| QLoRA"));
+  EXPECT_LT(part.find("| QLoRA"), part.find("| IR-QLoRA"));
+  // Notes: the data and steps used, and what the paper's numbers are.
+  EXPECT_NE(
+      part.find("QLoRA: 200 steps of 16 examples, 512-token windows of calib/testbed-calib.txt as plain "
+                "text (the paper fine-tunes on Alpaca; this run did not)"),
+      std::string::npos)
+      << part;
+  EXPECT_NE(part.find("final training loss 3.2500 after 1638400 tokens"), std::string::npos) << part;
+  EXPECT_NE(part.find("LLaMA-3-8B LoRA-fine-tuned on Alpaca"), std::string::npos) << part;
+  // The MMLU table keeps the rows the LoRA table does not show.
+  const size_t mmlu = f.markdown.find("### MMLU");
+  ASSERT_NE(mmlu, std::string::npos);
+  const std::string mpart = f.markdown.substr(mmlu, lora - mmlu);
+  EXPECT_EQ(md_rows(mpart, "RTN").size(), 1u) << mpart;
+  EXPECT_TRUE(md_rows(mpart, "FP16").empty()) << mpart;
+  // The main table has the fine-tune rows too, with the NF4 base's bits and block.
+  auto main_q = md_rows(f.markdown.substr(0, mmlu), "QLoRA");
+  ASSERT_EQ(main_q.size(), 1u);
+  EXPECT_EQ(main_q[0][1], "4");
+  EXPECT_EQ(main_q[0][3], "64");
+  // HTML shows the table; CSV and JSON carry the training outcome.
+  EXPECT_NE(f.html.find("LoRA fine-tuning (lowbit)"), std::string::npos);
+  auto csv = parse_csv(f.csv);
+  const auto& head = csv[0];
+  const size_t loss_col = size_t(std::find(head.begin(), head.end(), "finetune_loss") - head.begin());
+  ASSERT_LT(loss_col, head.size());
+  bool found = false;
+  for (const auto& line : csv)
+    if (line[1] == "QLoRA") found = line[loss_col] == "3.25";
+  EXPECT_TRUE(found) << f.csv;
+  EXPECT_EQ(f.json["models"][0]["rows"][3]["values"]["finetune_steps"], 200);
+}
+
+TEST(ReportLoraTable, RowsThatShareALabelAreToldApartAndOtherReportsAreUnchanged) {
+  std::vector<CellRecord> cells;
+  int64_t seq = 1;
+  lora_cells(cells, seq, ft_row("qlora", 100), 0.29);
+  lora_cells(cells, seq, ft_row("qlora", 300), 0.30);
+  lora_cells(cells, seq, ft_row("lora"), 0.31);
+  ReportFiles f = render_report(cells, {});
+  EXPECT_EQ(md_rows(f.markdown, "QLoRA (steps=100)").size(), 2u) << f.markdown;  // main and LoRA tables
+  EXPECT_EQ(md_rows(f.markdown, "QLoRA (steps=300)").size(), 2u) << f.markdown;
+  EXPECT_EQ(md_rows(f.markdown, "LoRA").size(), 2u) << f.markdown;
+  EXPECT_EQ(f.markdown.find("### MMLU"), std::string::npos)
+      << f.markdown;  // every MMLU row is in the LoRA table
+  // Without a fine-tune row: no LoRA table, no fine-tune CSV columns.
+  std::vector<CellRecord> plain = {cell(1, kFp16, "ppl:wikitext2", {{"ppl", 6.1}})};
+  ReportFiles g = render_report(plain, {});
+  EXPECT_EQ(g.markdown.find("LoRA"), std::string::npos);
+  EXPECT_EQ(g.csv.find("finetune"), std::string::npos);
+}
+
+TEST(ReportLoraTable, PublishedTable2BesideOursForALlama3_8b) {
+  std::vector<CellRecord> cells;
+  int64_t seq = 1;
+  cells.push_back(cell(seq++, kFp16, "ppl:wikitext2", {{"ppl", 6.14}}, "llama3-8b", kLlama3Info));
+  lora_cells(cells, seq, kFp16, 0.6, "llama3-8b", kLlama3Info);
+  cells.push_back(finetune_cell(seq++, ft_row("qlora"), "llama3-8b", kLlama3Info));
+  lora_cells(cells, seq, ft_row("qlora"), 0.55, "llama3-8b", kLlama3Info);
+  ReportFiles f = render_report(cells, {"s", paper_dir()});
+  const size_t ptq = f.markdown.find("### Published (Huang et al. 2024)");
+  const size_t ours = f.markdown.find("### LoRA fine-tuning (lowbit)");
+  const size_t pub = f.markdown.find("### Published LoRA fine-tuning");
+  ASSERT_NE(ptq, std::string::npos) << f.markdown;
+  ASSERT_NE(ours, std::string::npos) << f.markdown;
+  ASSERT_NE(pub, std::string::npos) << f.markdown;
+  EXPECT_LT(ptq, ours);
+  EXPECT_LT(ours, pub);
+  // Nothing between our table (and its notes) and the published one.
+  EXPECT_EQ(f.markdown.find("###", ours + 3), pub);
+  auto ir = md_rows(f.markdown.substr(pub), "IR-QLoRA");
+  ASSERT_EQ(ir.size(), 1u);
+  EXPECT_EQ(ir[0][2], "52.2");
+  const size_t h_ours = f.html.find("LoRA fine-tuning (lowbit)"),
+               h_pub = f.html.find("Published LoRA fine-tuning");
+  EXPECT_LT(h_ours, h_pub);
+  EXPECT_NE(h_pub, std::string::npos);
+}
+
 TEST(ReportPaper, MalformedCsvIsAOneLineErrorNamingFileAndLine) {
   std::vector<CellRecord> cells = {cell(1, kFp16, "ppl:wikitext2", {{"ppl", 6.14}}, "l3", kLlama3Info)};
   const std::string header =

@@ -18,12 +18,13 @@
 
 #include "core/mmap.h"
 #include "study/store.h"
+#include "study_process.h"
 #include "test_util.h"
-
-extern char** environ;
 
 namespace lowbit {
 namespace {
+
+using namespace study_process;
 
 const char* kTiny = R"(name = "tiny"
 models = ["testbed-25m"]
@@ -51,57 +52,6 @@ wbits = 3
 group = 128
 )";
 constexpr size_t kTinyCells = 4 + 3 * 5;  // fp16: 2 ppl + 2 tasks; each quantized row adds "quant"
-
-struct Proc {
-  pid_t pid = -1;
-};
-
-// Starts `lowbit -t 2 <args>` with stdout/stderr appended to log.
-Proc start(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<std::string> argv_s = {LOWBIT_CLI_PATH,
-                                     "--models-dir",
-                                     test::paths().models_dir,
-                                     "--data-dir",
-                                     test::paths().data_dir,
-                                     "-t",
-                                     "2"};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& s : argv_s) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  Proc p;
-  EXPECT_EQ(posix_spawn(&p.pid, argv[0], &fa, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&fa);
-  return p;
-}
-
-// Waits up to `seconds`; returns the exit status, or -1 if it is still running.
-int wait_for(const Proc& p, double seconds) {
-  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  for (;;) {
-    int st = 0;
-    if (waitpid(p.pid, &st, WNOHANG) == p.pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    if (std::chrono::steady_clock::now() > end) return -1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-}
-
-int run_to_end(const std::vector<std::string>& args, const std::string& log) {
-  return wait_for(start(args, log), 900);
-}
-
-std::map<std::string, std::string> metrics_by_key(const std::string& store) {
-  std::map<std::string, std::string> m;
-  for (const CellRecord& c : ResultStore(store).cells()) {
-    EXPECT_EQ(m.count(c.key), 0u) << "duplicate cell " << c.key;
-    m[c.key] = c.column + " " + c.row.dump() + " " + c.metrics.dump();
-  }
-  return m;
-}
 
 std::vector<std::string> study_args(const std::string& dir, const std::string& name) {
   return {"study",       dir + "/tiny.toml",          "--store",      dir + "/" + name + ".sqlite",

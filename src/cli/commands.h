@@ -40,8 +40,8 @@ void add_study(CLI::App& app, Global& g, Commands& out);
 void add_report(CLI::App& app, Global& g, Commands& out);
 
 // The subcommands, in --help order. Add a new one here and in its own cmd_<name>.cpp.
-inline const std::vector<AddCommand> kCommands = {
-    add_info, add_tokenize, add_generate, add_ppl,    add_eval,
-    add_quantize, add_finetune, add_study,  add_report, add_synth};
+inline const std::vector<AddCommand> kCommands = {add_info,   add_tokenize, add_generate, add_ppl,
+                                                  add_eval,   add_quantize, add_finetune, add_study,
+                                                  add_report, add_synth};
 
 }  // namespace lowbit::cli

@@ -290,7 +290,7 @@ class Runner {
     if (path_exists(report_file)) return dir;
     const StudyRow& row = spec_.rows[u.row];
     const FinetuneSpec& f = *row.finetune;
-    announce(pm, row, "finetune");
+    announce(pm, row, "train");
     LoadedBase& b = base(u.model);
     const std::string data_path = resolve_data_path(f.data, opt_.paths);
     Timer prep;

@@ -8,9 +8,9 @@
 //            rank, ..., "data_sha256"}} (method lora, qlora or ir-qlora; study/spec.h FinetuneSpec).
 //   column = what was measured on that row's model, named by `column`:
 //     "quant"            bits_per_weight, output_bytes, n_weights   (quantized rows; seconds = quantization)
-//     "finetune"         steps, tokens, first_loss, final_loss, examples   (fine-tune rows; seconds =
-//     training
-//                        over every run that resumed it, plus the last run's preparation)
+//     "finetune"         steps, tokens, first_loss, final_loss, examples, bits_per_weight (the base's: NF4
+//                        or 16)   (fine-tune rows; seconds = the training over every run that resumed it,
+//                        plus the last run's preparation)
 //     "ppl:<dataset>"    ppl, nll_mean, windows, seqlen, n_tokens; when the study measures KL divergence from
 //                        the baseline (its first dataset): kld_mean, kld_median, kld_p99, kld_max,
 //                        top1_agreement, kld_positions

@@ -309,7 +309,9 @@ Json render_json(const std::string& title, const std::vector<ModelSection>& sect
     for (const auto& r : s.rows) {
       Json values = Json::object();
       for (const auto& [id, v] : r.values) values[id] = json_number(v);
-      rows.push_back({{"row", r.settings}, {"label", r.label}, {"values", values}});
+      Json row = {{"row", r.settings}, {"label", r.label}, {"values", values}};
+      if (!r.finetune_data.empty()) row["finetune_data"] = r.finetune_data;
+      rows.push_back(std::move(row));
     }
     models.push_back({{"model", s.model},
                       {"model_hash", s.model_hash},

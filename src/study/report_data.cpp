@@ -225,6 +225,7 @@ void extract(const CellRecord& c, ReportRow& r) {
     put(r, "finetune_steps", metric(c, "steps"));
     put(r, "finetune_tokens", metric(c, "tokens"));
     put(r, "finetune_loss", metric(c, "final_loss"));
+    put(r, "bits_per_weight", metric(c, "bits_per_weight"));  // the base's
     auto d = c.provenance.is_object() ? c.provenance.find("finetune_data") : c.provenance.end();
     if (c.provenance.is_object() && d != c.provenance.end() && d->is_string()) r.finetune_data = *d;
   }

@@ -17,6 +17,7 @@
 #include "eval/kld.h"
 #include "eval/perplexity.h"
 #include "eval/ppl_texts.h"
+#include "formats/format.h"
 #include "io/checkpoint.h"
 #include "model/save.h"
 #include "study/provenance.h"
@@ -289,7 +290,7 @@ class Runner {
     if (path_exists(report_file)) return dir;
     const StudyRow& row = spec_.rows[u.row];
     const FinetuneSpec& f = *row.finetune;
-    announce(pm, row, "finetune");
+    announce(pm, row, "train");
     LoadedBase& b = base(u.model);
     const std::string data_path = resolve_data_path(f.data, opt_.paths);
     Timer prep;
@@ -305,6 +306,16 @@ class Runner {
     const std::string fingerprint = base_fingerprint(m.checkpoint());
     m.keep_f32_weights();  // as lowbit finetune: the head (and a dense base) are read every step
     prepare_finetune_base(m, f.method, opt_.quiet);
+    // The base's storage, as a quantized row's bits/w: the NF4 block linears (double-quantized absmax), or 16
+    // for a dense base as for the fp16 row; the adapter's weights are not counted (the paper's #W = 4).
+    double bits = 0, weights = 0;
+    for (int l = 0; l < m.config().n_layer; ++l)
+      for (LinearKind k : kAllLinears) {
+        const Linear& lin = m.linear(l, k);
+        const double n = double(lin.rows()) * double(lin.cols());
+        weights += n;
+        bits += n * (lin.packed ? lin.packed->format().bits_per_weight(*lin.packed) : 16.0);
+      }
     LoraSet lora(m, f.lora_config());
     const double prep_seconds = prep.seconds();
     FinetuneOptions o = f.opt;
@@ -318,6 +329,7 @@ class Runner {
                          {"first_loss", num(r.losses.empty() ? 0.0 : r.losses.front())},
                          {"examples", int64_t(data.size())},
                          {"example_loss_tokens", loss_tokens},
+                         {"bits_per_weight", weights > 0 ? bits / weights : 0.0},
                          {"train_seconds", r.total_seconds},
                          {"prepare_seconds", prep_seconds},
                          {"resumed_from", r.resumed_from},
@@ -383,11 +395,9 @@ class Runner {
         rec.provenance["checkpoint"] = qdir;
       } else if (col.name == "finetune") {  // measured when the adapter was trained (possibly resumed)
         const Json rep = Json::parse(read_file(qdir + "/lowbit_finetune_report.json"));
-        rec.metrics = {{"steps", rep.at("steps")},
-                       {"tokens", rep.at("tokens")},
-                       {"final_loss", rep.at("final_loss")},
-                       {"first_loss", rep.at("first_loss")},
-                       {"examples", rep.at("examples")}};
+        rec.metrics = {{"steps", rep.at("steps")},           {"tokens", rep.at("tokens")},
+                       {"final_loss", rep.at("final_loss")}, {"first_loss", rep.at("first_loss")},
+                       {"examples", rep.at("examples")},     {"bits_per_weight", rep.at("bits_per_weight")}};
         rec.seconds = rep.at("train_seconds").get<double>() + rep.at("prepare_seconds").get<double>();
         rec.peak_rss = rep.at("peak_rss_bytes").get<uint64_t>();
         rec.provenance["adapter"] = qdir;

@@ -660,6 +660,7 @@ TEST(ReportLoraTable, PaperLayoutWithFinetuneRowsAndNotes) {
     if (line[1] == "QLoRA") found = line[loss_col] == "3.25";
   EXPECT_TRUE(found) << f.csv;
   EXPECT_EQ(f.json["models"][0]["rows"][3]["values"]["finetune_steps"], 200);
+  EXPECT_EQ(f.json["models"][0]["rows"][3]["finetune_data"], "calib/testbed-calib.txt");
 }
 
 TEST(ReportLoraTable, RowsThatShareALabelAreToldApartAndOtherReportsAreUnchanged) {

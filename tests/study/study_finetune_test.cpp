@@ -24,11 +24,13 @@ namespace {
 
 using namespace study_process;
 
-// MMLU zero-shot on one question per subject keeps its cell to seconds; the paper preset runs it whole.
+// MMLU zero-shot on one question per subject keeps its cell to seconds; the paper preset runs it whole. @DIR@
+// holds the heads of the calibration text (the fine-tune data) and of WikiText2 (perplexity), which tokenize
+// in a moment where the whole files take seconds.
 const char* kFt = R"(name = "ft"
 models = ["testbed-25m"]
 [perplexity]
-datasets = ["wikitext2"]
+datasets = ["text:@DIR@/ppl.txt"]
 seqlen = 64
 max_windows = 2
 kld = true
@@ -38,6 +40,7 @@ limit = 2
 mmlu_limit = 1
 num_fewshot = 0
 [finetune]
+data = "@DIR@/ft.txt"
 steps = 6
 batch = 2
 micro_batch = 1
@@ -78,11 +81,21 @@ const CellRecord* find_cell(const std::vector<CellRecord>& cells, const std::str
   return nullptr;
 }
 
+// kFt with its data files written under dir.
+std::string study_in(const std::string& dir) {
+  test::write_bytes(dir + "/ft.txt", read_file(test::data_path("calib/testbed-calib.txt")).substr(0, 65536));
+  test::write_bytes(dir + "/ppl.txt",
+                    read_file(test::data_path("wikitext-2-raw/wiki.test.raw")).substr(0, 8192));
+  std::string toml = kFt;
+  for (size_t p; (p = toml.find("@DIR@")) != std::string::npos;) toml.replace(p, 5, dir);
+  return toml;
+}
+
 class StudyFinetune : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = test::temp_dir("study_ft");
-    test::write_bytes(dir_ + "/ft.toml", kFt);
+    test::write_bytes(dir_ + "/ft.toml", study_in(dir_));
     ASSERT_EQ(run_to_end(args_for(dir_, "ref"), dir_ + "/ref.log"), 0) << read_file(dir_ + "/ref.log");
     ref_ = metrics_by_key(dir_ + "/ref.sqlite");
   }
@@ -100,9 +113,12 @@ TEST_F(StudyFinetune, TrainsTheAdapterEvaluatesItAndReportsTheLoraTable) {
   EXPECT_EQ(ft->metrics.at("steps"), 6);
   EXPECT_EQ(ft->metrics.at("tokens"), 6 * 2 * 64);  // steps × batch × seq_len
   EXPECT_TRUE(std::isfinite(ft->metrics.at("final_loss").get<double>()));
-  EXPECT_EQ(ft->row.at("finetune").at("data_sha256"),
-            ResultStore(":memory:").file_sha256(test::data_path("calib/testbed-calib.txt")));
+  EXPECT_EQ(ft->row.at("finetune").at("data_sha256"), ResultStore(":memory:").file_sha256(dir_ + "/ft.txt"));
+  EXPECT_EQ(ft->provenance.at("finetune_data"), dir_ + "/ft.txt");
   EXPECT_GT(ft->seconds, 0);
+  // The NF4 base's storage: 4-bit codes plus double-quantized absmax per 64 weights (about 4.127 bits).
+  EXPECT_GT(ft->metrics.at("bits_per_weight").get<double>(), 4.1);
+  EXPECT_LT(ft->metrics.at("bits_per_weight").get<double>(), 4.2);
   // The adapter moved off its start (B = 0) and belongs to the model.
   const std::string adapter = ft->provenance.at("adapter");
   const Checkpoint ck = load_checkpoint(test::model_path("testbed-25m"));
@@ -114,8 +130,8 @@ TEST_F(StudyFinetune, TrainsTheAdapterEvaluatesItAndReportsTheLoraTable) {
   EXPECT_GT(sum, 0);
   EXPECT_EQ(read_adapter_config(adapter).meta.method, "qlora");
   // Its model is not the NF4 base alone nor the fp16 model: perplexity and KL divergence from fp16 differ.
-  const CellRecord* qppl = find_cell(cells, "ppl:wikitext2", "qlora");
-  const CellRecord* fppl = find_cell(cells, "ppl:wikitext2", "fp16");
+  const CellRecord* qppl = find_cell(cells, "ppl:text:" + dir_ + "/ppl.txt", "qlora");
+  const CellRecord* fppl = find_cell(cells, "ppl:text:" + dir_ + "/ppl.txt", "fp16");
   ASSERT_TRUE(qppl && fppl);
   EXPECT_NE(qppl->metrics.at("ppl"), fppl->metrics.at("ppl"));
   EXPECT_GT(qppl->metrics.at("kld_mean").get<double>(), 0);
@@ -129,13 +145,13 @@ TEST_F(StudyFinetune, TrainsTheAdapterEvaluatesItAndReportsTheLoraTable) {
   ASSERT_NE(lora_table, std::string::npos) << md;
   EXPECT_NE(md.find("| QLoRA", lora_table), std::string::npos) << md;
   EXPECT_NE(md.find("| FP16", lora_table), std::string::npos) << md;
-  EXPECT_NE(md.find("QLoRA: 6 steps of 2 examples, 64-token windows of calib/testbed-calib.txt as plain text "
-                    "(the paper fine-tunes on Alpaca; this run did not)"),
+  EXPECT_NE(md.find("QLoRA: 6 steps of 2 examples, 64-token windows of " + dir_ +
+                    "/ft.txt as plain text (the paper fine-tunes on Alpaca; this run did not)"),
             std::string::npos)
       << md;
   // The run said so too, with where Alpaca would go.
   const std::string log = read_file(dir_ + "/ref.log");
-  EXPECT_NE(log.find("note: fine-tuning on calib/testbed-calib.txt as plain text"), std::string::npos) << log;
+  EXPECT_NE(log.find("note: fine-tuning on " + dir_ + "/ft.txt as plain text"), std::string::npos) << log;
   EXPECT_NE(log.find("Alpaca data not found"), std::string::npos) << log;
 }
 
@@ -180,7 +196,7 @@ TEST_F(StudyFinetune, KilledDuringTheFinetuneResumesToTheSameAdapterAndCells) {
 // The keys of a study's cells (plan order), per row: {row index -> keys}.
 std::vector<std::vector<std::string>> keys_by_row(const std::string& toml) {
   const StudySpec spec = parse_study(toml, "k.toml");
-  ResultStore mem(":memory:");
+  static ResultStore mem(":memory:");  // remembers the files' sha256 from one plan to the next
   const std::vector<std::string> keys = study_keys(spec, mem, test::paths());
   std::vector<std::vector<std::string>> out;
   size_t k = 0;
@@ -202,11 +218,11 @@ std::string with(std::string toml, const std::string& from, const std::string& t
 
 TEST(StudyFinetuneKeys, EveryFinetuneSettingAndTheDataContentAreInTheKey) {
   const std::string dir = test::temp_dir("study_ft_keys");
-  const std::string text = read_file(test::data_path("calib/testbed-calib.txt")).substr(0, 200000);
+  const std::string text = read_file(test::data_path("calib/testbed-calib.txt")).substr(0, 65536);
   test::write_bytes(dir + "/a.txt", text);
   test::write_bytes(dir + "/same.txt", text);
   test::write_bytes(dir + "/b.txt", text.substr(1000));
-  const std::string base = std::string(kFt) + "[[rows]]\nmethod = \"rtn\"\nwbits = 4\n" +
+  const std::string base = study_in(dir) + "[[rows]]\nmethod = \"rtn\"\nwbits = 4\n" +
                            "[[rows]]\nmethod = \"ir-qlora\"\ndata = \"" + dir + "/a.txt\"\n";
   const auto k0 = keys_by_row(base);
   ASSERT_EQ(k0.size(), 4u);
@@ -228,7 +244,7 @@ TEST(StudyFinetuneKeys, EveryFinetuneSettingAndTheDataContentAreInTheKey) {
   expect_changed(with(base, "save_every = 1", "save_every = 1\nalpha = 32"), "alpha");
   expect_changed(with(base, "save_every = 1", "save_every = 1\nwarmup_ratio = 0.1"), "warmup_ratio");
   expect_changed(with(base, "save_every = 1", "save_every = 1\nmax_grad_norm = 1.0"), "max_grad_norm");
-  expect_changed(with(base, "save_every = 1", "save_every = 1\ndata = \"" + dir + "/b.txt\""), "data");
+  expect_changed(with(base, dir + "/ft.txt", dir + "/b.txt"), "data");
   // The method: qlora and ir-qlora on the same settings are different rows.
   EXPECT_NE(k0[1][0], k0[3][0]);
   // The data by content: another path to the same bytes is the same row; other bytes are not.

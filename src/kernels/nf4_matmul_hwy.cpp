@@ -68,9 +68,31 @@ HWY_INLINE void DecodeBytes(D d, const uint8_t* HWY_RESTRICT p, hn::Vec<hn::Rebi
   odd = hn::And(v, hn::Set(di, 15));
 }
 
-void DequantRows(const Nf4Weight& w, int64_t r0, int64_t nr, float* out) {
+// Row r of Ŵ into o (cols). Its own function, not the body of DequantRows' OpenMP loop: clang outlines that
+// body into a function without this target's attributes, and the always-inline vector helpers cannot be
+// compiled there (clang 14 crashes: "Do not know how to split the result of this operator").
+HWY_NOINLINE void DequantRow(const Nf4Weight& w, int64_t r, float* o, float* scale, float* tau,
+                             float* products) {
   const DF d;
   constexpr size_t N = hn::MaxLanes(DF());
+  const int64_t per_row = w.cols / kNf4Block;
+  const bool icq = w.icq();
+  const uint8_t* row = w.codes + size_t(r) * w.row_bytes();
+  w.block_scales(r * per_row, per_row, scale, tau);
+  if (icq) nf4_scaled_values(scale, per_row, products);
+  hn::Vec<DF> tab[16 / N];
+  for (int64_t j = 0; j < per_row; ++j) {
+    BlockTable(d, scale[size_t(j)], icq ? &products[size_t(16 * j)] : nullptr,
+               icq ? &tau[size_t(j)] : nullptr, tab);
+    for (int64_t k = 0; k < kNf4Block / 2; k += int64_t(N)) {
+      hn::Vec<hn::RebindToSigned<DF>> even, odd;
+      DecodeBytes(d, row + j * kNf4Block / 2 + k, even, odd);
+      hn::StoreInterleaved2(Lookup16(d, tab, even), Lookup16(d, tab, odd), d, o + j * kNf4Block + 2 * k);
+    }
+  }
+}
+
+void DequantRows(const Nf4Weight& w, int64_t r0, int64_t nr, float* out) {
   const int64_t cols = w.cols, per_row = cols / kNf4Block;
   const bool icq = w.icq();
 #pragma omp parallel if (nr * cols >= (int64_t(1) << 16))
@@ -78,22 +100,8 @@ void DequantRows(const Nf4Weight& w, int64_t r0, int64_t nr, float* out) {
     std::vector<float> scale(static_cast<size_t>(per_row)), tau(icq ? static_cast<size_t>(per_row) : 0),
         products(icq ? static_cast<size_t>(16 * per_row) : 0);
 #pragma omp for schedule(static)
-    for (int64_t r = r0; r < r0 + nr; ++r) {
-      const uint8_t* row = w.codes + size_t(r) * w.row_bytes();
-      float* o = out + (r - r0) * cols;
-      w.block_scales(r * per_row, per_row, scale.data(), tau.data());
-      if (icq) nf4_scaled_values(scale.data(), per_row, products.data());
-      hn::Vec<DF> tab[16 / N];
-      for (int64_t j = 0; j < per_row; ++j) {
-        BlockTable(d, scale[size_t(j)], icq ? &products[size_t(16 * j)] : nullptr,
-                   icq ? &tau[size_t(j)] : nullptr, tab);
-        for (int64_t k = 0; k < kNf4Block / 2; k += int64_t(N)) {
-          hn::Vec<hn::RebindToSigned<DF>> even, odd;
-          DecodeBytes(d, row + j * kNf4Block / 2 + k, even, odd);
-          hn::StoreInterleaved2(Lookup16(d, tab, even), Lookup16(d, tab, odd), d, o + j * kNf4Block + 2 * k);
-        }
-      }
-    }
+    for (int64_t r = r0; r < r0 + nr; ++r)
+      DequantRow(w, r, out + (r - r0) * cols, scale.data(), tau.data(), products.data());
   }
 }
 

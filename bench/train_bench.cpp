@@ -100,7 +100,7 @@ Args parse(int argc, char** argv) {
     }
   }
   if (a.model.empty()) fail("no MODEL given");
-  if (a.batch <= 0 || a.micro_batch <= 0 || a.batch % a.micro_batch)
+  if (a.batch <= 0 || a.micro_batch <= 0 || (a.batch % a.micro_batch && !a.dump_only))
     fail("--batch {} must be a positive multiple of --micro-batch {}", a.batch, a.micro_batch);
   if (a.steps < 1 || a.seq_len < 2 || a.rank < 1) fail("--steps, --seq-len and --rank must be positive");
   if (a.setup != "cli" && a.setup != "lean") fail("--setup must be cli or lean");
@@ -189,7 +189,10 @@ int main(int argc, char** argv) {
       }
     }
     const double setup_s = setup_t.seconds();
+    // Anonymous memory (the program's buffers) and file-backed pages (the checkpoint's mapping, counted in RSS
+    // while resident) apart: they are freed by different means.
     const uint64_t rss_setup = proc_status_bytes("VmRSS"), peak_setup = peak_rss_bytes();
+    const uint64_t anon_setup = proc_status_bytes("RssAnon"), file_setup = proc_status_bytes("RssFile");
     const bool phase_peak = reset_peak_rss();
 
     // One optimiser step as finetune() takes it (HF Trainer's loss scaling, clipping at qlora's 0.3, AdamW
@@ -257,8 +260,8 @@ int main(int argc, char** argv) {
                blas_kernels_description());
     fmt::print("batch {} (micro-batch {} x {} tokens), rank {}, alpha {}, recompute {}, setup {}\n", a.batch,
                a.micro_batch, a.seq_len, a.rank, a.alpha, a.recompute ? "on" : "off", a.setup);
-    fmt::print("setup {:.1f} s (load, data, base, adapters); RSS after setup {}\n", setup_s,
-               format_bytes(rss_setup));
+    fmt::print("setup {:.1f} s (load, data, base, adapters); RSS after setup {} (anonymous {}, file-backed {})\n",
+               setup_s, format_bytes(rss_setup), format_bytes(anon_setup), format_bytes(file_setup));
     std::string steps_list;
     for (double x : step_s) steps_list += fmt::format("{}{:.2f}", steps_list.empty() ? "" : " ", x);
     fmt::print("step {:.2f} s (median of {}: {}), last loss {:.4f}\n", sec, step_s.size(), steps_list,

@@ -6,6 +6,7 @@
 #
 #   bench/train_vs_torch.sh [--rounds 3] [--threads 2] [--steps 3] [--rank 64] [--no-recompute]
 #                           [--wait passive|default] [--build build/release] [--log FILE] [SETTING...]
+#   bench/train_vs_torch.sh --table LOG [--threads 2] [--wait passive]   # the table of an earlier run's log
 #
 # SETTING = MODEL:METHOD:BATCH:MICRO_BATCH:SEQ_LEN, METHOD qlora or lora; MODEL a directory, a name under the
 # models dir, or "1b": the LLaMA-3.2-1B shape, random bf16 weights made once by `lowbit synth` (in
@@ -20,7 +21,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-rounds=3 threads=2 steps=3 rank=64 recompute=1 wait=passive build=$here/build/release log=""
+rounds=3 threads=2 steps=3 rank=64 recompute=1 wait=passive build=$here/build/release log="" table_only=0
 settings=()
 while (($#)); do
   case $1 in
@@ -32,7 +33,8 @@ while (($#)); do
     --wait) wait=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     --log) log=$2; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    --table) log=$2; table_only=1; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) settings+=("$1"); shift ;;
   esac
@@ -40,6 +42,7 @@ done
 ((${#settings[@]})) || settings=(testbed-25m:qlora:16:4:512 testbed-25m:lora:16:4:512 1b:qlora:1:1:256 1b:lora:1:1:256)
 [[ $wait == passive || $wait == default ]] || { echo "--wait passive|default" >&2; exit 2; }
 pyexe=/usr/bin/python3  # Debian's python3-torch + numpy
+if ((table_only == 0)); then
 bench=$build/train_bench
 lowbit=$build/lowbit
 [[ -x $bench && -x $lowbit ]] || { echo "build first: cmake --build $build --target lowbit train_bench" >&2; exit 2; }
@@ -115,6 +118,8 @@ for ((r = 1; r <= rounds; ++r)); do
   done
 done
 
+fi
+
 # The table: medians over the rounds.
 "$pyexe" - "$log" "$threads" "$wait" <<'EOF'
 import statistics, sys
@@ -130,21 +135,26 @@ mib = lambda b: f"{b / 2**20:.0f} MiB"
 med = statistics.median
 print(f"\ntrain tokens/s and peak RSS, median of {len(data[(order[0], 'lowbit')]['tps'])} rounds; "
       f"threads {sys.argv[2]}, OMP_WAIT_POLICY {'PASSIVE' if sys.argv[3] == 'passive' else 'unset'}")
-hdr = ["setting", "torch tok/s", "lowbit tok/s", "ratio", "torch peak RSS", "lowbit peak RSS", "ratio",
+hdr = ["setting", "torch tok/s", "lowbit tok/s", "ratio", "paired", "torch peak RSS", "lowbit peak RSS", "ratio",
        "torch train RSS", "lowbit train RSS", "load 1-min"]
 out = [hdr]
 for s in order:
     t, l = data[(s, "torch")], data[(s, "lowbit")]
     tt, lt, tr, lr, ttr, ltr = med(t["tps"]), med(l["tps"]), med(t["rss"]), med(l["rss"]), med(t["trss"]), med(l["trss"])
     loads = t["load"] + l["load"]
-    out.append([s, f"{tt:.1f}", f"{lt:.1f}", f"{lt / tt:.2f}x", mib(tr), mib(lr), f"{lr / tr:.2f}x", mib(ttr), mib(ltr),
+    # paired: the median over rounds of each round's lowbit / torch, the two runs of a round being neighbours in
+    # time (so under a load that drifts, closer to like for like than the ratio of the medians).
+    paired = med([x / y for x, y in zip(l["tps"], t["tps"])])
+    out.append([s, f"{tt:.1f}", f"{lt:.1f}", f"{lt / tt:.2f}x", f"{paired:.2f}x", mib(tr), mib(lr), f"{lr / tr:.2f}x",
+                mib(ttr), mib(ltr),
                 f"{min(loads):.1f}-{max(loads):.1f}"])
 w = [max(len(r[i]) for r in out) for i in range(len(hdr))]
 for i, r in enumerate(out):
     print(" | ".join(c.ljust(w[j]) for j, c in enumerate(r)))
     if i == 0:
         print("-+-".join("-" * x for x in w))
-print("ratio columns: lowbit / torch (tokens/s: higher is better; RSS: lower is better). peak RSS = the whole process "
-      "(ru_maxrss); train RSS = the training steps alone (VmHWM reset after setup).")
+print("ratio columns: lowbit / torch (tokens/s: higher is better; RSS: lower is better); paired = median of the per-round "
+      "tokens/s ratios. peak RSS = the whole process (ru_maxrss); train RSS = the training steps alone (VmHWM reset "
+      "after setup).")
 EOF
-echo "runs: $log" >&2
+((table_only)) || echo "runs: $log" >&2

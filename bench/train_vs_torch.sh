@@ -5,8 +5,9 @@
 # The goal (the training-benchmark issue): lowbit at least 2x PyTorch's tokens/s at lower peak memory.
 #
 #   bench/train_vs_torch.sh [--rounds 3] [--threads 2] [--steps 3] [--rank 64] [--no-recompute]
-#                           [--wait passive|default] [--build build/release] [--log FILE] [SETTING...]
-#   bench/train_vs_torch.sh --table LOG [--threads 2] [--wait passive]   # the table of an earlier run's log
+#                           [--wait passive|default] [--wait-lowbit W] [--wait-torch W] [--build build/release]
+#                           [--log FILE] [SETTING...]
+#   bench/train_vs_torch.sh --table LOG [--threads 2] [--wait ...]   # the table of an earlier run's log
 #
 # SETTING = MODEL:METHOD:BATCH:MICRO_BATCH:SEQ_LEN, METHOD qlora or lora; MODEL a directory, a name under the
 # models dir, or "1b": the LLaMA-3.2-1B shape, random bf16 weights made once by `lowbit synth` (in
@@ -16,12 +17,14 @@
 # Both sides train on the same token ids: `batch` windows of SEQ_LEN tokens from the start of the calibration
 # text, tokenized once by testbed-25m's tokenizer (train_bench --dump-only), ids < 32000 and so valid for the
 # 1B shape's vocabulary too. --wait passive (the default) runs both sides with OMP_WAIT_POLICY=PASSIVE: on a
-# machine whose cores other processes also use, spinning OpenMP workers cost either side several times over;
-# --wait default leaves the variable unset for both. Each run's `uptime` load average is logged with it.
+# machine whose cores other processes also use, spinning OpenMP workers can cost either side several times over;
+# --wait default leaves the variable unset for both; --wait-lowbit / --wait-torch set one side's (measured on 2
+# shared cores: unset was lowbit's faster setting and PASSIVE torch's, see docs/train-bench.md). Each run's
+# 1-minute load average before and after it is logged with it.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-rounds=3 threads=2 steps=3 rank=64 recompute=1 wait=passive build=$here/build/release log="" table_only=0
+rounds=3 threads=2 steps=3 rank=64 recompute=1 wait=passive wait_l="" wait_t="" build=$here/build/release log="" table_only=0
 settings=()
 while (($#)); do
   case $1 in
@@ -31,16 +34,21 @@ while (($#)); do
     --rank) rank=$2; shift 2 ;;
     --no-recompute) recompute=0; shift ;;
     --wait) wait=$2; shift 2 ;;
+    --wait-lowbit) wait_l=$2; shift 2 ;;
+    --wait-torch) wait_t=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     --log) log=$2; shift 2 ;;
     --table) log=$2; table_only=1; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) settings+=("$1"); shift ;;
   esac
 done
 ((${#settings[@]})) || settings=(testbed-25m:qlora:16:4:512 testbed-25m:lora:16:4:512 1b:qlora:1:1:256 1b:lora:1:1:256)
-[[ $wait == passive || $wait == default ]] || { echo "--wait passive|default" >&2; exit 2; }
+wait_l=${wait_l:-$wait} wait_t=${wait_t:-$wait}
+for w in "$wait_l" "$wait_t"; do
+  [[ $w == passive || $w == default ]] || { echo "--wait passive|default" >&2; exit 2; }
+done
 pyexe=/usr/bin/python3  # Debian's python3-torch + numpy
 if ((table_only == 0)); then
 bench=$build/train_bench
@@ -70,14 +78,15 @@ model_dir() {
   echo "model $m not found" >&2; exit 1
 }
 
-run_env=(env)
-[[ $wait == passive ]] && run_env+=(OMP_WAIT_POLICY=PASSIVE)
 rc_flag=(); [[ $recompute == 0 ]] && rc_flag=(--no-recompute)
 
 # One run: appends "setting impl round load1 tok_s peak_rss train_peak_rss" to the log.
 run_one() {
   local setting=$1 impl=$2 round=$3 dir=$4 method=$5 batch=$6 micro=$7 seq=$8 tokens=$9 load out
   load=$(cut -d' ' -f1 /proc/loadavg)
+  local w=$wait_t run_env=(env -u OMP_WAIT_POLICY)
+  [[ $impl == lowbit ]] && w=$wait_l
+  [[ $w == passive ]] && run_env+=(OMP_WAIT_POLICY=PASSIVE)
   if [[ $impl == lowbit ]]; then
     out=$("${run_env[@]}" "$bench" "$dir" --method "$method" --tokens "$tokens" --batch "$batch" \
       --micro-batch "$micro" --seq-len "$seq" --rank "$rank" --steps "$steps" --threads "$threads" \
@@ -100,7 +109,7 @@ run_one() {
              r, i, s, t, m / 1048576, tm / 1048576, l0, l1 }' >&2
 }
 
-echo "threads $threads, OMP_WAIT_POLICY ${wait/default/unset}, rank $rank, recompute $recompute, $steps timed steps" \
+echo "threads $threads, OMP_WAIT_POLICY lowbit ${wait_l/default/unset} torch ${wait_t/default/unset}, rank $rank, recompute $recompute, $steps timed steps" \
   "after 1 warm-up per run, $rounds rounds; $(nproc) cores; uptime: $(uptime)" >&2
 for s in "${settings[@]}"; do
   IFS=: read -r m method batch micro seq <<<"$s"
@@ -121,7 +130,7 @@ done
 fi
 
 # The table: medians over the rounds.
-"$pyexe" - "$log" "$threads" "$wait" <<'EOF'
+"$pyexe" - "$log" "$threads" "lowbit ${wait_l/default/unset}, torch ${wait_t/default/unset}" <<'EOF'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 order, data = [], {}
@@ -134,7 +143,7 @@ for setting, impl, rnd, load0, tps, rss, trss, load1 in rows:
 mib = lambda b: f"{b / 2**20:.0f} MiB"
 med = statistics.median
 print(f"\ntrain tokens/s and peak RSS, median of {len(data[(order[0], 'lowbit')]['tps'])} rounds; "
-      f"threads {sys.argv[2]}, OMP_WAIT_POLICY {'PASSIVE' if sys.argv[3] == 'passive' else 'unset'}")
+      f"threads {sys.argv[2]}, OMP_WAIT_POLICY {sys.argv[3]}")
 hdr = ["setting", "torch tok/s", "lowbit tok/s", "ratio", "paired", "torch peak RSS", "lowbit peak RSS", "ratio",
        "torch train RSS", "lowbit train RSS", "load 1-min"]
 out = [hdr]

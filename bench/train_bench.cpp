@@ -2,8 +2,9 @@
 // micro-batches of one optimiser step, global-norm clipping and AdamW, as train/finetune.cpp's loop runs
 // them, without its checkpoint I/O), timed in-process. Prints training tokens/s (median over the timed steps;
 // the first step is a warm-up and is excluded), peak RSS, and the achieved GFLOP/s against an estimate of the
-// step's FLOPs and against OpenBLAS sgemm measured in this run (the compute bound). tools/bench_train_torch.py
-// runs the same fine-tune in PyTorch eager; bench/train_vs_torch.sh puts the two side by side.
+// step's FLOPs and against OpenBLAS sgemm measured in this run (the compute bound).
+// tools/bench_train_torch.py runs the same fine-tune in PyTorch eager; bench/train_vs_torch.sh puts the two
+// side by side.
 //
 //   train_bench MODEL [--method qlora|lora|ir-qlora] [--data FILE | --tokens FILE] [--batch 16]
 //       [--micro-batch 4] [--seq-len 512] [--rank 64] [--alpha 16] [--steps 3] [--no-recompute]
@@ -13,8 +14,8 @@
 // into `batch` windows of seq_len tokens, as text_file_examples cuts them (labels = next token, none at a
 // window's end); --tokens reads such windows back as raw little-endian int32 (batch · seq_len of them), so a
 // model without a tokenizer (lowbit synth) and the PyTorch script train on the same ids. Every step trains
-// on the same `batch` windows: a step's cost does not depend on the ids. --dump-tokens writes the windows used;
-// with --dump-only that is all it does (only MODEL's tokenizer is loaded).
+// on the same `batch` windows: a step's cost does not depend on the ids. --dump-tokens writes the windows
+// used; with --dump-only that is all it does (only MODEL's tokenizer is loaded).
 //
 // --setup cli (default) prepares the base exactly as `lowbit finetune` does (keep_f32_weights, then the
 // method's base): for qlora that widens every linear to f32 before quantizing it, which sets the process's
@@ -73,12 +74,14 @@ struct Args {
 
 Args parse(int argc, char** argv) {
   Args a;
-  std::map<std::string, std::string*> str = {{"--method", &a.method}, {"--data", &a.data},
-                                             {"--tokens", &a.tokens}, {"--dump-tokens", &a.dump_tokens},
+  std::map<std::string, std::string*> str = {{"--method", &a.method},
+                                             {"--data", &a.data},
+                                             {"--tokens", &a.tokens},
+                                             {"--dump-tokens", &a.dump_tokens},
                                              {"--setup", &a.setup}};
-  std::map<std::string, int*> num = {{"--batch", &a.batch},   {"--micro-batch", &a.micro_batch},
+  std::map<std::string, int*> num = {{"--batch", &a.batch},     {"--micro-batch", &a.micro_batch},
                                      {"--seq-len", &a.seq_len}, {"--rank", &a.rank},
-                                     {"--steps", &a.steps},   {"--threads", &a.threads}};
+                                     {"--steps", &a.steps},     {"--threads", &a.threads}};
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
     if (k == "--no-recompute") {
@@ -189,8 +192,8 @@ int main(int argc, char** argv) {
       }
     }
     const double setup_s = setup_t.seconds();
-    // Anonymous memory (the program's buffers) and file-backed pages (the checkpoint's mapping, counted in RSS
-    // while resident) apart: they are freed by different means.
+    // Anonymous memory (the program's buffers) and file-backed pages (the checkpoint's mapping, counted in
+    // RSS while resident) apart: they are freed by different means.
     const uint64_t rss_setup = proc_status_bytes("VmRSS"), peak_setup = peak_rss_bytes();
     const uint64_t anon_setup = proc_status_bytes("RssAnon"), file_setup = proc_status_bytes("RssFile");
     const bool phase_peak = reset_peak_rss();
@@ -260,8 +263,9 @@ int main(int argc, char** argv) {
                blas_kernels_description());
     fmt::print("batch {} (micro-batch {} x {} tokens), rank {}, alpha {}, recompute {}, setup {}\n", a.batch,
                a.micro_batch, a.seq_len, a.rank, a.alpha, a.recompute ? "on" : "off", a.setup);
-    fmt::print("setup {:.1f} s (load, data, base, adapters); RSS after setup {} (anonymous {}, file-backed {})\n",
-               setup_s, format_bytes(rss_setup), format_bytes(anon_setup), format_bytes(file_setup));
+    fmt::print(
+        "setup {:.1f} s (load, data, base, adapters); RSS after setup {} (anonymous {}, file-backed {})\n",
+        setup_s, format_bytes(rss_setup), format_bytes(anon_setup), format_bytes(file_setup));
     std::string steps_list;
     for (double x : step_s) steps_list += fmt::format("{}{:.2f}", steps_list.empty() ? "" : " ", x);
     fmt::print("step {:.2f} s (median of {}: {}), last loss {:.4f}\n", sec, step_s.size(), steps_list,

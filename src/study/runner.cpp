@@ -304,8 +304,10 @@ class Runner {
     }
     LlamaModel m(load_checkpoint(pm.path));
     const std::string fingerprint = base_fingerprint(m.checkpoint());
-    m.keep_f32_weights();  // as lowbit finetune: the head (and a dense base) are read every step
+    // As lowbit finetune: the base first (NF4 straight from the stored weights), then the head (and a dense
+    // base), read every step, widened once; the other order would widen every block weight to f32 first.
     prepare_finetune_base(m, f.method, opt_.quiet);
+    m.keep_f32_weights();
     // The base's storage, as a quantized row's bits/w: the NF4 block linears (double-quantized absmax), or 16
     // for a dense base as for the fp16 row; the adapter's weights are not counted (the paper's #W = 4).
     double bits = 0, weights = 0;

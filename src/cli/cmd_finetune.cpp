@@ -94,14 +94,11 @@ void add_finetune(CLI::App& app, Global& g, Commands& out) {
     if (!o->targets.empty()) {
       o->lora.targets.clear();
       for (const std::string& t : o->targets) {
-        bool found = false;
-        for (LinearKind k : kAllLinears) {
-          const std::string n = linear_name(k);
-          if (n.substr(n.find('.') + 1) == t) o->lora.targets.push_back(k), found = true;
-        }
-        if (!found)
+        LinearKind k;
+        if (!linear_from_target_name(t, &k))
           fail("--targets: '{}' is not one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj",
                t);
+        o->lora.targets.push_back(k);
       }
     }
     o->ft.recompute = !o->no_recompute;

@@ -35,7 +35,8 @@ struct LlamaTrainer::Acts {
 };
 
 LlamaTrainer::LlamaTrainer(const LlamaModel& base, LoraSet& lora, TrainerOptions opt)
-    : base_(base), lora_(lora), opt_(opt) {
+    : base_(base), lora_(lora), opt_(opt), neg_freq_(base.rope_frequencies()) {
+  for (float& v : neg_freq_) v = -v;
   if (lora.n_layer() != base.config().n_layer) fail("LoRA adapters were made for another model");
   for (int l = 0; l < base.config().n_layer; ++l)
     for (LinearKind k : kAllLinears)
@@ -143,9 +144,6 @@ void LlamaTrainer::layer_backward(int l, const float* x_in, int64_t n, const Tra
     if (LoraAdapter* ad = lora_.find(l, k))
       ad->backward(in, n, dy, a.lora[int(k)], linear_key(key, l, k), dxin);
   };
-  // RoPE's backward is the rotation by −θ: the forward with negated frequencies (cos even, sin odd, exactly).
-  std::vector<float> neg_freq(base_.rope_frequencies());
-  for (float& v : neg_freq) v = -v;
   const bool interleaved = c.rope_style == RopeStyle::Interleaved;
 
   // MLP: x_out = x_mid + down(silu(g)·u); dx holds d x_out and becomes d x_mid.
@@ -164,8 +162,8 @@ void LlamaTrainer::layer_backward(int l, const float* x_in, int64_t n, const Tra
   std::vector<float> dq(size_t(n * H * hd)), dk(size_t(n * kv)), dv(size_t(n * kv));
   attention_backward(a.q.data(), a.k.data(), a.v.data(), a.probs.data(), b.starts, shape, datt.data(),
                      dq.data(), dk.data(), dv.data());
-  ops::rope(dq.data(), n, H, hd, neg_freq.data(), interleaved, 0, pos.data());
-  ops::rope(dk.data(), n, c.n_kv_head, hd, neg_freq.data(), interleaved, 0, pos.data());
+  ops::rope(dq.data(), n, H, hd, neg_freq_.data(), interleaved, 0, pos.data());
+  ops::rope(dk.data(), n, c.n_kv_head, hd, neg_freq_.data(), interleaved, 0, pos.data());
   lin_back(LinearKind::Q, a.xn1.data(), dq.data(), dxn.data(), false);
   lin_back(LinearKind::K, a.xn1.data(), dk.data(), dxn.data(), true);
   lin_back(LinearKind::V, a.xn1.data(), dv.data(), dxn.data(), true);

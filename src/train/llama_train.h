@@ -60,6 +60,8 @@ class LlamaTrainer {
   const LlamaModel& base_;
   LoraSet& lora_;
   TrainerOptions opt_;
+  // RoPE's backward is the rotation by −θ: the forward with negated frequencies (cos even, sin odd, exactly).
+  std::vector<float> neg_freq_;
 };
 
 }  // namespace lowbit

@@ -34,6 +34,15 @@ TensorView f32_view(const std::vector<float>& v, std::vector<int64_t> shape) {
 
 }  // namespace
 
+bool linear_from_target_name(const std::string& name, LinearKind* out) {
+  for (LinearKind k : kAllLinears)
+    if (short_name(k) == name) {
+      *out = k;
+      return true;
+    }
+  return false;
+}
+
 std::string base_fingerprint(const Checkpoint& ck) {
   Sha256 h;
   for (const auto& [name, t] : ck.tensors) {  // std::map: name order
@@ -128,10 +137,9 @@ AdapterFile parse_adapter_config(std::string_view text, const std::string& path)
     else
       names = tm.get<std::vector<std::string>>();
     for (const std::string& n : names) {
-      bool found = false;
-      for (LinearKind k : kAllLinears)
-        if (short_name(k) == n) out.config.targets.push_back(k), found = true;
-      if (!found) fail("target module '{}' is not one of LLaMA's linears", n);
+      LinearKind k;
+      if (!linear_from_target_name(n, &k)) fail("target module '{}' is not one of LLaMA's linears", n);
+      out.config.targets.push_back(k);
     }
     std::sort(out.config.targets.begin(), out.config.targets.end());
     out.meta.base_model = j.value("base_model_name_or_path", "");

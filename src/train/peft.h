@@ -20,6 +20,9 @@ namespace lowbit {
 // quantized in memory keeps its dense checkpoint's fingerprint).
 std::string base_fingerprint(const Checkpoint& ck);
 
+// A linear by its PEFT target_modules name ("q_proj", ..., "down_proj"); false when there is none.
+bool linear_from_target_name(const std::string& name, LinearKind* out);
+
 struct AdapterMeta {
   std::string method;            // "lora", "qlora", "ir-qlora"
   std::string base_model;        // base_model_name_or_path

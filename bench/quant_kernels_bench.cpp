@@ -3,7 +3,9 @@
 //   the weight bytes actually read (codes + fp16 scales + uint8 zero-points; bf16: 2 bytes per weight), and
 //   the prefill path (n = 2048: dequantized panels + sgemm) in GFLOP/s; the same for NF4 (formats/nf4.h:
 //   4-bit codes, double-quantized absmax, optionally ICQ's τ), whose GEMV looks codes up in a per-block
-//   table.
+//   table; and the same for DB-LLM's dual binarization (formats/dualbin.h: two bit planes, two fp16 scales
+//   per group of 128, 2.25 bits per weight), whose GEMV adds x under the plane bits, to compare with the
+//   2-bit affine GEMV (w2g128: 2.19 bits) and the 4-bit one (w4g128) at the same shapes.
 // The label is the Highway target the kernels dispatched to.
 #include <benchmark/benchmark.h>
 
@@ -13,6 +15,7 @@
 
 #include "kernels/affine_matmul.h"
 #include "kernels/dense.h"
+#include "kernels/dualbin_matmul.h"
 #include "kernels/nf4_matmul.h"
 
 using namespace lowbit;
@@ -225,6 +228,65 @@ void BM_Nf4DequantRows(benchmark::State& st) {
   st.SetLabel(simd_target_name());
 }
 BENCHMARK(BM_Nf4DequantRows)->ArgName("icq")->Arg(0)->Arg(1)->UseRealTime();
+
+struct PackedDualBin {
+  std::vector<uint8_t> plane1, plane2;
+  std::vector<uint16_t> scales;
+  DualBinWeight w;
+  size_t bytes() const { return plane1.size() + plane2.size() + scales.size() * 2; }
+};
+
+std::unique_ptr<PackedDualBin> random_dualbin(int64_t rows, int64_t cols, int64_t group) {
+  auto p = std::make_unique<PackedDualBin>();
+  std::mt19937 rng(5);
+  p->plane1.resize(size_t(rows * cols / 8));
+  p->plane2.resize(size_t(rows * cols / 8));
+  for (auto& b : p->plane1) b = uint8_t(rng());
+  for (auto& b : p->plane2) b = uint8_t(rng());
+  p->scales.resize(size_t(2 * rows * (cols / group)));
+  std::uniform_real_distribution<float> u(0.001f, 0.01f);
+  for (size_t i = 0; i < p->scales.size(); ++i) p->scales[i] = f32_to_f16(i % 2 ? -u(rng) : 2 * u(rng));
+  p->w.rows = rows, p->w.cols = cols, p->w.group_size = group;
+  p->w.plane1 = p->plane1.data(), p->w.plane2 = p->plane2.data(), p->w.scales = p->scales.data();
+  return p;
+}
+
+void BM_DualBinMatmul(benchmark::State& st) {
+  const int64_t rows = st.range(0), cols = st.range(1), n = st.range(2);
+  const auto p = random_dualbin(rows, cols, 128);
+  const auto x = random_x(size_t(n * cols));
+  std::vector<float> y(size_t(n * rows));
+  for (auto _ : st) {
+    dualbin_matmul(p->w, x.data(), n, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  if (n <= 4)
+    st.SetBytesProcessed(int64_t(st.iterations()) * int64_t(p->bytes()));
+  else
+    st.counters["GFLOP/s"] = benchmark::Counter(double(st.iterations()) * 2.0 * double(n * rows * cols) / 1e9,
+                                                benchmark::Counter::kIsRate);
+  st.SetLabel(simd_target_name());
+}
+BENCHMARK(BM_DualBinMatmul)
+    ->ArgNames({"rows", "cols", "n"})
+    ->Args({2048, 2048, 1})
+    ->Args({8192, 2048, 1})
+    ->Args({8192, 2048, 4})
+    ->Args({2048, 2048, 2048})
+    ->UseRealTime();
+
+void BM_DualBinDequantRows(benchmark::State& st) {
+  const int64_t rows = 2048, cols = 2048;
+  const auto p = random_dualbin(rows, cols, 128);
+  std::vector<float> out(size_t(rows * cols));
+  for (auto _ : st) {
+    dualbin_dequantize_rows(p->w, 0, rows, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  st.SetBytesProcessed(int64_t(st.iterations()) * rows * cols * 4);
+  st.SetLabel(simd_target_name());
+}
+BENCHMARK(BM_DualBinDequantRows)->UseRealTime();
 
 }  // namespace
 

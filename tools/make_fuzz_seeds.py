@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the hand-made seed corpora for fuzz/safetensors_fuzz, fuzz/gguf_fuzz and (the nf4 seeds of)
-fuzz/packed_linear_fuzz.
+"""Writes the hand-made seed corpora for fuzz/safetensors_fuzz, fuzz/gguf_fuzz and (the nf4 and dualbin seeds
+of) fuzz/packed_linear_fuzz.
 
 Every seed is a tiny valid file built here from scratch (no model files are copied). Run from the repository
 root: python3 tools/make_fuzz_seeds.py
@@ -176,3 +176,21 @@ write("packed_linear", "nf4_f32_absmax", nf4_linear(2, 128, False, False))
 write("packed_linear", "nf4_double_quant", nf4_linear(4, 64, True, False))
 write("packed_linear", "nf4_dq_icq_partial_group", nf4_linear(300, 64, True, True))  # 300 blocks: 256 + 44
 write("packed_linear", "nf4_icq_misaligned", nf4_linear(3, 128, False, True, odd=True))
+
+
+def dualbin_linear(rows, cols, group, odd=False):
+    """A dual-binarization linear (formats/dualbin.h): two bit planes (rows, cols/8) and fp16 scales
+    (rows, 2 * groups), alpha1 then alpha2 per group. odd: a one-byte tensor first, so that the F16 scales sit
+    at an odd offset."""
+    ng = cols // group
+    t = [("L.pad", "U8", [1], b"\x00")] if odd else []
+    t.append(("L.bplane1", "U8", [rows, cols // 8], bytes((i * 29 + 3) % 256 for i in range(rows * cols // 8))))
+    t.append(("L.bplane2", "U8", [rows, cols // 8], bytes((i * 83 + 7) % 256 for i in range(rows * cols // 8))))
+    alphas = [(0.02 + 0.001 * i) * (1 if i % 4 < 2 else -1) for i in range(rows * ng * 2)]
+    t.append(("L.bscales", "F16", [rows, 2 * ng], struct.pack("<%de" % len(alphas), *alphas)))
+    return packed_linear(cols, t)
+
+
+write("packed_linear", "dualbin_g128", dualbin_linear(3, 256, 128))
+write("packed_linear", "dualbin_g8", dualbin_linear(5, 64, 8))
+write("packed_linear", "dualbin_g64_misaligned", dualbin_linear(2, 128, 64, odd=True))

@@ -1,13 +1,14 @@
 #include "formats/format.h"
 
 #include "formats/affine.h"
+#include "formats/dualbin.h"
 #include "formats/nf4.h"
 
 namespace lowbit {
 
 const std::vector<const Format*>& packed_formats() {
   // One line per format.
-  static const std::vector<const Format*> all = {&affine_format(), &nf4_format()};
+  static const std::vector<const Format*> all = {&affine_format(), &nf4_format(), &dualbin_format()};
   return all;
 }
 

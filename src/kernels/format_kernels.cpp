@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "kernels/affine_matmul.h"
+#include "kernels/dualbin_matmul.h"
 #include "kernels/nf4_matmul.h"
 
 namespace lowbit {
@@ -24,6 +25,17 @@ const FormatKernels kNf4Cpu = {
       nf4_dequantize_rows(as_nf4(w), r0, nr, out);
     }};
 
+// Its scalar twin is the GEMV's own algorithm (masked sums per group), not the generic dot product.
+const FormatKernels kDualBinCpu = {[](const PackedWeight& w, const float* x, int64_t n, float* y) {
+                                     dualbin_matmul(as_dualbin(w), x, n, y);
+                                   },
+                                   [](const PackedWeight& w, const float* x, int64_t n, float* y) {
+                                     dualbin_matmul_scalar(as_dualbin(w), x, n, y);
+                                   },
+                                   [](const PackedWeight& w, int64_t r0, int64_t nr, float* out) {
+                                     dualbin_dequantize_rows(as_dualbin(w), r0, nr, out);
+                                   }};
+
 }  // namespace
 
 void packed_matmul_scalar(const PackedWeight& w, const float* x, int64_t n, float* y) {
@@ -42,6 +54,7 @@ const FormatKernels& format_kernels(const Format& f, Backend b) {
   // One line per (format, backend).
   if (b == Backend::Cpu && &f == &affine_format()) return kAffineCpu;
   if (b == Backend::Cpu && &f == &nf4_format()) return kNf4Cpu;
+  if (b == Backend::Cpu && &f == &dualbin_format()) return kDualBinCpu;
   fail("format '{}' has no kernels on this backend", f.name);
 }
 

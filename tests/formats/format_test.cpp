@@ -11,6 +11,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "formats/affine.h"
+#include "formats/dualbin.h"
 #include "formats/nf4.h"
 #include "formats/random_affine.h"
 #include "kernels/format_kernels.h"
@@ -21,6 +22,7 @@ namespace {
 TEST(FormatTable, EveryFormatIsRegisteredWithItsKernels) {
   ASSERT_EQ(find_format("affine"), &affine_format());
   ASSERT_EQ(find_format("nf4"), &nf4_format());
+  ASSERT_EQ(find_format("dualbin"), &dualbin_format());
   EXPECT_EQ(find_format("fp4"), nullptr);
   for (const Format* f : packed_formats()) EXPECT_NO_THROW(format_kernels(*f)) << f->name;
 }

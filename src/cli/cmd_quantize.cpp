@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 
 #include "cli/common.h"
@@ -72,13 +73,19 @@ void add_quantize(CLI::App& app, Global& g, Commands& out) {
   sub->add_option(
       "--spill-dir", o->q.spill_dir,
       "Directory for scratch files: finished layers, --calib-acts disk (default $TMPDIR or /tmp)");
+  CLI::Option* work_opt = sub->add_option(
+      "--work-dir", o->q.work_dir,
+      "Trained methods (db-llm): where training state is checkpointed and resumed from (default OUT.work, "
+      "removed after success)");
   sub->add_option("--out", o->out, "Output directory")->required();
   sub->add_flag("--json", o->json, "Print the summary as JSON");
-  out.emplace_back(sub, [&g, o, method_opts, group_opt]() {
+  out.emplace_back(sub, [&g, o, method_opts, group_opt, work_opt]() {
     QuantConfig q = o->q;
+    const Method* method = find_method(q.method);
+    const bool default_work = method && method->quantize_model && work_opt->count() == 0;
+    if (default_work) q.work_dir = o->out + ".work";
     // A method with a fixed block (nf4) takes it when --group is left out.
-    if (const Method* m = find_method(q.method); m && m->fixed_group != 0 && group_opt->count() == 0)
-      q.group = m->fixed_group;
+    if (method && method->fixed_group != 0 && group_opt->count() == 0) q.group = method->fixed_group;
     for (const auto& [mo, opt] : method_opts) {
       if (opt->count() == 0) continue;
       if (mo->type == OptionType::Bool) {
@@ -103,6 +110,7 @@ void add_quantize(CLI::App& app, Global& g, Commands& out) {
     QuantReport rep = quantize_model(*lm.model, *lm.tokenizer, q);
     const Json qc = quantization_config_json(q, rep, lm.path);
     const uint64_t bytes = save_model(*lm.model, o->out, qc);
+    if (default_work) std::filesystem::remove_all(q.work_dir);  // the checkpoint is complete
     Json summary = {{"out", o->out},
                     {"seconds", rep.seconds},
                     {"peak_rss_bytes", peak_rss_bytes()},

@@ -5,6 +5,7 @@
 #include "core/blas.h"
 #include "core/error.h"
 #include "core/sys.h"
+#include "train/dbllm.h"
 
 namespace {
 
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return fmt::format("lowbit: error: {} (--help lists the options)\n", e.what());
   });
+  register_train_methods();  // before the commands read the method registry for their flags
   cli::Global g;
   std::vector<std::pair<CLI::App*, cli::Runner>> cmds;
   for (auto add : cli::kCommands) add(app, g, cmds);

@@ -94,7 +94,8 @@ const Method& method_or_fail(const std::string& name) {
 
 void register_method(const Method& m) {
   if (find_method(m.name)) fail("method '{}' is registered twice", m.name);
-  if (!m.quantize_layer) fail("method '{}' has no quantize_layer function", m.name);
+  if (!m.quantize_layer == !m.quantize_model)
+    fail("method '{}' needs exactly one of quantize_layer and quantize_model", m.name);
   registry().push_back(&m);
 }
 

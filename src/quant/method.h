@@ -17,6 +17,7 @@ struct QuantReport;
 struct LayerReport;
 class LlamaModel;
 class Activations;
+class Tokenizer;
 
 enum class OptionType { Bool, Int, Number, String };
 
@@ -64,6 +65,11 @@ struct Method {
   void (*quantize_layer)(LayerJob& job) = nullptr;
   // Tokens of each calibration window the method runs on (null: the whole window, cfg.seqlen).
   int (*calib_tokens)(const QuantConfig& cfg) = nullptr;
+  // Instead of quantize_layer, for methods that train the whole model at once (DB-LLM's quantization-aware
+  // distillation, train/dbllm.h): replaces every block linear with a packed weight of `format`, appending one
+  // LinearReport per linear. Such methods live above this layer and register themselves (register_method).
+  void (*quantize_model)(LlamaModel& model, const Tokenizer& tok, const QuantConfig& cfg,
+                         QuantReport& rep) = nullptr;
 
   const MethodOption* option(const std::string& key) const;
 };

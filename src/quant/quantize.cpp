@@ -173,6 +173,23 @@ void validate_quant_config(const LlamaModel& model, const QuantConfig& c) {
     }
 }
 
+namespace {
+
+// The totals of a report whose linears are in.
+QuantReport finish_report(QuantReport& rep, const Timer& timer) {
+  double bits = 0;
+  for (const LinearReport& r : rep.linears) {
+    rep.n_weights += r.rows * r.cols;
+    bits += r.bits_per_weight * double(r.rows * r.cols);
+  }
+  rep.bits_per_weight = rep.n_weights ? bits / double(rep.n_weights) : 0;
+  rep.seconds = timer.seconds();
+  rep.peak_rss = peak_rss_bytes();
+  return rep;
+}
+
+}  // namespace
+
 QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantConfig& given) {
   Timer timer;
   validate_quant_config(model, given);
@@ -190,6 +207,18 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
     const int T = method.calib_tokens ? method.calib_tokens(cfg) : cfg.seqlen;
     // Leaves none of the embedding table resident: it is not read again here (a tied head is not run).
     acts = embed_windows(model, calib, T, parse_act_storage(cfg.calib_acts), cfg.spill_dir);
+  }
+
+  if (method.quantize_model) {  // a trained method: the whole model at once
+    method.quantize_model(model, tok, cfg, rep);
+    for (int l = 0; l < L; ++l)
+      for (LinearKind k : kAllLinears) {
+        const Linear& q = model.linear(l, k);
+        if (!q.packed || q.packed->format().name != method.format)
+          fail("method {} left {} {}", method.name, linear_tensor_name(l, k),
+               q.packed ? "in format " + q.packed->format().name : "unquantized");
+      }
+    return finish_report(rep, timer);
   }
 
   // Finished layers are moved here, so quantized layers do not pile up in RAM while the next are computed
@@ -226,16 +255,7 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
     progress.add(1);
   }
   progress.finish();
-
-  double bits = 0;
-  for (const LinearReport& r : rep.linears) {
-    rep.n_weights += r.rows * r.cols;
-    bits += r.bits_per_weight * double(r.rows * r.cols);
-  }
-  rep.bits_per_weight = rep.n_weights ? bits / double(rep.n_weights) : 0;
-  rep.seconds = timer.seconds();
-  rep.peak_rss = peak_rss_bytes();
-  return rep;
+  return finish_report(rep, timer);
 }
 
 Json quantization_config_json(const QuantConfig& q, const QuantReport& rep, const std::string& source_model) {

@@ -30,7 +30,10 @@ struct QuantConfig {
   std::string calib_file;          // required by methods with needs_calibration
   std::string calib_acts = "f32";  // f32 | bf16 | disk (quant/activations.h)
   std::string spill_dir;  // scratch files (finished layers, disk activations); empty = $TMPDIR or /tmp
-  bool quiet = false;     // no progress bar
+  // Trained methods (DB-LLM): where training state is checkpointed, so that a killed run resumes there with
+  // the same result; empty = no checkpoints.
+  std::string work_dir;
+  bool quiet = false;  // no progress bar
 
   // An option's value: the given one, else the method's default (throws if the method has no such option).
   template <class T>

@@ -260,6 +260,8 @@ class Runner {
     QuantConfig q = row.quant;
     q.calib_file = resolve_data_path(spec_.calib_file, opt_.paths);
     q.quiet = opt_.quiet;
+    // A trained method (db-llm) checkpoints its training beside the entry, so a killed study resumes it.
+    if (const Method* m = find_method(q.method); m && m->quantize_model) q.work_dir = dir + ".work";
     announce(pm, row, "quantize");
     LlamaModel m(load_checkpoint(pm.path));
     LoadedBase& b = base(u.model);
@@ -277,6 +279,7 @@ class Runner {
     write_file_atomic(tmp + "/lowbit_quant_report.json", report.dump(2) + "\n");
     fs::rename(tmp, dir, ec);
     if (ec) fail("{}: cannot move the quantized checkpoint into the cache: {}", dir, ec.message());
+    if (!q.work_dir.empty()) fs::remove_all(q.work_dir, ec);
     return dir;
   }
 

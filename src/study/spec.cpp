@@ -15,6 +15,7 @@
 #include "eval/ppl_texts.h"
 #include "eval/task_registry.h"
 #include "io/checkpoint.h"
+#include "train/dbllm.h"
 #include "train/qlora.h"
 
 namespace lowbit {
@@ -405,6 +406,7 @@ void check_finetune_shapes(const ModelConfig& c, const FinetuneSpec& f) {
 }  // namespace
 
 StudySpec parse_study(const std::string& text, const std::string& source) {
+  register_train_methods();  // a study may name db-llm, which the training layer registers
   toml::table root;
   try {
     root = toml::parse(text, source);

@@ -7,6 +7,7 @@
 #include "core/json.h"
 #include "core/mmap.h"
 #include "core/progress.h"
+#include "train/checkpoint_dir.h"
 #include "train/optim.h"
 #include "train/rng.h"
 
@@ -64,30 +65,14 @@ struct State {
 // Writes the checkpoint directory next to the live one and swaps it in.
 void save_checkpoint(const std::string& out, LoraSet& lora, const AdamW& opt, const State& st,
                      const Json& options, const AdapterMeta& meta) {
-  const fs::path dir = fs::path(out) / "checkpoint", tmp = fs::path(out) / "checkpoint.tmp",
-                 old = fs::path(out) / "checkpoint.old";
-  fs::remove_all(tmp);
-  save_adapter(tmp.string(), lora, meta);
-  opt.save((tmp / "optimizer.safetensors").string());
-  Json j = {{"step", st.step},     {"sampler", Json::parse(st.sampler)},
-            {"losses", st.losses}, {"options", options},
-            {"tokens", st.tokens}, {"seconds", st.seconds}};
-  write_file_atomic((tmp / "trainer_state.json").string(), j.dump(1) + "\n");
-  // old <- dir, dir <- tmp: between the two renames only checkpoint.old exists, and resume looks there too.
-  fs::remove_all(old);
-  if (fs::exists(dir)) fs::rename(dir, old);
-  fs::rename(tmp, dir);
-  fs::remove_all(old);
-}
-
-// The checkpoint to resume from, if any: checkpoint/, or checkpoint.old/ when a kill fell between the
-// renames.
-std::string checkpoint_dir(const std::string& out) {
-  for (const char* name : {"checkpoint", "checkpoint.old"}) {
-    const fs::path p = fs::path(out) / name;
-    if (fs::exists(p / "trainer_state.json")) return p.string();
-  }
-  return "";
+  write_checkpoint_dir(out, [&](const std::string& tmp) {
+    save_adapter(tmp, lora, meta);
+    opt.save(tmp + "/optimizer.safetensors");
+    Json j = {{"step", st.step},     {"sampler", Json::parse(st.sampler)},
+              {"losses", st.losses}, {"options", options},
+              {"tokens", st.tokens}, {"seconds", st.seconds}};
+    write_file_atomic(tmp + "/trainer_state.json", j.dump(1) + "\n");
+  });
 }
 
 }  // namespace
@@ -111,7 +96,7 @@ FinetuneResult finetune(const LlamaModel& model, LoraSet& lora, const std::vecto
   BatchSampler sampler(int64_t(data.size()), o.micro_batch, o.seed);
   State st;
   FinetuneResult res;
-  if (const std::string ck = checkpoint_dir(out); !ck.empty()) {
+  if (const std::string ck = find_checkpoint_dir(out); !ck.empty()) {
     const std::string state_path = ck + "/trainer_state.json";
     const Json j = parse_json_file(state_path);
     try {
@@ -168,7 +153,7 @@ FinetuneResult finetune(const LlamaModel& model, LoraSet& lora, const std::vecto
     }
     const double gnorm = o.max_grad_norm > 0 ? clip_grad_norm(params, o.max_grad_norm) : 0.0;
     if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
-      const std::string ck = checkpoint_dir(out);
+      const std::string ck = find_checkpoint_dir(out);
       fail("finetune: the loss diverged at step {} (loss {}, gradient norm {}); {}", st.step + 1, loss, gnorm,
            ck.empty() ? "no checkpoint was written yet" : "the last good checkpoint is kept in " + ck);
     }

@@ -143,6 +143,10 @@ void LlamaTrainer::layer_backward(int l, const float* x_in, int64_t n, const Tra
       std::fill(dxin, dxin + n * base_.linear(l, k).cols(), 0.0f);
     if (LoraAdapter* ad = lora_.find(l, k))
       ad->backward(in, n, dy, a.lora[int(k)], linear_key(key, l, k), dxin);
+    if (float* dw = weight_grad_ ? weight_grad_(l, k) : nullptr) {
+      const Linear& w = base_.linear(l, k);  // dŴ (rows, cols) += dyᵀ (rows, n) · in (n, cols)
+      ops::gemm_at(w.rows(), w.cols(), n, 1.0f, dy, w.rows(), in, w.cols(), 1.0f, dw, w.cols());
+    }
   };
   const bool interleaved = c.rope_style == RopeStyle::Interleaved;
 
@@ -172,7 +176,8 @@ void LlamaTrainer::layer_backward(int l, const float* x_in, int64_t n, const Tra
                       true);
 }
 
-LossSum LlamaTrainer::head(const float* x, const TrainBatch& b, float loss_scale, float* dx) const {
+LossSum LlamaTrainer::head(const float* x, const TrainBatch& b, float loss_scale, float* dx,
+                           Distill* distill) const {
   const ModelConfig& c = base_.config();
   const int d = c.n_embd, V = c.n_vocab;
   Linear head;
@@ -184,7 +189,7 @@ LossSum LlamaTrainer::head(const float* x, const TrainBatch& b, float loss_scale
   LossSum out;
   out.n_targets = int64_t(rows.size());
   const int64_t chunk = std::max<int64_t>(1, opt_.head_chunk);
-  std::vector<float> xr, xn, logits, dxn, dxr;
+  std::vector<float> xr, xn, logits, dxn, dxr, teacher;
   std::vector<int32_t> lab;
   for (size_t r0 = 0; r0 < rows.size(); r0 += size_t(chunk)) {
     const int64_t m = std::min<int64_t>(chunk, int64_t(rows.size() - r0));
@@ -198,11 +203,25 @@ LossSum LlamaTrainer::head(const float* x, const TrainBatch& b, float loss_scale
     ops::rms_norm(xr.data(), norm, m, d, c.norm_eps, xn.data());
     logits.resize(size_t(m * V));
     ops::linear(head, xn.data(), m, logits.data());  // (m, V)
-    if (!dx) {
+    if (distill) {  // the teacher's logits of the same rows, through the same norm and head
+      for (int64_t i = 0; i < m; ++i)
+        std::copy_n(distill->teacher_hidden + rows[r0 + size_t(i)] * d, d, xr.data() + i * d);
+      ops::rms_norm(xr.data(), norm, m, d, c.norm_eps, xn.data());
+      teacher.resize(size_t(m * V));
+      ops::linear(head, xn.data(), m, teacher.data());
+      for (int64_t i = 0; i < m; ++i) std::copy_n(x + rows[r0 + size_t(i)] * d, d, xr.data() + i * d);
+      const DadSums s = dad_loss_backward(logits.data(), teacher.data(), m, V, distill->gamma, loss_scale);
+      distill->sums.loss += s.loss;
+      distill->sums.ce += s.ce;
+      distill->sums.kl += s.kl;
+      distill->sums.weight += s.weight;
+      out.sum += s.loss;
+    } else if (!dx) {
       out.sum += cross_entropy(logits.data(), lab.data(), m, V);
       continue;
+    } else {
+      out.sum += cross_entropy_backward(logits.data(), lab.data(), m, V, loss_scale);
     }
-    out.sum += cross_entropy_backward(logits.data(), lab.data(), m, V, loss_scale);
     dxn.resize(size_t(m * d));
     ops::linear_backward(head, logits.data(), m, dxn.data(), false);  // (m, d) = dlogits · W_head
     dxr.resize(size_t(m * d));
@@ -220,10 +239,30 @@ LossSum LlamaTrainer::loss(const TrainBatch& b) const {
   const std::vector<int> pos = positions(b);
   Acts a;
   for (int l = 0; l < base_.config().n_layer; ++l) layer_forward(l, x.data(), n, b, pos, a, 0, true);
-  return head(x.data(), b, 0.0f, nullptr);
+  return head(x.data(), b, 0.0f, nullptr, nullptr);
+}
+
+void LlamaTrainer::hidden(const TrainBatch& b, float* out) const {
+  check(b);
+  const int64_t n = int64_t(b.tokens.size());
+  base_.embed(b.tokens, out);
+  const std::vector<int> pos = positions(b);
+  Acts a;
+  for (int l = 0; l < base_.config().n_layer; ++l) layer_forward(l, out, n, b, pos, a, 0, true);
 }
 
 LossSum LlamaTrainer::forward_backward(const TrainBatch& b, float loss_scale, uint64_t key) {
+  return run(b, loss_scale, key, nullptr);
+}
+
+LossSum LlamaTrainer::forward_backward(const TrainBatch& b, float loss_scale, uint64_t key,
+                                       Distill& distill) {
+  if (!distill.teacher_hidden) fail("distillation: no teacher states");
+  distill.sums = {};
+  return run(b, loss_scale, key, &distill);
+}
+
+LossSum LlamaTrainer::run(const TrainBatch& b, float loss_scale, uint64_t key, Distill* distill) {
   check(b);
   const int L = base_.config().n_layer;
   const int64_t n = int64_t(b.tokens.size()), d = base_.config().n_embd;
@@ -237,7 +276,7 @@ LossSum LlamaTrainer::forward_backward(const TrainBatch& b, float loss_scale, ui
     layer_forward(l, xs[size_t(l + 1)].data(), n, b, pos, kept[opt_.recompute ? 0 : size_t(l)], key, false);
   }
   std::vector<float> dx(size_t(n * d), 0.0f);  // d loss / d (layer output), rows without a target stay 0
-  const LossSum out = head(xs[size_t(L)].data(), b, loss_scale, dx.data());
+  const LossSum out = head(xs[size_t(L)].data(), b, loss_scale, dx.data(), distill);
   for (int l = L - 1; l >= 0; --l) {
     Acts& a = kept[opt_.recompute ? 0 : size_t(l)];
     if (opt_.recompute) {  // this layer's activations again, from its kept input

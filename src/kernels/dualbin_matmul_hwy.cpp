@@ -1,8 +1,7 @@
 // Highway SIMD bodies for kernels/dualbin_matmul.h, compiled once per target and dispatched at run time.
 //
-// A plane's N bits at a column that is a multiple of N are one lane mask (LoadMaskBits: LSB-first, the plane
-// layout). On AVX-512 that is a mask register loaded straight from the bytes, and select-then-add becomes
-// one masked add; on AVX2/SSE4 Highway builds the mask with a broadcast, AND and compare.
+// A plane's N bits at a column that is a multiple of N select N lanes (LSB-first, the plane layout, is
+// Highway's LoadMaskBits order).
 //
 // * Dequantization: out = (m1 ? α1 : 0) + (m2 ? α2 : 0), the reference dequantizer's two selects and one f32
 //   addition lane by lane, so the two agree bitwise (the scales are converted with the same scalar
@@ -10,7 +9,8 @@
 // * GEMV: per group, s1 += (m1 ? x : 0) and s2 += (m2 ? x : 0) over the group's vectors, then
 //   tot += α1·s1 + α2·s2 as two vector FMAs, and one lane reduction per row at the end: the weights are
 //   never expanded, and the group's two multiplies are the only ones. x is shared by every row and read in
-//   place (no permutation: the plane bits are already in column order).
+//   place (no permutation: the plane bits are already in column order). How the bits become lane selections
+//   differs per target (see Bits below; measurements in docs/dualbin.md).
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/dualbin_matmul_hwy.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep

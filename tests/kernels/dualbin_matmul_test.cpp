@@ -11,9 +11,8 @@
 // its terms scaled by |α|):
 // * masked-sum scalar twin: ≤ gs − 1 roundings summing x over the group, 1 for α·s, 1 for adding the two
 //   planes' products, ≤ G accumulating over the groups: k ≤ gs + G + 1 ≤ cols + 2 (gs·G = cols).
-// * SIMD GEMV: ≤ gs/N in a lane's add chain, ≤ 3 merging the A ≤ 4 accumulators, 1 per FMA into the row
-//   total, which every later group's two FMAs round again (≤ 2G), ≤ 4 in the 16-lane reduction:
-//   k ≤ gs + 2G + 7.
+// * SIMD GEMV: ≤ gs/N roundings in a lane's add chain (N ≥ 4 lanes), 1 in the FMA into the row total, which
+//   every later group's two FMAs round again (≤ 2G), ≤ 4 in the reduction of ≤ 16 lanes: k ≤ gs + 2G + 5.
 // * panel path (sgemm) and packed_matmul_scalar: Ŵ itself is fl(α1 + α2) (1 rounding: two fp16 values can be
 //   2⁴⁰ apart) and the dot product ≤ cols roundings in any order: k ≤ cols + 1.
 // So k = cols + 2G + 8 bounds all of them; M counts |α1| and |α2| apart, because where α1 ≈ −α2 Ŵ is small

@@ -1,8 +1,7 @@
 // Highway SIMD bodies for kernels/dualbin_matmul.h, compiled once per target and dispatched at run time.
 //
-// A plane's N bits at a column that is a multiple of N are one lane mask (LoadMaskBits: LSB-first, the plane
-// layout). On AVX-512 that is a mask register loaded straight from the bytes, and select-then-add becomes
-// one masked add; on AVX2/SSE4 Highway builds the mask with a broadcast, AND and compare.
+// A plane's N bits at a column that is a multiple of N select N lanes (LSB-first, the plane layout, is
+// Highway's LoadMaskBits order).
 //
 // * Dequantization: out = (m1 ? α1 : 0) + (m2 ? α2 : 0), the reference dequantizer's two selects and one f32
 //   addition lane by lane, so the two agree bitwise (the scales are converted with the same scalar
@@ -10,7 +9,8 @@
 // * GEMV: per group, s1 += (m1 ? x : 0) and s2 += (m2 ? x : 0) over the group's vectors, then
 //   tot += α1·s1 + α2·s2 as two vector FMAs, and one lane reduction per row at the end: the weights are
 //   never expanded, and the group's two multiplies are the only ones. x is shared by every row and read in
-//   place (no permutation: the plane bits are already in column order).
+//   place (no permutation: the plane bits are already in column order). How the bits become lane selections
+//   differs per target (see Bits below; measurements in docs/dualbin.md).
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/dualbin_matmul_hwy.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -23,18 +23,38 @@
 #include "core/dtype.h"
 #include "kernels/dualbin_matmul.h"
 
+// Once, not per target (this file is compiled once per target): lane masks of a byte's bits.
+#ifndef LOWBIT_KERNELS_DUALBIN_BYTE_LANES_
+#define LOWBIT_KERNELS_DUALBIN_BYTE_LANES_
+namespace lowbit {
+namespace {
+// m[b][i]: all ones where bit i of b is set, else 0; one 32-byte row per byte value (8 KiB, stays in L1).
+struct ByteLanes {
+  alignas(32) uint32_t m[256][8];
+};
+constexpr ByteLanes make_byte_lanes() {
+  ByteLanes t{};
+  for (int b = 0; b < 256; ++b)
+    for (int i = 0; i < 8; ++i) t.m[b][i] = (b >> i) & 1 ? 0xFFFFFFFFu : 0u;
+  return t;
+}
+constexpr ByteLanes kByteLanes = make_byte_lanes();
+}  // namespace
+}  // namespace lowbit
+#endif
+
 HWY_BEFORE_NAMESPACE();
 namespace lowbit {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// The mask of the N plane bits of columns [c, c + N) (c a multiple of N, N in 4..16): N/8 bytes, or one
-// nibble for N = 4. Read into a zeroed local first: LoadMaskBits may read up to 8 bytes, which could pass the
-// end of the plane.
+// The mask of the N plane bits of columns [c, c + N) (c a multiple of N, N ≤ 16): N/8 bytes, or the bits of
+// one byte for N < 8. Read into a zeroed local first: LoadMaskBits may read up to 8 bytes, which could pass
+// the end of the plane.
 template <class D>
 HWY_INLINE hn::Mask<D> PlaneMask(D d, const uint8_t* HWY_RESTRICT plane, int64_t c) {
   constexpr size_t N = hn::MaxLanes(D());
-  static_assert(N >= 4 && N <= 16, "a mask is at most two bytes of a plane");
+  static_assert(N <= 16, "a mask is at most two bytes of a plane");
   alignas(8) uint8_t bits[8] = {};
   if constexpr (N >= 8)
     std::memcpy(bits, plane + c / 8, N / 8);
@@ -90,17 +110,146 @@ HWY_INLINE void ScalesToF32(D d, const uint16_t* HWY_RESTRICT s16, int64_t n, fl
   for (; i < n; ++i) out[i] = f16_to_f32(s16[i]);
 }
 
-// y[t][r] for rows [r0, r1) and NT tokens:
+// How the 32 plane bits of a block of columns [c, c + 32) (c a multiple of 32) select the lanes of x to add,
+// per target: this selection is the masked sum's whole cost, as the weights are never expanded. Bits(d, p, c)
+// reads the block of plane row p, Sel(d, k) decodes the bits of vector k (columns c + k·N ...), and
+// AddTo(d, sel, acc, x) adds the selected lanes of x to acc. Measured on the benchmark's shapes (8192×2048,
+// one thread, Zen 4; see docs/dualbin.md):
+// * AVX-512 (N = 16): the word is broadcast once per block and a vptestmd against the lanes' bits makes
+//   each mask register; acc + (m ? x : 0) is one merge-masked vaddps with x as its memory operand, written
+//   IfThenElse(m, acc + x, acc) so the compiler emits exactly that. Loading the mask registers from the
+//   plane instead (kmovw, what LoadMaskBits compiles to) was 2× slower: the moves into mask registers,
+//   not the adds, set the pace.
+// * AVX2 (N = 8): a per-lane variable shift of the broadcast word puts bit k·8 + i in the sign bit of lane
+//   i, which selects x or 0 (IfNegativeThenElse; the compiler emits compare + AND). Faster with 4 tokens
+//   than the byte table below, as fast with one.
+// * Other targets (SSE4: no variable shift): each byte's lane mask from an 8 KiB table (kByteLanes), one
+//   aligned load, then AND; 1.8× faster than LoadMaskBits' emulation there.
+// Selected lanes add x, unselected ones add nothing (or 0): the same values, up to the sign of a zero sum.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+template <class D>
+struct Bits {
+  using DU = hn::RebindToUnsigned<D>;
+  hn::Vec<DU> word;  // the 32 bits in every lane
+  HWY_INLINE Bits(D, const uint8_t* HWY_RESTRICT plane, size_t c) {
+    uint32_t w;
+    std::memcpy(&w, plane + c / 8, 4);  // LSB-first bytes: bit j is column c + j (x86 is little-endian)
+    word = hn::Set(DU(), w);
+  }
+  HWY_INLINE hn::Mask<D> Sel(D d, size_t k) const {
+    const DU du;
+    return hn::RebindMask(
+        d, hn::TestBit(word, hn::Shl(hn::Set(du, 1u), hn::Iota(du, uint32_t(k * hn::MaxLanes(D()))))));
+  }
+};
+template <class D>
+HWY_INLINE hn::Vec<D> AddTo(D d, hn::Mask<D> m, hn::Vec<D> acc, const float* HWY_RESTRICT x) {
+  return hn::IfThenElse(m, hn::Add(acc, hn::LoadU(d, x)), acc);
+}
+#elif HWY_ARCH_X86 && HWY_TARGET == HWY_AVX2
+template <class D>
+struct Bits {
+  using DI = hn::RebindToSigned<D>;
+  hn::Vec<DI> word;  // the 32 bits in every lane
+  HWY_INLINE Bits(D, const uint8_t* HWY_RESTRICT plane, size_t c) {
+    int32_t w;
+    std::memcpy(&w, plane + c / 8, 4);  // LSB-first bytes: bit j is column c + j (x86 is little-endian)
+    word = hn::Set(DI(), w);
+  }
+  HWY_INLINE hn::Vec<DI> Sel(D, size_t k) const {
+    const DI di;
+    return hn::Shl(word, hn::Sub(hn::Set(di, int32_t(31 - k * hn::MaxLanes(D()))), hn::Iota(di, 0)));
+  }
+};
+template <class D>
+HWY_INLINE hn::Vec<D> AddTo(D d, hn::Vec<hn::RebindToSigned<D> > sel, hn::Vec<D> acc,
+                            const float* HWY_RESTRICT x) {
+  const hn::RebindToSigned<D> di;
+  return hn::Add(acc,
+                 hn::BitCast(d, hn::IfNegativeThenElse(sel, hn::BitCast(di, hn::LoadU(d, x)), hn::Zero(di))));
+}
+#else
+template <class D>
+struct Bits {
+  const uint8_t* p;
+  size_t c;
+  HWY_INLINE Bits(D, const uint8_t* HWY_RESTRICT plane, size_t col) : p(plane), c(col) {}
+  HWY_INLINE hn::Vec<hn::RebindToUnsigned<D> > Sel(D, size_t k) const {
+    const size_t col = c + k * hn::MaxLanes(D());  // N ≤ 8 lanes of one byte's row, 16-byte aligned
+    return hn::Load(hn::RebindToUnsigned<D>(), kByteLanes.m[p[col / 8]] + col % 8);
+  }
+};
+template <class D>
+HWY_INLINE hn::Vec<D> AddTo(D d, hn::Vec<hn::RebindToUnsigned<D> > m, hn::Vec<D> acc,
+                            const float* HWY_RESTRICT x) {
+  return hn::Add(acc, hn::And(hn::BitCast(d, m), hn::LoadU(d, x)));
+}
+#endif
+
+// Rows interleaved per step: with one or two tokens a row gives only 2·NT add chains (one per plane and
+// token), too few to hide the add latency; two rows give twice as many, at no extra work per group (more
+// accumulators per row would each need merging once per group).
+template <int NT>
+constexpr int kRows = NT <= 2 ? 2 : 1;
+
+// y[t][r] for rows [r, r + R) and NT tokens:
 //   y = Σ_g α1_g·(Σ_{c∈g, b1=1} x_c) + α2_g·(Σ_{c∈g, b2=1} x_c)
-// with A accumulators per plane and token (independent add chains, to hide the add latency when NT is
-// small), lane-wise sums FMA'd into tot by the group's scales and one lane reduction per row (the tolerance
-// of this order is derived in tests/kernels/dualbin_matmul_test.cpp).
-template <int NT, int A, class D>
-void GemvRows(D d, const DualBinWeight& w, const float* HWY_RESTRICT x, int64_t r0, int64_t r1,
-              float* HWY_RESTRICT y, float* HWY_RESTRICT sbuf) {
+// for groups of a multiple of 32 columns, in blocks of 32 (one 32-bit word of each plane). The lane-wise
+// sums are FMA'd into tot by the group's scales, and tot is reduced once per row (the tolerance of this order
+// is derived in tests/kernels/dualbin_matmul_test.cpp). sbuf: 2·R·n_groups floats.
+template <int NT, int R, class D>
+HWY_INLINE void GemvRows(D d, const DualBinWeight& w, const float* HWY_RESTRICT x, int64_t r,
+                         float* HWY_RESTRICT y, float* HWY_RESTRICT sbuf) {
+  constexpr size_t N = hn::MaxLanes(D());
+  const size_t cols = size_t(w.cols), gs = size_t(w.group_size), G = size_t(w.n_groups()),
+               rows = size_t(w.rows);
+  const uint8_t *p1[R], *p2[R];
+  for (int i = 0; i < R; ++i) {
+    p1[i] = w.plane1 + size_t(r + i) * w.row_bytes();
+    p2[i] = w.plane2 + size_t(r + i) * w.row_bytes();
+    ScalesToF32(d, w.scales + 2 * (r + i) * int64_t(G), 2 * int64_t(G), sbuf + 2 * G * size_t(i));
+  }
+  hn::Vec<D> tot[R][NT];
+  for (int i = 0; i < R; ++i)
+    for (int t = 0; t < NT; ++t) tot[i][t] = hn::Zero(d);
+  for (size_t g = 0; g < G; ++g) {
+    hn::Vec<D> s1[R][NT], s2[R][NT];
+    for (int i = 0; i < R; ++i)
+      for (int t = 0; t < NT; ++t) s1[i][t] = s2[i][t] = hn::Zero(d);
+    for (size_t c = g * gs; c < (g + 1) * gs; c += 32) {
+#pragma GCC unroll 2
+      for (int i = 0; i < R; ++i) {
+        const Bits<D> b1(d, p1[i], c), b2(d, p2[i], c);
+#pragma GCC unroll 8
+        for (size_t k = 0; k < 32 / N; ++k) {
+          const auto m1 = b1.Sel(d, k), m2 = b2.Sel(d, k);
+#pragma GCC unroll 4
+          for (int t = 0; t < NT; ++t) {
+            const float* xs = x + size_t(t) * cols + c + k * N;
+            s1[i][t] = AddTo(d, m1, s1[i][t], xs);
+            s2[i][t] = AddTo(d, m2, s2[i][t], xs);
+          }
+        }
+      }
+    }
+    for (int i = 0; i < R; ++i) {
+      const float* sc = sbuf + 2 * G * size_t(i) + 2 * g;
+      const auto a1 = hn::Set(d, sc[0]), a2 = hn::Set(d, sc[1]);
+      for (int t = 0; t < NT; ++t) tot[i][t] = hn::MulAdd(a2, s2[i][t], hn::MulAdd(a1, s1[i][t], tot[i][t]));
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int t = 0; t < NT; ++t)
+      y[size_t(t) * rows + size_t(r + i)] = hn::GetLane(hn::SumOfLanes(d, tot[i][t]));
+}
+
+// The same for any group (a multiple of 8 columns): one vector of N ≤ 8 lanes at a time, masks from
+// LoadMaskBits. Groups of 8, 16 or 24 columns are unusual; this path is for completeness, not speed.
+template <int NT, class D>
+void GemvRowsAnyGroup(D d, const DualBinWeight& w, const float* HWY_RESTRICT x, int64_t r0, int64_t r1,
+                      float* HWY_RESTRICT y, float* HWY_RESTRICT sbuf) {
   constexpr int64_t N = int64_t(hn::MaxLanes(D()));
   const int64_t cols = w.cols, gs = w.group_size, G = w.n_groups(), rows = w.rows;
-  const int64_t body = gs / (A * N) * (A * N);  // columns of a group in whole steps of A vectors
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* p1 = w.plane1 + size_t(r) * w.row_bytes();
     const uint8_t* p2 = w.plane2 + size_t(r) * w.row_bytes();
@@ -108,41 +257,33 @@ void GemvRows(D d, const DualBinWeight& w, const float* HWY_RESTRICT x, int64_t 
     hn::Vec<D> tot[NT];
     for (int t = 0; t < NT; ++t) tot[t] = hn::Zero(d);
     for (int64_t g = 0; g < G; ++g) {
-      const int64_t g0 = g * gs;
-      hn::Vec<D> s1[NT][A], s2[NT][A];
-      for (int t = 0; t < NT; ++t)
-        for (int a = 0; a < A; ++a) s1[t][a] = s2[t][a] = hn::Zero(d);
-      for (int64_t c = g0; c < g0 + body; c += A * N) {
-#pragma GCC unroll 4
-        for (int a = 0; a < A; ++a) {
-          const auto m1 = PlaneMask(d, p1, c + a * N), m2 = PlaneMask(d, p2, c + a * N);
-#pragma GCC unroll 4
-          for (int t = 0; t < NT; ++t) {
-            const auto xv = hn::LoadU(d, x + t * cols + c + a * N);
-            s1[t][a] = hn::Add(s1[t][a], hn::IfThenElseZero(m1, xv));
-            s2[t][a] = hn::Add(s2[t][a], hn::IfThenElseZero(m2, xv));
-          }
-        }
-      }
-      for (int64_t c = g0 + body; c < g0 + gs; c += N) {  // fewer than A vectors left
+      hn::Vec<D> s1[NT], s2[NT];
+      for (int t = 0; t < NT; ++t) s1[t] = s2[t] = hn::Zero(d);
+      for (int64_t c = g * gs; c < (g + 1) * gs; c += N) {
         const auto m1 = PlaneMask(d, p1, c), m2 = PlaneMask(d, p2, c);
         for (int t = 0; t < NT; ++t) {
           const auto xv = hn::LoadU(d, x + t * cols + c);
-          s1[t][0] = hn::Add(s1[t][0], hn::IfThenElseZero(m1, xv));
-          s2[t][0] = hn::Add(s2[t][0], hn::IfThenElseZero(m2, xv));
+          s1[t] = hn::Add(s1[t], hn::IfThenElseZero(m1, xv));
+          s2[t] = hn::Add(s2[t], hn::IfThenElseZero(m2, xv));
         }
       }
       const auto a1 = hn::Set(d, sbuf[2 * g]), a2 = hn::Set(d, sbuf[2 * g + 1]);
-      for (int t = 0; t < NT; ++t) {
-        for (int a = 1; a < A; ++a) {
-          s1[t][0] = hn::Add(s1[t][0], s1[t][a]);
-          s2[t][0] = hn::Add(s2[t][0], s2[t][a]);
-        }
-        tot[t] = hn::MulAdd(a2, s2[t][0], hn::MulAdd(a1, s1[t][0], tot[t]));
-      }
+      for (int t = 0; t < NT; ++t) tot[t] = hn::MulAdd(a2, s2[t], hn::MulAdd(a1, s1[t], tot[t]));
     }
     for (int t = 0; t < NT; ++t) y[t * rows + r] = hn::GetLane(hn::SumOfLanes(d, tot[t]));
   }
+}
+
+// Rows [r0, r1) for NT tokens: the 32-column block path, R rows at a time, where the group allows it, else
+// the any-group path.
+template <int NT, class D>
+void GemvChunk(D d, const DualBinWeight& w, const float* x, int64_t r0, int64_t r1, float* y, float* sbuf) {
+  if (w.group_size % 32 != 0) return GemvRowsAnyGroup<NT>(hn::CappedTag<float, 8>(), w, x, r0, r1, y, sbuf);
+  constexpr int R = kRows<NT>;
+  int64_t r = r0;
+  for (; r + R <= r1; r += R) GemvRows<NT, R>(d, w, x, r, y, sbuf);
+  if constexpr (R > 1)
+    for (; r < r1; ++r) GemvRows<NT, 1>(d, w, x, r, y, sbuf);
 }
 
 template <class D>
@@ -152,22 +293,22 @@ void GemvD(D d, const DualBinWeight& w, const float* x, int64_t n, float* y) {
   const int64_t chunks = (w.rows + 7) / 8;
 #pragma omp parallel if (w.rows * w.cols >= (int64_t(1) << 16))
   {
-    std::vector<float> sbuf(static_cast<size_t>(2 * G));
+    std::vector<float> sbuf(static_cast<size_t>(2 * kRows<1> * G));  // 2 scales per group of each row
 #pragma omp for schedule(static)
     for (int64_t ch = 0; ch < chunks; ++ch) {
       const int64_t r0 = ch * 8, r1 = std::min(w.rows, r0 + 8);
       switch (n) {
         case 1:
-          GemvRows<1, 4>(d, w, x, r0, r1, y, sbuf.data());
+          GemvChunk<1>(d, w, x, r0, r1, y, sbuf.data());
           break;
         case 2:
-          GemvRows<2, 2>(d, w, x, r0, r1, y, sbuf.data());
+          GemvChunk<2>(d, w, x, r0, r1, y, sbuf.data());
           break;
         case 3:
-          GemvRows<3, 1>(d, w, x, r0, r1, y, sbuf.data());
+          GemvChunk<3>(d, w, x, r0, r1, y, sbuf.data());
           break;
         default:
-          GemvRows<4, 1>(d, w, x, r0, r1, y, sbuf.data());
+          GemvChunk<4>(d, w, x, r0, r1, y, sbuf.data());
           break;
       }
     }
@@ -175,9 +316,7 @@ void GemvD(D d, const DualBinWeight& w, const float* x, int64_t n, float* y) {
 }
 
 void Gemv(const DualBinWeight& w, const float* x, int64_t n, float* y) {
-  const hn::CappedTag<float, 16> d16;
-  if (w.group_size % int64_t(hn::Lanes(d16)) == 0) return GemvD(d16, w, x, n, y);
-  return GemvD(hn::CappedTag<float, 8>(), w, x, n, y);
+  GemvD(hn::CappedTag<float, 16>(), w, x, n, y);
 }
 
 }  // namespace HWY_NAMESPACE

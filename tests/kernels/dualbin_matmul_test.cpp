@@ -1,8 +1,9 @@
 // Dual-binarization kernels: SIMD (every Highway target this CPU supports) vs the reference dequantizer
 // (bitwise) and vs a double-precision product (with a derived tolerance), for the GEMV (n = 1..4), the panel
 // path (n > 4), the masked-sum scalar twin and the generic dot-product oracle; groups of 8 to 128, group
-// sizes that are and are not multiples of 16 (the vector width picked), odd row counts, and a shape large
-// enough for the OpenMP paths.
+// sizes that are and are not multiples of 16 (the dequantizer's vector width) and of 32 (the GEMV's block of
+// columns, else its any-group path), odd row counts (the GEMV's two-row steps), and a shape large enough for
+// the OpenMP paths.
 //
 // Tolerances. y = Σ_c Ŵ_c·x_c with Ŵ_c = b1_c·α1 + b2_c·α2 exactly (the double reference), i.e. the sum of
 // the terms α1·x_c (b1_c = 1) and α2·x_c (b2_c = 1) of the row. Each path rounds each term a bounded number
@@ -11,9 +12,8 @@
 // its terms scaled by |α|):
 // * masked-sum scalar twin: ≤ gs − 1 roundings summing x over the group, 1 for α·s, 1 for adding the two
 //   planes' products, ≤ G accumulating over the groups: k ≤ gs + G + 1 ≤ cols + 2 (gs·G = cols).
-// * SIMD GEMV: ≤ gs/N in a lane's add chain, ≤ 3 merging the A ≤ 4 accumulators, 1 per FMA into the row
-//   total, which every later group's two FMAs round again (≤ 2G), ≤ 4 in the 16-lane reduction:
-//   k ≤ gs + 2G + 7.
+// * SIMD GEMV: ≤ gs/N roundings in a lane's add chain (N ≥ 4 lanes), 1 in the FMA into the row total, which
+//   every later group's two FMAs round again (≤ 2G), ≤ 4 in the reduction of ≤ 16 lanes: k ≤ gs + 2G + 5.
 // * panel path (sgemm) and packed_matmul_scalar: Ŵ itself is fl(α1 + α2) (1 rounding: two fp16 values can be
 //   2⁴⁰ apart) and the dot product ≤ cols roundings in any order: k ≤ cols + 1.
 // So k = cols + 2G + 8 bounds all of them; M counts |α1| and |α2| apart, because where α1 ≈ −α2 Ŵ is small
@@ -44,9 +44,8 @@ double gamma(int64_t k) {
 struct Case {
   int64_t rows, cols, gs;
 };
-// cols = 128·k with groups of 64 and 128; groups of 8, 24 (not a multiple of 16: 8-lane vectors) and 32
-// (a 16-lane vector count not a multiple of the GEMV's 4 accumulators); odd row counts; 129·512 weights is
-// past the size where the kernels go multithreaded.
+// cols = 128·k with groups of 64 and 128; groups of 8 and 24 (neither a multiple of 16 nor of 32) and 32
+// (one GEMV block); odd row counts; 129·512 weights is past the size where the kernels go multithreaded.
 const Case kCases[] = {{1, 128, 128}, {3, 256, 64}, {17, 384, 128}, {40, 1024, 128},
                        {7, 64, 8},    {5, 120, 24}, {9, 96, 32},    {129, 512, 64}};
 

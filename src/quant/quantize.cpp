@@ -199,16 +199,6 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
   QuantReport rep;
   rep.config = cfg;
   const int L = model.config().n_layer;
-  Activations acts;
-  if (method.needs_calibration) {
-    const CalibSet calib = load_calibration(tok, cfg.calib_file, cfg.nsamples, cfg.seqlen, cfg.seed);
-    rep.calib_sha256 = calib.sha256;
-    rep.calib_stream_tokens = calib.stream_tokens;
-    const int T = method.calib_tokens ? method.calib_tokens(cfg) : cfg.seqlen;
-    // Leaves none of the embedding table resident: it is not read again here (a tied head is not run).
-    acts = embed_windows(model, calib, T, parse_act_storage(cfg.calib_acts), cfg.spill_dir);
-  }
-
   if (method.quantize_model) {  // a trained method: the whole model at once
     method.quantize_model(model, tok, cfg, rep);
     for (int l = 0; l < L; ++l)
@@ -219,6 +209,15 @@ QuantReport quantize_model(LlamaModel& model, const Tokenizer& tok, const QuantC
                q.packed ? "in format " + q.packed->format().name : "unquantized");
       }
     return finish_report(rep, timer);
+  }
+  Activations acts;
+  if (method.needs_calibration) {
+    const CalibSet calib = load_calibration(tok, cfg.calib_file, cfg.nsamples, cfg.seqlen, cfg.seed);
+    rep.calib_sha256 = calib.sha256;
+    rep.calib_stream_tokens = calib.stream_tokens;
+    const int T = method.calib_tokens ? method.calib_tokens(cfg) : cfg.seqlen;
+    // Leaves none of the embedding table resident: it is not read again here (a tied head is not run).
+    acts = embed_windows(model, calib, T, parse_act_storage(cfg.calib_acts), cfg.spill_dir);
   }
 
   // Finished layers are moved here, so quantized layers do not pile up in RAM while the next are computed
@@ -270,6 +269,8 @@ Json quantization_config_json(const QuantConfig& q, const QuantReport& rep, cons
     qc["calibration"] = {{"file", q.calib_file},   {"sha256", rep.calib_sha256},
                          {"nsamples", q.nsamples}, {"seqlen", q.seqlen},
                          {"seed", q.seed},         {"activations", q.calib_acts}};
+  else if (!rep.calib_sha256.empty())  // a trained method that chose to read the calibration text
+    qc["calibration"] = {{"file", q.calib_file}, {"sha256", rep.calib_sha256}, {"seed", q.seed}};
   return qc;
 }
 

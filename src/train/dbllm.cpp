@@ -13,6 +13,7 @@
 #include "io/safetensors.h"
 #include "model/llama.h"
 #include "model/sampler.h"
+#include "quant/calib.h"
 #include "quant/quantize.h"
 #include "train/checkpoint_dir.h"
 #include "train/data.h"
@@ -72,8 +73,9 @@ std::function<void(int64_t)>& step_hook() {
 struct DbOptions {
   int64_t steps = 0;
   int batch = 0, seq_len = 0, samples = 0;
-  double lr = 0, gamma = 0;
+  double lr = 0, lr_scales = 0, gamma = 0;
   int64_t save_every = 0;
+  std::string data;  // "generated" or "calib"
 };
 
 DbOptions db_options(const QuantConfig& cfg) {
@@ -82,9 +84,11 @@ DbOptions db_options(const QuantConfig& cfg) {
   o.batch = cfg.opt<int>("train_batch");
   o.seq_len = cfg.opt<int>("train_seq_len");
   o.lr = cfg.opt<double>("train_lr");
+  o.lr_scales = cfg.opt<double>("train_lr_scales");
   o.gamma = cfg.opt<double>("dad_gamma");
-  o.samples = cfg.opt<int>("gen_samples");
+  o.samples = cfg.opt<int>("train_samples");
   o.save_every = cfg.opt<int64_t>("train_save_every");
+  o.data = cfg.opt<std::string>("train_data");
   return o;
 }
 
@@ -96,8 +100,20 @@ Json options_json(const QuantConfig& cfg, const DbOptions& o) {
 }
 
 // The generated sequences, cached in the work directory (generation is the slow part of a resume).
-std::vector<std::vector<int32_t>> training_data(const LlamaModel& model, const QuantConfig& cfg,
-                                                const DbOptions& o) {
+std::vector<std::vector<int32_t>> training_data(const LlamaModel& model, const Tokenizer& tok,
+                                                const QuantConfig& cfg, const DbOptions& o,
+                                                QuantReport& rep) {
+  if (o.data == "calib") {  // windows of the calibration text instead (what GPTQ and AWQ calibrate on)
+    if (cfg.calib_file.empty()) fail("db-llm --train-data calib needs a calibration text (--calib FILE)");
+    const CalibSet c = load_calibration(tok, cfg.calib_file, o.samples, o.seq_len, cfg.seed);
+    rep.calib_sha256 = c.sha256;
+    rep.calib_stream_tokens = c.stream_tokens;
+    std::vector<std::vector<int32_t>> data(static_cast<size_t>(o.samples));
+    for (int i = 0; i < o.samples; ++i)
+      data[size_t(i)].assign(c.tokens.begin() + int64_t(i) * o.seq_len,
+                             c.tokens.begin() + int64_t(i + 1) * o.seq_len);
+    return data;
+  }
   const std::string path = cfg.work_dir.empty() ? "" : cfg.work_dir + "/data.safetensors";
   const std::map<std::string, std::string> meta = {{"samples", std::to_string(o.samples)},
                                                    {"seq_len", std::to_string(o.seq_len)},
@@ -147,20 +163,26 @@ void add_sequence(TrainBatch& b, const std::vector<int32_t>& seq) {
 struct Student {
   std::vector<FdbLinear> fdb;               // (L·7), layer-major in kAllLinears order
   std::vector<std::vector<float>> d_w_hat;  // ∂L/∂Ŵ per linear
-  std::vector<ParamRef> params;
+  std::vector<ParamRef> params;             // all, for clipping and checkpoints
+  std::vector<ParamRef> latents, scales;    // the two optimiser groups
 
   FdbLinear& at(int l, LinearKind k) { return fdb[size_t(l) * kLinears + size_t(k)]; }
 };
 
-// The student's current Ŵ into the model's linears.
-void install_fake_weights(LlamaModel& model, Student& s) {
+// The student's current Ŵ as dense f32 linears, layer-major in kAllLinears order.
+std::vector<Linear> fake_linears(Student& s) {
+  std::vector<Linear> out;
+  for (FdbLinear& f : s.fdb) {
+    std::vector<float> w(size_t(f.rows() * f.cols()));
+    f.weight(w.data());
+    out.push_back(owned_f32_linear(std::move(w), f.rows(), f.cols()));
+  }
+  return out;
+}
+
+void set_linears(LlamaModel& model, const std::vector<Linear>& lin) {
   for (int l = 0; l < model.config().n_layer; ++l)
-    for (LinearKind k : kAllLinears) {
-      FdbLinear& f = s.at(l, k);
-      std::vector<float> w(size_t(f.rows() * f.cols()));
-      f.weight(w.data());
-      model.set_linear(l, k, owned_f32_linear(std::move(w), f.rows(), f.cols()));
-    }
+    for (LinearKind k : kAllLinears) model.set_linear(l, k, lin[size_t(l) * kLinears + size_t(k)]);
 }
 
 std::map<std::string, TensorView> param_tensors(const std::vector<ParamRef>& params) {
@@ -170,7 +192,7 @@ std::map<std::string, TensorView> param_tensors(const std::vector<ParamRef>& par
   return t;
 }
 
-void db_llm_quantize(LlamaModel& model, const Tokenizer&, const QuantConfig& cfg, QuantReport& rep) {
+void db_llm_quantize(LlamaModel& model, const Tokenizer& tok, const QuantConfig& cfg, QuantReport& rep) {
   const DbOptions o = db_options(cfg);
   const ModelConfig& mc = model.config();
   const int L = mc.n_layer, d = mc.n_embd;
@@ -178,21 +200,11 @@ void db_llm_quantize(LlamaModel& model, const Tokenizer&, const QuantConfig& cfg
   if (!cfg.work_dir.empty()) fs::create_directories(cfg.work_dir);
   const Json options = options_json(cfg, o);
 
-  // 1. Data and the teacher's final states, from the full-precision model.
-  const std::vector<std::vector<int32_t>> data = training_data(model, cfg, o);
-  std::vector<float> teacher(size_t(o.samples) * size_t(o.seq_len) * size_t(d));
-  {
-    LoraSet none = no_adapters(model);
-    LlamaTrainer t(model, none, TrainerOptions{true});
-    Progress bar("db-llm: teacher states", uint64_t(o.samples), "seq", cfg.quiet);
-    for (int i = 0; i < o.samples; ++i) {
-      TrainBatch b;
-      add_sequence(b, data[size_t(i)]);
-      t.hidden(b, teacher.data() + size_t(i) * size_t(o.seq_len) * size_t(d));
-      bar.add(1);
-    }
-    bar.finish();
-  }
+  // 1. Data, and the full-precision linears (the teacher's; only block linears differ from the student).
+  const std::vector<std::vector<int32_t>> data = training_data(model, tok, cfg, o, rep);
+  std::vector<Linear> fp_linears;
+  for (int l = 0; l < L; ++l)
+    for (LinearKind k : kAllLinears) fp_linears.push_back(model.linear(l, k));
 
   // 2. The student, initialised from RTN w2 (FDB's initial state).
   Student s;
@@ -207,14 +219,18 @@ void db_llm_quantize(LlamaModel& model, const Tokenizer&, const QuantConfig& cfg
     for (LinearKind k : kAllLinears) {
       FdbLinear& f = s.at(l, k);
       const std::string name = linear_tensor_name(l, k);
-      s.params.push_back({name + ".latent", f.latent.data(), f.d_latent.data(), int64_t(f.latent.size())});
-      s.params.push_back({name + ".alpha1", f.alpha1.data(), f.d_alpha1.data(), int64_t(f.alpha1.size())});
-      s.params.push_back({name + ".alpha2", f.alpha2.data(), f.d_alpha2.data(), int64_t(f.alpha2.size())});
+      s.latents.push_back({name + ".latent", f.latent.data(), f.d_latent.data(), int64_t(f.latent.size())});
+      s.scales.push_back({name + ".alpha1", f.alpha1.data(), f.d_alpha1.data(), int64_t(f.alpha1.size())});
+      s.scales.push_back({name + ".alpha2", f.alpha2.data(), f.d_alpha2.data(), int64_t(f.alpha2.size())});
       s.d_w_hat.emplace_back(size_t(f.rows() * f.cols()));
     }
 
+  s.params = s.latents;
+  s.params.insert(s.params.end(), s.scales.begin(), s.scales.end());
+
   // 3. Resume.
-  AdamW adam(AdamWConfig{o.lr, 0.9, 0.999, 1e-8, 0.0});
+  AdamW adam(AdamWConfig{o.lr, 0.9, 0.999, 1e-8, 0.0}),
+      adam_scales(AdamWConfig{o.lr_scales, 0.9, 0.999, 1e-8, 0.0});
   BatchSampler sampler(o.samples, o.batch, cfg.seed);
   int64_t step = 0;
   std::vector<double> losses;
@@ -241,14 +257,16 @@ void db_llm_quantize(LlamaModel& model, const Tokenizer&, const QuantConfig& cfg
         fail("{}/params.safetensors: missing or malformed {}", ck, p.name);
       std::copy_n(it->second.as<float>(), p.size, p.value);
     }
-    adam.load(ck + "/optimizer.safetensors", s.params);
+    adam.load(ck + "/optimizer.safetensors", s.latents);
+    adam_scales.load(ck + "/optimizer_scales.safetensors", s.scales);
     if (step > 0)
       for (FdbLinear& f : s.fdb) f.refresh();
     if (!cfg.quiet) fmt::print(stderr, "db-llm: resuming from {} at step {}\n", ck, step);
   }
 
   // 4. Quantization-aware distillation.
-  install_fake_weights(model, s);
+  std::vector<Linear> fake = fake_linears(s);
+  set_linears(model, fake);
   LoraSet none = no_adapters(model);
   LlamaTrainer trainer(model, none, TrainerOptions{false});
   trainer.set_weight_grads(
@@ -259,12 +277,13 @@ void db_llm_quantize(LlamaModel& model, const Tokenizer&, const QuantConfig& cfg
   std::vector<float> hid;
   while (step < o.steps) {
     TrainBatch b;
-    hid.clear();
-    for (int64_t i : sampler.next()) {
-      add_sequence(b, data[size_t(i)]);
-      const float* h = teacher.data() + size_t(i) * size_t(o.seq_len) * size_t(d);
-      hid.insert(hid.end(), h, h + size_t(o.seq_len) * size_t(d));
-    }
+    for (int64_t i : sampler.next()) add_sequence(b, data[size_t(i)]);
+    // The teacher's final states of this batch: the same model with its full-precision linears put back
+    // for one forward (computed per step, so memory holds one batch of them, not the data set's).
+    set_linears(model, fp_linears);
+    hid.resize(b.tokens.size() * size_t(d));
+    trainer.hidden(b, hid.data());
+    set_linears(model, fake);
     for (auto& g : s.d_w_hat) std::fill(g.begin(), g.end(), 0.0f);
     for (FdbLinear& f : s.fdb) {
       std::fill(f.d_latent.begin(), f.d_latent.end(), 0.0f);
@@ -288,9 +307,11 @@ void db_llm_quantize(LlamaModel& model, const Tokenizer&, const QuantConfig& cfg
     const double gnorm = clip_grad_norm(s.params, 1.0);
     if (!std::isfinite(loss) || !std::isfinite(gnorm))
       fail("db-llm: the loss diverged at step {} (loss {}, gradient norm {})", step + 1, loss, gnorm);
-    adam.step(s.params, o.lr * cosine_with_warmup(step, warmup, o.steps));
+    const double sched = cosine_with_warmup(step, warmup, o.steps);
+    adam.step(s.latents, o.lr * sched);  // lr 0 leaves the latent weights (and so the planes) where they are
+    adam_scales.step(s.scales, o.lr_scales * sched);
     for (FdbLinear& f : s.fdb) f.refresh();
-    install_fake_weights(model, s);
+    fake = fake_linears(s);
     ++step;
     losses.push_back(loss);
     bar.set_note(fmt::format("DAD {:.4f} KL {:.4f}", loss, dist.sums.kl / double(nt)));
@@ -299,6 +320,7 @@ void db_llm_quantize(LlamaModel& model, const Tokenizer&, const QuantConfig& cfg
       write_checkpoint_dir(cfg.work_dir, [&](const std::string& tmp) {
         write_safetensors(tmp + "/params.safetensors", param_tensors(s.params));
         adam.save(tmp + "/optimizer.safetensors");
+        adam_scales.save(tmp + "/optimizer_scales.safetensors");
         const Json j = {{"step", step},
                         {"losses", losses},
                         {"options", options},
@@ -358,15 +380,29 @@ const Method& db_llm_method() {
     m.min_bits = m.max_bits = 2;
     m.format = "dualbin";
     m.options = {
-        int_option("train_steps", 200, 0, 1e7,
+        int_option("train_steps", 400, 0, 1e7,
                    "optimiser steps of the distillation (0: the RTN initial state)"),
         int_option("train_batch", 8, 1, 4096, "generated sequences per step"),
-        int_option("train_seq_len", 512, 2, 1 << 20, "tokens per generated sequence"),
-        number_option("train_lr", 1e-4, 0, true, "AdamW peak learning rate (cosine decay, 3% warmup)"),
+        int_option("train_seq_len", 256, 2, 1 << 20, "tokens per generated sequence"),
+        number_option("train_lr", 2e-4, 0, false,
+                      "AdamW peak learning rate of the latent weights (cosine decay, 3% warmup; 0: frozen)"),
+        number_option("train_lr_scales", 2e-5, 0, false, "AdamW peak learning rate of the scales α1, α2"),
         number_option("dad_gamma", 1.0, 0, false,
                       "DAD's entropy exponent: (H_T·H_S)^γ (0: plain distillation)"),
-        int_option("gen_samples", 64, 1, 1 << 20, "sequences generated by the full-precision model"),
+        int_option("train_samples", 3200, 1, 1 << 20,
+                   "training sequences: generated by the full-precision model, or windows of --calib"),
         int_option("train_save_every", 25, 1, 1e7, "checkpoint the training state every this many steps"),
+        [] {
+          MethodOption o;
+          o.name = "train_data";
+          o.type = OptionType::String;
+          o.def = "calib";
+          o.choices = {"generated", "calib"};
+          o.help =
+              "distillation text: generated by the full-precision model (data-free, the paper's), or windows "
+              "of --calib";
+          return o;
+        }(),
     };
     m.quantize_model = db_llm_quantize;
     return m;

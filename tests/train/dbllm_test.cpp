@@ -11,6 +11,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/mmap.h"
 #include "formats/affine.h"
 #include "formats/dualbin.h"
 #include "kernels/ops.h"
@@ -195,8 +196,9 @@ QuantConfig db_config(int64_t steps, const std::string& work_dir) {
   c.group = 32;
   c.quiet = true;
   c.work_dir = work_dir;
-  c.options = {{"train_steps", steps}, {"train_batch", 2}, {"train_seq_len", 12},
-               {"gen_samples", 4},     {"train_lr", 1e-3}, {"train_save_every", 1}};
+  c.options = {{"train_steps", steps},     {"train_batch", 2}, {"train_seq_len", 12},
+               {"train_samples", 4},       {"train_lr", 1e-3}, {"train_save_every", 1},
+               {"train_data", "generated"}};
   return c;
 }
 
@@ -250,6 +252,26 @@ TEST(DbLlm, KilledRunResumesToTheSameWeights) {
   auto other = test::make_synth_model(small_spec());
   QuantConfig c = db_config(6, dir + "/b");
   EXPECT_THROW(quantize_model(*other, tok, c), Error);
+}
+
+TEST(DbLlm, CalibrationTextWindowsAreRecordedAndRequired) {
+  test::ByteTokenizer tok{48};
+  const std::string dir = test::temp_dir("dbllm_calib");
+  std::string text;
+  for (int i = 0; i < 400; ++i)
+    text += "the quick brown fox jumps over the lazy dog " + std::to_string(i) + "\n";
+  const std::string path = dir + "/calib.txt";
+  write_file_atomic(path, text);
+  QuantConfig c = db_config(2, "");
+  c.options["train_data"] = "calib";
+  auto m = test::make_synth_model(small_spec());
+  EXPECT_THROW(quantize_model(*m, tok, c), Error);  // no --calib given
+  c.calib_file = path;
+  auto m2 = test::make_synth_model(small_spec());
+  const QuantReport rep = quantize_model(*m2, tok, c);
+  EXPECT_EQ(rep.calib_sha256.size(), 64u);
+  const Json qc = quantization_config_json(c, rep, "synthetic");
+  EXPECT_EQ(qc["calibration"]["sha256"], rep.calib_sha256);
 }
 
 TEST(DbLlm, SelfGeneratedDataIsDeterministicAndStartsGreedy) {

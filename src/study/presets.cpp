@@ -67,20 +67,21 @@ method = "qlora"
 tasks = ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "mmlu"]
 )";
 
-// The LLaMA3 low-bit study's post-training rows that lowbit implements (Huang et al. 2024, Table 1: RTN, GPTQ
-// and AWQ at 4/3/2 bits with group 128 and 8/4/3/2 bits per channel), full evaluations; then the rows of its
-// LoRA-FT table (Table 2: NormalFloat, QLoRA, IR-QLoRA, beside FP16) with MMLU, which only those rows and
-// FP16 measure (a row's `tasks`). The Table 2 rows come last and FP16 gains its MMLU cell through its own
-// task list, so the keys of the Table 1 cells stay as they were and results/testbed-25m-paper.sqlite keeps
-// them (a test checks this). One [[rows]] block per method and group. Method lists (method = ["rtn", "gptq",
-// "awq"]) would give the same 21 quantized rows from one block for group 128 and one per channel, but a block
-// expands method first (study/spec.cpp), so the rows would come in group order: every g128 row, then every
-// per-channel one. The report lays rows out in plan order, and the paper's Table 1
-// (shared/paper/llama3-8b-ptq.csv, results/testbed-25m-paper-report) goes by method, each method's g128 rows
-// then its per-channel ones; no list structure gives that order. Plan order also decides which rows each
+// The LLaMA3 low-bit study's Table 1 rows that lowbit implements (Huang et al. 2024, Table 1: RTN, GPTQ
+// and AWQ at 4/3/2 bits with group 128 and 8/4/3/2 bits per channel, DB-LLM at W2 g128), full evaluations;
+// then the rows of its LoRA-FT table (Table 2: NormalFloat, QLoRA, IR-QLoRA, beside FP16) with MMLU, which
+// only those rows and FP16 measure (a row's `tasks`). The Table 2 rows come last and FP16 gains its MMLU cell
+// through its own task list, so the keys of the Table 1 cells stay as they were and
+// results/testbed-25m-paper.sqlite keeps them (a test checks this). One [[rows]] block per method and group.
+// Method lists (method = ["rtn", "gptq", "awq"]) would give the same 21 quantized rows from one block for
+// group 128 and one per channel, but a block expands method first (study/spec.cpp), so the rows would come in
+// group order: every g128 row, then every per-channel one. The report lays rows out in plan order, and the
+// paper's Table 1 (shared/paper/llama3-8b-ptq.csv, results/testbed-25m-paper-report) goes by method, each
+// method's g128 rows then its per-channel ones; no list structure gives that order. Plan order also decides
+// which rows each
 // --shard runs (plan position mod n).
 const char* kPaper =
-    R"(# lowbit study preset "paper": the study's RTN/GPTQ/AWQ rows and its LoRA-FT rows, full evaluations.
+    R"(# lowbit study preset "paper": the study's RTN/GPTQ/AWQ/DB-LLM rows and its LoRA-FT rows, full evaluations.
 name = "paper"
 models = ["testbed-25m"]
 
@@ -153,6 +154,14 @@ group = 128
 method = "awq"
 wbits = [8, 4, 3, 2]
 group = -1
+
+# Table 1's DB-LLM row (W2 g128): trained, not post-training. Quantization-aware distillation from the fp16
+# model (docs/db-llm.md): 400 steps of 8 windows of 256 tokens of the calibration text, about 25 minutes on 2
+# idle cores for testbed-25m.
+[[rows]]
+method = "db-llm"
+wbits = 2
+group = 128
 
 # Table 2: NormalFloat (NF4 without fine-tuning), QLoRA and IR-QLoRA, each with MMLU (14042 questions, 5-shot).
 [[rows]]

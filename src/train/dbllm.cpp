@@ -14,6 +14,7 @@
 #include "model/llama.h"
 #include "model/sampler.h"
 #include "quant/calib.h"
+#include "quant/methods/rtn.h"
 #include "quant/quantize.h"
 #include "train/checkpoint_dir.h"
 #include "train/data.h"
@@ -197,6 +198,20 @@ void db_llm_quantize(LlamaModel& model, const Tokenizer& tok, const QuantConfig&
   const ModelConfig& mc = model.config();
   const int L = mc.n_layer, d = mc.n_embd;
   if (cfg.group == kPerChannel) fail("db-llm needs a group size (the paper's is 128), not per channel");
+  if (o.steps == 0) {  // FDB's initial state, RTN w2 exactly, straight from each weight: no training memory
+    QuantSpec spec;
+    spec.bits = 2;
+    for (int l = 0; l < L; ++l)
+      for (LinearKind k : kAllLinears) {
+        const Linear& lin = model.linear(l, k);
+        const std::vector<float> w = linear_to_f32(lin);
+        const auto q = dualbin_from_affine(
+            *quantize_rtn(w.data(), lin.rows(), lin.cols(), spec, Granularity::Group, cfg.group));
+        rep.linears.push_back(linear_report(l, k, w, *q));
+        install_linear(model, l, k, q);
+      }
+    return;
+  }
   if (!cfg.work_dir.empty()) fs::create_directories(cfg.work_dir);
   const Json options = options_json(cfg, o);
 

@@ -42,15 +42,16 @@ TEST(StudySpec, PresetsParseAndExpand) {
   EXPECT_EQ(q.row_tasks(q.rows[7]).back(), "mmlu");
   EXPECT_EQ(q.row_tasks(q.rows[1]).size(), 5u);  // MMLU on fp16 and qlora only
   const StudySpec p = load_study("paper");
-  // fp16 + 3 methods x (3 group-128 + 4 per-channel), then Table 2's nf4, qlora, ir-qlora
-  ASSERT_EQ(p.rows.size(), 25u);
+  // fp16 + 3 methods x (3 group-128 + 4 per-channel), DB-LLM, then Table 2's nf4, qlora, ir-qlora
+  ASSERT_EQ(p.rows.size(), 26u);
   EXPECT_EQ(p.rows[4].label(), "rtn w8 a16 per-channel");
-  EXPECT_EQ(p.rows[22].label(), "nf4 w4 a16 g64");
-  EXPECT_EQ(p.rows[23].label(), "qlora w4 70 steps");
-  EXPECT_EQ(p.rows[24].finetune->method, "ir-qlora");
-  for (size_t i : {size_t(0), size_t(22), size_t(23), size_t(24)})
+  EXPECT_EQ(p.rows[22].label(), "db-llm w2 a16 g128");
+  EXPECT_EQ(p.rows[23].label(), "nf4 w4 a16 g64");
+  EXPECT_EQ(p.rows[24].label(), "qlora w4 70 steps");
+  EXPECT_EQ(p.rows[25].finetune->method, "ir-qlora");
+  for (size_t i : {size_t(0), size_t(23), size_t(24), size_t(25)})
     EXPECT_EQ(p.row_tasks(p.rows[i]).back(), "mmlu") << i;
-  for (size_t i = 1; i < 22; ++i) EXPECT_FALSE(p.rows[i].tasks.has_value()) << i;
+  for (size_t i = 1; i < 23; ++i) EXPECT_FALSE(p.rows[i].tasks.has_value()) << i;
   EXPECT_NO_THROW(check_study_inputs(p, test::paths()));
   EXPECT_EQ(p.calib_nsamples, 128);
   EXPECT_EQ(p.ppl_max_windows, 0);
@@ -230,7 +231,8 @@ TEST(StudySpec, BadFinetuneAndTaskKeysNameTheKey) {
       {std::string(kHead) + "[[rows]]\nmethod = \"qlora\"\ndouble_quant = false\n",
        "rows[0].double_quant: does not apply to a fine-tune row"},
       {std::string(kHead) + "[[rows]]\nmethod = \"qloar\"\n",
-       "rows[0].method: unknown method 'qloar' (known: fp16, rtn, gptq, awq, nf4, lora, qlora, ir-qlora)"},
+       "rows[0].method: unknown method 'qloar' (known: fp16, rtn, gptq, awq, nf4, db-llm, lora, qlora, "
+       "ir-qlora)"},
       {std::string(kHead) + "[[rows]]\nmethod = \"rtn\"\nwbits = 4\nsteps = 10\n",
        "rows[0].steps: applies to fine-tune rows only"},
       {std::string(kHead) + "[[rows]]\nmethod = \"rtn\"\nwbits = 4\ntasks = [\"mmlux\"]\n",

@@ -129,8 +129,9 @@ bool method_needs_calibration(const std::string& method) {
 void validate_quant_options(const QuantConfig& c) {
   const Method& m = method_or_fail(c.method);
   if (c.wbits < m.min_bits || c.wbits > m.max_bits)
-    fail("--wbits {} is not supported by {} (supported: {}..{} bits)", c.wbits, c.method, m.min_bits,
-         m.max_bits);
+    fail("--wbits {} is not supported by {} (supported: {} bits)", c.wbits, c.method,
+         m.min_bits == m.max_bits ? std::to_string(m.min_bits)
+                                  : fmt::format("{}..{}", m.min_bits, m.max_bits));
   if (c.group == 0 || c.group < kPerChannel)
     fail("--group {} is invalid (a positive group size, or {} for per-channel)", c.group, kPerChannel);
   if (m.fixed_group != 0 && c.group != m.fixed_group)

@@ -105,7 +105,6 @@ std::vector<std::vector<int32_t>> training_data(const LlamaModel& model, const T
                                                 const QuantConfig& cfg, const DbOptions& o,
                                                 QuantReport& rep) {
   if (o.data == "calib") {  // windows of the calibration text instead (what GPTQ and AWQ calibrate on)
-    if (cfg.calib_file.empty()) fail("db-llm --train-data calib needs a calibration text (--calib FILE)");
     const CalibSet c = load_calibration(tok, cfg.calib_file, o.samples, o.seq_len, cfg.seed);
     rep.calib_sha256 = c.sha256;
     rep.calib_stream_tokens = c.stream_tokens;
@@ -198,6 +197,8 @@ void db_llm_quantize(LlamaModel& model, const Tokenizer& tok, const QuantConfig&
   const ModelConfig& mc = model.config();
   const int L = mc.n_layer, d = mc.n_embd;
   if (cfg.group == kPerChannel) fail("db-llm needs a group size (the paper's is 128), not per channel");
+  if (o.steps > 0 && o.data == "calib" && cfg.calib_file.empty())
+    fail("db-llm trains on a calibration text by default: give --calib FILE, or --train-data generated");
   if (o.steps == 0) {  // FDB's initial state, RTN w2 exactly, straight from each weight: no training memory
     QuantSpec spec;
     spec.bits = 2;
@@ -323,7 +324,7 @@ void db_llm_quantize(LlamaModel& model, const Tokenizer& tok, const QuantConfig&
     if (!std::isfinite(loss) || !std::isfinite(gnorm))
       fail("db-llm: the loss diverged at step {} (loss {}, gradient norm {})", step + 1, loss, gnorm);
     const double sched = cosine_with_warmup(step, warmup, o.steps);
-    adam.step(s.latents, o.lr * sched);  // lr 0 leaves the latent weights (and so the planes) where they are
+    adam.step(s.latents, o.lr * sched);  // lr 0 leaves the latent weights where they are
     adam_scales.step(s.scales, o.lr_scales * sched);
     for (FdbLinear& f : s.fdb) f.refresh();
     fake = fake_linears(s);
@@ -390,15 +391,15 @@ const Method& db_llm_method() {
     m.name = "db-llm";
     m.label = "DB-LLM";
     m.summary =
-        "DB-LLM (Chen et al. 2024): flexible dual binarization trained by deviation-aware distillation on "
-        "self-generated text";
+        "DB-LLM (Chen et al. 2024): flexible dual binarization trained by deviation-aware distillation from "
+        "the full-precision model (on --calib text by default, or self-generated)";
     m.min_bits = m.max_bits = 2;
     m.format = "dualbin";
     m.options = {
         int_option("train_steps", 400, 0, 1e7,
                    "optimiser steps of the distillation (0: the RTN initial state)"),
-        int_option("train_batch", 8, 1, 4096, "generated sequences per step"),
-        int_option("train_seq_len", 256, 2, 1 << 20, "tokens per generated sequence"),
+        int_option("train_batch", 8, 1, 4096, "training sequences per step"),
+        int_option("train_seq_len", 256, 2, 1 << 20, "tokens per training sequence"),
         number_option("train_lr", 2e-4, 0, false,
                       "AdamW peak learning rate of the latent weights (cosine decay, 3% warmup; 0: frozen)"),
         number_option("train_lr_scales", 2e-5, 0, false, "AdamW peak learning rate of the scales α1, α2"),

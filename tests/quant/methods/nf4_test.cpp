@@ -288,7 +288,7 @@ TEST(Nf4Method, RegistryEntryAndItsFixedBlock) {
       "--group 128: nf4 quantizes fixed blocks of 64 consecutive weights (leave --group out, or pass 64)");
   c.group = 64;
   c.wbits = 3;
-  EXPECT_EQ(error(c), "--wbits 3 is not supported by nf4 (supported: 4..4 bits)");
+  EXPECT_EQ(error(c), "--wbits 3 is not supported by nf4 (supported: 4 bits)");
   c.wbits = 4;
   c.options["icq_n"] = 0;
   EXPECT_EQ(error(c),

@@ -79,28 +79,24 @@ void FdbLinear::backward(const float* d_w_hat) {
       16, true);
 }
 
-void FdbLinear::derive_planes(const float* a1, const float* a2, uint8_t* p1, uint8_t* p2) const {
+void FdbLinear::refresh() {
   const int64_t G = n_groups();
   parallel_for(
       rows_,
       [&](int64_t r) {
         for (int64_t c = 0; c < cols_; ++c) {
           const size_t i = size_t(r * cols_ + c), g = size_t(r * G + c / group_);
-          const float w = latent[i], x1 = a1[g], x2 = a2[g];
+          const float w = latent[i], x1 = alpha1[g], x2 = alpha2[g];
           // eq. 6: b1 picks the pair {α1, α1+α2} or {0, α2} by the midpoint between the pairs' inner levels;
           // eq. 7: b2 then picks within the pair by its midpoint.
           const float t1 = w - (x1 + x2) * 0.5f;
           const uint8_t v1 = (x1 >= 0 ? t1 : -t1) >= 0;
           const float t2 = w - (v1 ? x1 : 0.0f) - x2 * 0.5f;
-          p1[i] = v1;
-          p2[i] = (x2 >= 0 ? t2 : -t2) >= 0;
+          b1[i] = v1;
+          b2[i] = (x2 >= 0 ? t2 : -t2) >= 0;
         }
       },
       16, true);
-}
-
-void FdbLinear::refresh() {
-  derive_planes(alpha1.data(), alpha2.data(), b1.data(), b2.data());
 }
 
 std::shared_ptr<DualBinWeight> FdbLinear::pack() const {

@@ -49,7 +49,6 @@ class FdbLinear {
   std::vector<uint8_t> b1, b2;                      // (rows, cols) current planes, 0/1
 
  private:
-  void derive_planes(const float* a1, const float* a2, uint8_t* p1, uint8_t* p2) const;
   int64_t rows_, cols_, group_;
 };
 

@@ -24,6 +24,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/parallel.h"
 #include "kernels/affine_matmul.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -195,13 +196,17 @@ std::vector<GroupPlan> NaturalPlans(D, const AffineWeight& w) {
 void DequantRows(const AffineWeight& w, int64_t r0, int64_t nr, float* out) {
   const hn::ScalableTag<float> d;
   const std::vector<GroupPlan> plans = NaturalPlans(d, w);
-#pragma omp parallel if (nr * w.cols >= (int64_t(1) << 16))
+  const Team team;
+#pragma omp parallel num_threads(team.size()) if (team.size() > 1 && nr * w.cols >= (int64_t(1) << 16))
   {
+    team.started();
     std::vector<float> sbuf(static_cast<size_t>(w.n_groups())), zbuf(static_cast<size_t>(w.n_groups()));
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
     for (int64_t r = r0; r < r0 + nr; ++r)
       DequantRow(d, w, plans.data(), r, out + (r - r0) * w.cols, sbuf.data(), zbuf.data());
+    team.done();
   }
+  team.joined();
 }
 
 // ---------------------------------------------------------------- planar decoder (decode GEMV)
@@ -375,10 +380,12 @@ void GemvPlanar(D d, const AffineWeight& w, const float* x, int64_t n, float* y)
   PermuteX<kBits>(d, w, plans.data(), x, n, xp.data(), sx.data());
   // Rows in chunks of 8 so a thread's rows are contiguous and the per-call overhead is amortized.
   const int64_t chunks = (w.rows + 7) / 8;
-#pragma omp parallel if (w.rows * w.cols >= (int64_t(1) << 16))
+  const Team team;
+#pragma omp parallel num_threads(team.size()) if (team.size() > 1 && w.rows * w.cols >= (int64_t(1) << 16))
   {
+    team.started();
     std::vector<float> sbuf(static_cast<size_t>(G));
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
     for (int64_t ch = 0; ch < chunks; ++ch) {
       const int64_t r0 = ch * 8, r1 = std::min(w.rows, r0 + 8);
       switch (n) {
@@ -396,7 +403,9 @@ void GemvPlanar(D d, const AffineWeight& w, const float* x, int64_t n, float* y)
           break;
       }
     }
+    team.done();
   }
+  team.joined();
 }
 
 // Picks the vector width for a group size: the widest whose block (P·N codes) tiles a group exactly, else
@@ -420,16 +429,20 @@ void GemvDequantDot(const AffineWeight& w, const float* x, int64_t n, float* y) 
   const hn::ScalableTag<float> d;
   const int64_t G = w.n_groups(), cols = w.cols;
   const std::vector<GroupPlan> plans = NaturalPlans(d, w);
-#pragma omp parallel if (w.rows * w.cols >= (int64_t(1) << 16))
+  const Team team;
+#pragma omp parallel num_threads(team.size()) if (team.size() > 1 && w.rows * w.cols >= (int64_t(1) << 16))
   {
+    team.started();
     std::vector<float> buf(static_cast<size_t>(cols)), sbuf(static_cast<size_t>(G)),
         zbuf(static_cast<size_t>(G));
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
     for (int64_t r = 0; r < w.rows; ++r) {
       DequantRow(d, w, plans.data(), r, buf.data(), sbuf.data(), zbuf.data());
       for (int64_t t = 0; t < n; ++t) y[t * w.rows + r] = Dot(d, buf.data(), x + t * cols, cols);
     }
+    team.done();
   }
+  team.joined();
 }
 
 void QuantGemv(const AffineWeight& w, const float* x, int64_t n, float* y) {

@@ -101,12 +101,12 @@ const char* TargetName() {
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
-#include <cblas.h>
-
 #include <algorithm>
 #include <vector>
 
 #include "core/error.h"
+#include "core/parallel.h"
+#include "kernels/ops.h"
 
 namespace lowbit {
 
@@ -161,8 +161,7 @@ void gemm_by_panels(int64_t rows, int64_t cols, const float* x, int64_t n, float
     const int64_t pr = std::min(panel, rows - r0);
     fill(r0, pr, buf.data());
     // y[:, r0:r0+pr] (n, pr) = x (n, cols) · panelᵀ (cols, pr)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(pr), int(cols), 1.0f, x, int(cols),
-                buf.data(), int(cols), 0.0f, y + r0, int(rows));
+    ops::gemm(true, n, pr, cols, 1.0f, x, cols, buf.data(), cols, 0.0f, y + r0, rows);
   }
 }
 
@@ -177,23 +176,26 @@ void dense_matmul(const DenseWeight& w, const float* x, int64_t n, float* y) {
     for (int64_t t = 0; t < n; ++t) {
       const float* xt = x + t * w.cols;
       float* yt = y + t * w.rows;
-// Forking threads costs more than a small matrix-vector product (e.g. stories260K's 64x64).
-#pragma omp parallel for schedule(static) if (w.rows * w.cols >= (int64_t(1) << 16))
-      for (int64_t r = 0; r < w.rows; ++r)
-        yt[r] = HWY_DYNAMIC_DISPATCH(DotRow)(w.dtype, base + size_t(r * w.cols) * es, xt, size_t(w.cols));
+      // Forking threads costs more than a small matrix-vector product (e.g. stories260K's 64x64).
+      parallel_rows(
+          w.rows,
+          [&](int64_t r) {
+            yt[r] = HWY_DYNAMIC_DISPATCH(DotRow)(w.dtype, base + size_t(r * w.cols) * es, xt, size_t(w.cols));
+          },
+          w.rows * w.cols >= (int64_t(1) << 16));
     }
     return;
   }
   if (w.dtype == DType::F32) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(w.rows), int(w.cols), 1.0f, x,
-                int(w.cols), static_cast<const float*>(w.data), int(w.cols), 0.0f, y, int(w.rows));
+    ops::gemm(true, n, w.rows, w.cols, 1.0f, x, w.cols, static_cast<const float*>(w.data), w.cols, 0.0f, y,
+              w.rows);
     return;
   }
   const auto widen = HWY_DYNAMIC_DISPATCH(Widen);
   gemm_by_panels(w.rows, w.cols, x, n, y, [&](int64_t r0, int64_t nr, float* out) {
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < nr; ++r)
+    parallel_rows(nr, [&](int64_t r) {
       widen(w.dtype, base + size_t((r0 + r) * w.cols) * es, out + r * w.cols, size_t(w.cols));
+    });
   });
 }
 

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/parallel.h"
 #include "kernels/dualbin_matmul.h"
 
 // Once, not per target (this file is compiled once per target): lane masks of a byte's bits.
@@ -83,8 +84,8 @@ HWY_NOINLINE void DequantRow(D d, const DualBinWeight& w, int64_t r, float* HWY_
 
 template <class D>
 void DequantRowsD(D d, const DualBinWeight& w, int64_t r0, int64_t nr, float* out) {
-#pragma omp parallel for schedule(static) if (nr * w.cols >= (int64_t(1) << 16))
-  for (int64_t r = r0; r < r0 + nr; ++r) DequantRow(d, w, r, out + (r - r0) * w.cols);
+  parallel_rows(
+      nr, [&](int64_t i) { DequantRow(d, w, r0 + i, out + i * w.cols); }, nr * w.cols >= (int64_t(1) << 16));
 }
 
 // The widest vector (at most 16 lanes, one 16-bit mask) whose lane count divides the group, so a vector
@@ -291,10 +292,12 @@ void GemvD(D d, const DualBinWeight& w, const float* x, int64_t n, float* y) {
   const int64_t G = w.n_groups();
   // Rows in chunks of 8 so a thread's rows are contiguous and the per-call overhead is amortized.
   const int64_t chunks = (w.rows + 7) / 8;
-#pragma omp parallel if (w.rows * w.cols >= (int64_t(1) << 16))
+  const Team team;
+#pragma omp parallel num_threads(team.size()) if (team.size() > 1 && w.rows * w.cols >= (int64_t(1) << 16))
   {
+    team.started();
     std::vector<float> sbuf(static_cast<size_t>(2 * kRows<1> * G));  // 2 scales per group of each row
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
     for (int64_t ch = 0; ch < chunks; ++ch) {
       const int64_t r0 = ch * 8, r1 = std::min(w.rows, r0 + 8);
       switch (n) {
@@ -312,7 +315,9 @@ void GemvD(D d, const DualBinWeight& w, const float* x, int64_t n, float* y) {
           break;
       }
     }
+    team.done();
   }
+  team.joined();
 }
 
 void Gemv(const DualBinWeight& w, const float* x, int64_t n, float* y) {

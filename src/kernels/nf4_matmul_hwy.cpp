@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/parallel.h"
 #include "kernels/nf4_matmul.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -95,14 +96,18 @@ HWY_NOINLINE void DequantRow(const Nf4Weight& w, int64_t r, float* o, float* sca
 void DequantRows(const Nf4Weight& w, int64_t r0, int64_t nr, float* out) {
   const int64_t cols = w.cols, per_row = cols / kNf4Block;
   const bool icq = w.icq();
-#pragma omp parallel if (nr * cols >= (int64_t(1) << 16))
+  const Team team;
+#pragma omp parallel num_threads(team.size()) if (team.size() > 1 && nr * cols >= (int64_t(1) << 16))
   {
+    team.started();
     std::vector<float> scale(static_cast<size_t>(per_row)), tau(icq ? static_cast<size_t>(per_row) : 0),
         products(icq ? static_cast<size_t>(16 * per_row) : 0);
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
     for (int64_t r = r0; r < r0 + nr; ++r)
       DequantRow(w, r, out + (r - r0) * cols, scale.data(), tau.data(), products.data());
+    team.done();
   }
+  team.joined();
 }
 
 // xp (n, cols): each run of 2N columns of x reordered to its N even columns, then its N odd ones — the lane
@@ -174,24 +179,26 @@ void Gemv(const Nf4Weight& w, const float* x, int64_t n, float* y) {
   PermuteX(x, n, w.cols, N, w.icq(), xp.data(), sx.data());
   // Rows in chunks of 8 so a thread's rows are contiguous and the per-call overhead is amortized.
   const int64_t chunks = (w.rows + 7) / 8;
-#pragma omp parallel for schedule(static) if (w.rows * w.cols >= (int64_t(1) << 16))
-  for (int64_t ch = 0; ch < chunks; ++ch) {
-    const int64_t r0 = ch * 8, r1 = std::min(w.rows, r0 + 8);
-    switch (n) {
-      case 1:
-        GemvRows<1>(w, xp.data(), sx.data(), r0, r1, y);
-        break;
-      case 2:
-        GemvRows<2>(w, xp.data(), sx.data(), r0, r1, y);
-        break;
-      case 3:
-        GemvRows<3>(w, xp.data(), sx.data(), r0, r1, y);
-        break;
-      default:
-        GemvRows<4>(w, xp.data(), sx.data(), r0, r1, y);
-        break;
-    }
-  }
+  parallel_rows(
+      chunks,
+      [&](int64_t ch) {
+        const int64_t r0 = ch * 8, r1 = std::min(w.rows, r0 + 8);
+        switch (n) {
+          case 1:
+            GemvRows<1>(w, xp.data(), sx.data(), r0, r1, y);
+            break;
+          case 2:
+            GemvRows<2>(w, xp.data(), sx.data(), r0, r1, y);
+            break;
+          case 3:
+            GemvRows<3>(w, xp.data(), sx.data(), r0, r1, y);
+            break;
+          default:
+            GemvRows<4>(w, xp.data(), sx.data(), r0, r1, y);
+            break;
+        }
+      },
+      w.rows * w.cols >= (int64_t(1) << 16));
 }
 
 }  // namespace HWY_NAMESPACE

@@ -1,12 +1,15 @@
 #include "kernels/ops.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "core/blas.h"
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/sys.h"
 #include "kernels/format_kernels.h"
 
@@ -32,10 +35,107 @@ void linear(const Linear& w, const float* x, int64_t n, float* y) {
   }
 }
 
+namespace {
+
+// Why lowbit splits GEMMs itself. OpenBLAS's threaded GEMM makes its threads wait for each other's packed
+// panels by spinning in sched_yield, so when another process takes a core from one of them the other burns
+// its time slices waiting (issue 30: -t 2 ran at a third of -t 1's speed beside one busy process). Instead,
+// whole tiles of C are handed out from a shared counter (OpenMP's dynamic schedule) and each runs as a
+// single-threaded sgemm: a thread that falls behind holds one tile, not everyone.
+//
+// Results stay those of the single OpenBLAS call: a C element is computed by exactly one call whose shape
+// depends on (m, n, k) only, with the same micro-kernel and K blocking. Two OpenBLAS details make that true
+// only under conditions, checked here and by a bitwise test of tiled against whole calls:
+// - OpenBLAS routes small products to unblocked kernels that sum K in another order: its "small matrix"
+//   kernels (AVX-512: at most 100³ multiply-adds, any layout), kept out by tiles of at least kMinTileWork,
+//   and its "direct" sgemm (row-major A·B with alpha 1 and beta 0, up to 28·512·512, single-threaded calls
+//   only), kept out by passing each tile in the column-major form cblas itself turns a row-major call into
+//   (Cᵀ = op(B)ᵀ·op(A)ᵀ), which skips that check;
+// - only k that is a multiple of 64 is tiled: when the last stretch of K lies between GEMM_Q and 2·GEMM_Q,
+//   OpenBLAS's threaded driver halves it as (r + 1) / 2 and its single-threaded one rounds r / 2 up to the
+//   micro-kernel's unroll, so for other k (513, 2049: measured) the two drivers add different partial sums.
+constexpr int64_t kMinTileWork = int64_t(1) << 21;
+constexpr int64_t kTileAlign = 64;  // tile sides are multiples of every micro-kernel's unroll
+
+// Tiles of C: mb × nb, the last row/column of tiles taking the remainder (so no tile is smaller than
+// mb × nb).
+struct Tiling {
+  int64_t mb, nb, tm, tn;
+  int64_t count() const { return tm * tn; }
+};
+
+int64_t align_down(int64_t x) {
+  return x / kTileAlign * kTileAlign;
+}
+
+// About four tiles per thread, for balance when a thread is slowed, each of at least kMinTileWork; the longer
+// side is split first (square-ish tiles pack the least). One tile when only one thread runs.
+Tiling tiling(int64_t m, int64_t n, int64_t k) {
+  const int threads = omp_in_parallel() ? 1 : num_threads();
+  int64_t tm = 1, tn = 1;
+  while (threads > 1 && k % 64 == 0 && tm * tn < 4 * threads) {
+    const int64_t mb = align_down(m / (tm * 2)), nb = align_down(n / (tn * 2));  // after one more split
+    const int64_t cur_mb = tm > 1 ? align_down(m / tm) : m, cur_nb = tn > 1 ? align_down(n / tn) : n;
+    const bool m_ok = mb > 0 && mb * cur_nb * k >= kMinTileWork;
+    const bool n_ok = nb > 0 && nb * cur_mb * k >= kMinTileWork;
+    if (m_ok && (!n_ok || mb >= nb))
+      tm *= 2;
+    else if (n_ok)
+      tn *= 2;
+    else
+      break;
+  }
+  const int64_t mb = tm > 1 ? align_down(m / tm) : m, nb = tn > 1 ? align_down(n / tn) : n;
+  return {mb, nb, m / mb, n / nb};
+}
+
+// tile(i) for the n tiles, each a single-threaded OpenBLAS call: inside an active parallel region OpenBLAS
+// runs on its calling thread; when the Team is one thread (the CPU is contended) the region is inactive, so
+// OpenBLAS is told one thread for the while.
+template <typename F>
+void run_tiles(int64_t n, F&& tile) {
+  const Team team;
+  if (team.size() == 1) {
+    BlasOneThread one;
+    for (int64_t i = 0; i < n; ++i) tile(i);
+    return;
+  }
+#pragma omp parallel num_threads(team.size())
+  {
+    team.started();
+#pragma omp for schedule(dynamic, 1) nowait
+    for (int64_t i = 0; i < n; ++i) tile(i);
+    team.done();
+  }
+  team.joined();
+}
+
+// cblas_sgemm, row-major, over the tiles of C (see above). A is (m, k) or (k, m) when trans_a; B is (k, n) or
+// (n, k) when trans_b.
+void sgemm_tiled(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* A,
+                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  const auto ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
+  const Tiling t = tiling(m, n, k);
+  if (t.count() == 1) {
+    cblas_sgemm(CblasRowMajor, ta, tb, int(m), int(n), int(k), alpha, A, int(lda), B, int(ldb), beta, C,
+                int(ldc));
+    return;
+  }
+  run_tiles(t.count(), [&](int64_t i) {
+    const int64_t bi = i / t.tn, bj = i % t.tn, i0 = bi * t.mb, j0 = bj * t.nb;
+    const int64_t mi = bi + 1 == t.tm ? m - i0 : t.mb, nj = bj + 1 == t.tn ? n - j0 : t.nb;
+    const float* a = trans_a ? A + i0 : A + i0 * lda;
+    const float* b = trans_b ? B + j0 * ldb : B + j0;
+    cblas_sgemm(CblasColMajor, tb, ta, int(nj), int(mi), int(k), alpha, b, int(ldb), a, int(lda), beta,
+                C + i0 * ldc + j0, int(ldc));
+  });
+}
+
+}  // namespace
+
 void gemm(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda,
           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(m), int(n), int(k), alpha,
-              A, int(lda), B, int(ldb), beta, C, int(ldc));
+  sgemm_tiled(false, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_scalar(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda,
@@ -52,8 +152,7 @@ void gemm_scalar(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, con
 
 void gemm_at(int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda, const float* B,
              int64_t ldb, float beta, float* C, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(m), int(n), int(k), alpha, A, int(lda), B,
-              int(ldb), beta, C, int(ldc));
+  sgemm_tiled(true, false, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_at_scalar(int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda, const float* B,
@@ -118,9 +217,38 @@ void linear_backward_scalar(const Linear& w, const float* dy, int64_t n, float* 
   gemm_scalar(false, n, cols, rows, 1.0f, dy, rows, W.data(), cols, accumulate ? 1.0f : 0.0f, dx, cols);
 }
 
+// Tiled as sgemm_tiled is, for the same reason: p column blocks of nb (the last takes the remainder); tile
+// (i, j), i ≤ j, of the upper triangle is ssyrk on the diagonal and Aᵢᵀ·Aⱼ by sgemm above it. Bitwise equal
+// to one ssyrk call (tested): the diagonal blocks start at multiples of 64, so OpenBLAS's own diagonal
+// sub-blocks fall where they fall in the whole call.
 void syrk_upper(int64_t n, int64_t k, float alpha, const float* A, int64_t lda, float beta, float* C,
                 int64_t ldc) {
-  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(n), int(k), alpha, A, int(lda), beta, C, int(ldc));
+  const int threads = omp_in_parallel() ? 1 : num_threads();
+  int64_t p = 1;
+  while (threads > 1 && k % 64 == 0 && (p + 1) * (p + 2) / 2 <= 4 * threads) {
+    const int64_t nb = align_down(n / (p + 1));
+    if (nb == 0 || nb * nb * k < kMinTileWork) break;
+    ++p;
+  }
+  if (p == 1) {
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(n), int(k), alpha, A, int(lda), beta, C, int(ldc));
+    return;
+  }
+  const int64_t nb = align_down(n / p);
+  std::vector<std::pair<int64_t, int64_t>> tiles;  // (i, j) block indices, i ≤ j
+  for (int64_t i = 0; i < p; ++i)
+    for (int64_t j = i; j < p; ++j) tiles.emplace_back(i, j);
+  run_tiles(int64_t(tiles.size()), [&](int64_t t) {
+    const auto [bi, bj] = tiles[size_t(t)];
+    const int64_t i0 = bi * nb, j0 = bj * nb;
+    const int64_t ni = bi + 1 == p ? n - i0 : nb, nj = bj + 1 == p ? n - j0 : nb;
+    if (bi == bj)
+      cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(ni), int(k), alpha, A + i0, int(lda), beta,
+                  C + i0 * ldc + i0, int(ldc));
+    else
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(ni), int(nj), int(k), alpha, A + i0, int(lda),
+                  A + j0, int(lda), beta, C + i0 * ldc + j0, int(ldc));
+  });
 }
 
 void syrk_upper_scalar(int64_t n, int64_t k, float alpha, const float* A, int64_t lda, float beta, float* C,
@@ -135,35 +263,39 @@ void syrk_upper_scalar(int64_t n, int64_t k, float alpha, const float* A, int64_
 }
 
 void rms_norm(const float* x, const float* w, int64_t n, int d, double eps, float* y) {
-#pragma omp parallel for schedule(static) if (n > 8)
-  for (int64_t t = 0; t < n; ++t) {
-    const float* xr = x + t * d;
-    float* yr = y + t * d;
-    float ss = 0;
-    for (int i = 0; i < d; ++i) ss += xr[i] * xr[i];
-    const float inv = 1.0f / std::sqrt(ss / float(d) + float(eps));
-    for (int i = 0; i < d; ++i) yr[i] = w[i] * (xr[i] * inv);
-  }
+  parallel_rows(
+      n,
+      [&](int64_t t) {
+        const float* xr = x + t * d;
+        float* yr = y + t * d;
+        float ss = 0;
+        for (int i = 0; i < d; ++i) ss += xr[i] * xr[i];
+        const float inv = 1.0f / std::sqrt(ss / float(d) + float(eps));
+        for (int i = 0; i < d; ++i) yr[i] = w[i] * (xr[i] * inv);
+      },
+      n > 8);
 }
 
 void rope(float* x, int64_t n, int n_heads, int hd, const float* inv_freq, bool interleaved, int p0,
           const int* pos_of) {
   const int half = hd / 2;
-#pragma omp parallel for schedule(static) if (n > 8)
-  for (int64_t t = 0; t < n; ++t) {
-    const float pos = float(pos_of ? pos_of[t] : p0 + int(t));
-    for (int i = 0; i < half; ++i) {
-      const float ang = inv_freq[i] * pos;  // float32 product, as torch's freqs
-      const float c = std::cos(ang), s = std::sin(ang);
-      for (int h = 0; h < n_heads; ++h) {
-        float* v = x + t * int64_t(n_heads) * hd + int64_t(h) * hd;
-        const int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
-        const float x0 = v[a], x1 = v[b];
-        v[a] = x0 * c - x1 * s;
-        v[b] = x1 * c + x0 * s;
-      }
-    }
-  }
+  parallel_rows(
+      n,
+      [&](int64_t t) {
+        const float pos = float(pos_of ? pos_of[t] : p0 + int(t));
+        for (int i = 0; i < half; ++i) {
+          const float ang = inv_freq[i] * pos;  // float32 product, as torch's freqs
+          const float c = std::cos(ang), s = std::sin(ang);
+          for (int h = 0; h < n_heads; ++h) {
+            float* v = x + t * int64_t(n_heads) * hd + int64_t(h) * hd;
+            const int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+            const float x0 = v[a], x1 = v[b];
+            v[a] = x0 * c - x1 * s;
+            v[b] = x1 * c + x0 * s;
+          }
+        }
+      },
+      n > 8);
 }
 
 }  // namespace lowbit::ops

@@ -9,6 +9,7 @@
 #include <numbers>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "io/packed_tensors.h"
 #include "kernels/ops.h"
 
@@ -137,24 +138,27 @@ struct LlamaModel::Impl {
     if (n <= 4 && !br) {  // decode: one query row per head, plain loops parallel over heads
       const int T = p0 + int(n);
       std::vector<float> scores(size_t(H) * T);
-#pragma omp parallel for schedule(static) if (int64_t(H) * (p0 + n) * hd >= (int64_t(1) << 14))
-      for (int h = 0; h < H; ++h) {
-        const int g = h / group;
-        float* s = scores.data() + size_t(h) * T;
-        for (int64_t t = 0; t < n; ++t) {
-          const int len = p0 + int(t) + 1;
-          const float* qh = q + t * qs + h * hd;
-          for (int j = 0; j < len; ++j) s[j] = dot_f32(qh, K + size_t(j) * kv + g * hd, size_t(hd)) * scale;
-          softmax_inplace(s, size_t(len));
-          float* o = att + t * qs + h * hd;
-          std::fill(o, o + hd, 0.0f);
-          for (int j = 0; j < len; ++j) {
-            const float p = s[j];
-            const float* vj = V + size_t(j) * kv + g * hd;
-            for (int i = 0; i < hd; ++i) o[i] += p * vj[i];
-          }
-        }
-      }
+      parallel_rows(
+          H,
+          [&](int64_t h) {
+            const int64_t g = h / group;
+            float* s = scores.data() + size_t(h) * T;
+            for (int64_t t = 0; t < n; ++t) {
+              const int len = p0 + int(t) + 1;
+              const float* qh = q + t * qs + h * hd;
+              for (int j = 0; j < len; ++j)
+                s[j] = dot_f32(qh, K + size_t(j) * kv + g * hd, size_t(hd)) * scale;
+              softmax_inplace(s, size_t(len));
+              float* o = att + t * qs + h * hd;
+              std::fill(o, o + hd, 0.0f);
+              for (int j = 0; j < len; ++j) {
+                const float p = s[j];
+                const float* vj = V + size_t(j) * kv + g * hd;
+                for (int i = 0; i < hd; ++i) o[i] += p * vj[i];
+              }
+            }
+          },
+          int64_t(H) * (p0 + n) * hd >= (int64_t(1) << 14));
       return;
     }
     // Prefill: per head, row blocks of queries; block [r0, r1) attends to keys [0, p0 + r1) (causal), so the
@@ -191,15 +195,14 @@ struct LlamaModel::Impl {
             ops::gemm(true, int(rb), p0, hd, scale, qb, qs, K + g * hd, kv, 0.0f, S.data(), int(T));
             ops::gemm(true, int(rb), int(own_keys), hd, scale, qb, qs, Kg, kv, 0.0f, S.data() + p0, int(T));
           }
-#pragma omp parallel for schedule(static)
-          for (int64_t i = 0; i < rb; ++i) {
+          parallel_rows(rb, [&](int64_t i) {
             float* s = S.data() + i * T;
             const int64_t row = row_of(jb + i);
             const int64_t len = p0 + row - gb + 1;  // keys up to this query's own slot
             if (!br) {
               softmax_inplace(s, size_t(len));
               std::fill(s + len, s + T, 0.0f);
-              continue;
+              return;
             }
             // Branch row: keys [0, base) and [p0 + from, len). Slide the second run down next to the first,
             // take the softmax of the now contiguous visible keys (the order a lone sequence would sum them
@@ -210,7 +213,7 @@ struct LlamaModel::Impl {
             std::memmove(s + from, s + base, size_t(own) * sizeof(float));
             std::fill(s + base, s + from, 0.0f);
             std::fill(s + len, s + T, 0.0f);
-          }
+          });
           // out_h[rows] (rb, hd) = P (rb, T) · [V_g[0:p0]; V_g[group slots]] (T, hd)
           float* ob = att + jb * qs + h * hd;
           if (gb == 0 || p0 == 0) {
@@ -292,9 +295,12 @@ struct LlamaModel::Impl {
     ops::linear(lin(LinearKind::Up), xn.data(), nq, u.data());
     // SwiGLU (Shazeer 2020): silu(gate) * up, in chunks across threads for long prefills
     const int64_t n_gate = nq * f, chunk = int64_t(1) << 14;
-#pragma omp parallel for schedule(static) if (n_gate > 2 * chunk)
-    for (int64_t c0 = 0; c0 < n_gate; c0 += chunk)
-      silu_mul(g.data() + c0, u.data() + c0, size_t(std::min(chunk, n_gate - c0)));
+    parallel_rows((n_gate + chunk - 1) / chunk,
+                  [&](int64_t ci) {
+                    const int64_t c0 = ci * chunk;
+                    silu_mul(g.data() + c0, u.data() + c0, size_t(std::min(chunk, n_gate - c0)));
+                  },
+                  n_gate > 2 * chunk);
     if (obs) obs->observe(l, InputSite::DownIn, g.data(), nq, f);
     ops::linear(lin(LinearKind::Down), g.data(), nq, tmp.data());
     for (size_t i = 0; i < nqd; ++i) xr[i] += tmp[i];

@@ -2,6 +2,7 @@
 // sum, γ_k Σ|a·b|), and the activation hook: input transforms alone, and applied by ops::linear.
 #include "kernels/ops.h"
 
+#include <cblas.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/sys.h"
 #include "kernels/input_transform.h"
 
 namespace lowbit {
@@ -46,6 +48,64 @@ TEST(Ops, GemmMatchesScalarTwinBothLayouts) {
             << tb << " " << i << " " << j;
       }
   }
+}
+
+// With several threads ops::gemm splits C into tiles, each a single-threaded sgemm (issue 30). Every element
+// must come out exactly as one multi-threaded OpenBLAS call computes it: the same K blocking and
+// micro-kernel, no tile small enough for OpenBLAS's unblocked small-matrix kernels. Shapes: testbed-25m's and
+// the 1B's linears at 2048 and 512 tokens, odd sizes (tails), and sizes near the tiling's limits.
+TEST(Ops, TiledGemmEqualsOneOpenBlasCallBitwise) {
+  struct Shape {
+    int64_t m, n, k;
+  };
+  const Shape shapes[] = {{2048, 384, 384},  {2048, 1024, 384}, {2048, 384, 1024}, {256, 32000, 384},
+                          {512, 2048, 2048}, {64, 8192, 2048},  {64, 2048, 8192},  {1000, 777, 513},
+                          {130, 4100, 300},  {67, 129, 2049},   {4096, 64, 64},    {5, 2048, 2048},
+                          {256, 256, 64},    {256, 64, 256},    {256, 768, 64},    {256, 64, 768},
+                          {200, 300, 128}};
+  const int saved = num_threads();
+  set_num_threads(2);
+  for (const Shape& s : shapes)
+    for (int variant = 0; variant < 3; ++variant) {  // A·Bᵀ, A·B, Aᵀ·B
+      const bool ta = variant == 2, tb = variant == 0;
+      const std::vector<float> A = randn(size_t(s.m * s.k), 11), B = randn(size_t(s.k * s.n), 12),
+                               C0 = randn(size_t(s.m * s.n), 13);
+      const int64_t lda = ta ? s.m : s.k, ldb = tb ? s.k : s.n;
+      for (auto [alpha, beta] : {std::pair{1.0f, 0.0f}, {1.0f, 1.0f}, {0.125f, 0.0f}}) {
+        std::vector<float> got = C0, want = C0;
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(s.m),
+                    int(s.n), int(s.k), alpha, A.data(), int(lda), B.data(), int(ldb), beta, want.data(),
+                    int(s.n));
+        if (ta)
+          ops::gemm_at(s.m, s.n, s.k, alpha, A.data(), lda, B.data(), ldb, beta, got.data(), s.n);
+        else
+          ops::gemm(tb, s.m, s.n, s.k, alpha, A.data(), lda, B.data(), ldb, beta, got.data(), s.n);
+        size_t diff = 0;
+        for (size_t i = 0; i < got.size(); ++i) diff += got[i] != want[i];
+        EXPECT_EQ(diff, 0u) << s.m << "x" << s.n << "x" << s.k << " variant " << variant << " alpha " << alpha
+                            << " beta " << beta;
+      }
+    }
+  set_num_threads(saved);
+}
+
+// syrk_upper is tiled the same way (the GPTQ Hessian): bitwise one OpenBLAS ssyrk call, lower triangle kept.
+TEST(Ops, TiledSyrkEqualsOneOpenBlasCallBitwise) {
+  const int saved = num_threads();
+  set_num_threads(2);
+  for (auto [n, k] :
+       {std::pair<int64_t, int64_t>{384, 2048}, {1024, 2048}, {2048, 512}, {1000, 1024}, {300, 777}})
+    for (float alpha : {1.0f, 0.37f}) {
+      const std::vector<float> A = randn(size_t(k * n), 21), C0 = randn(size_t(n * n), 22);
+      std::vector<float> got = C0, want = C0;
+      cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(n), int(k), alpha, A.data(), int(n), 1.0f,
+                  want.data(), int(n));
+      ops::syrk_upper(n, k, alpha, A.data(), n, 1.0f, got.data(), n);
+      size_t diff = 0;
+      for (size_t i = 0; i < got.size(); ++i) diff += got[i] != want[i];
+      EXPECT_EQ(diff, 0u) << n << "x" << k << " alpha " << alpha;
+    }
+  set_num_threads(saved);
 }
 
 TEST(Ops, SyrkUpperMatchesScalarTwinAndLeavesTheLowerTriangle) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "core/blas.h"
@@ -96,7 +97,8 @@ template <typename F>
 void run_tiles(int64_t n, F&& tile) {
   const Team team;
   if (team.size() == 1) {
-    BlasOneThread one;
+    std::optional<BlasOneThread> one;
+    if (!omp_in_parallel()) one.emplace();
     for (int64_t i = 0; i < n; ++i) tile(i);
     return;
   }

@@ -2,6 +2,9 @@
 
 #include <time.h>
 
+#include <algorithm>
+#include <limits>
+
 #include "core/sys.h"
 
 namespace lowbit {
@@ -15,18 +18,27 @@ constexpr int64_t kLateNs = 500'000;
 // second measured here); kLateEvents of them within kBurstNs are contention.
 constexpr int kLateEvents = 3;
 constexpr int64_t kBurstNs = 100'000'000;
-// How long regions stay on one thread then. A probe costs at most a few late regions, so under lasting
-// contention probing every 200 ms loses a few percent.
+// How long regions stay on one thread then: kSoloNs, doubled (up to kSoloMaxNs) each time the full team that
+// probes afterwards finds the CPU still contended at once, so that lasting contention costs a probe (a few
+// late regions, some milliseconds) every few seconds only.
 constexpr int64_t kSoloNs = 200'000'000;
+constexpr int64_t kSoloMaxNs = 3'200'000'000;
 
 std::atomic<int64_t> g_solo_until{0};
+std::atomic<int64_t> g_solo_ns{kSoloNs};
 std::atomic<int64_t> g_late[kLateEvents];  // times of the last late regions, a ring
 std::atomic<unsigned> g_late_next{0};
 
 void note_late(int64_t now) {
   const unsigned i = g_late_next.fetch_add(1, std::memory_order_relaxed) % kLateEvents;
   const int64_t oldest = g_late[i].exchange(now, std::memory_order_relaxed);  // kLateEvents ago
-  if (oldest > 0 && now - oldest < kBurstNs) g_solo_until.store(now + kSoloNs, std::memory_order_relaxed);
+  if (oldest == 0 || now - oldest >= kBurstNs) return;
+  const int64_t until = g_solo_until.load(std::memory_order_relaxed);
+  if (now < until) return;  // a region that began before solo mode did
+  const int64_t prev = g_solo_ns.load(std::memory_order_relaxed);
+  const int64_t solo = now - until < kBurstNs ? std::min(2 * prev, kSoloMaxNs) : kSoloNs;
+  g_solo_ns.store(solo, std::memory_order_relaxed);
+  g_solo_until.store(now + solo, std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -35,6 +47,11 @@ int64_t monotonic_ns() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+void set_contended_for_testing(bool contended) {
+  g_solo_until.store(contended ? std::numeric_limits<int64_t>::max() : 0, std::memory_order_relaxed);
+  g_solo_ns.store(kSoloNs, std::memory_order_relaxed);
 }
 
 Team::Team() : size_(1), start_ns_(0) {

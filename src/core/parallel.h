@@ -18,6 +18,9 @@ namespace lowbit {
 
 int64_t monotonic_ns();
 
+// Tests: every Team runs on one thread (true) until called with false.
+void set_contended_for_testing(bool contended);
+
 class Team {
  public:
   // How many threads the next region gets: num_threads(), or 1 inside another region or while contended.

@@ -90,16 +90,17 @@ Tiling tiling(int64_t m, int64_t n, int64_t k) {
   return {mb, nb, m / mb, n / nb};
 }
 
-// tile(i) for the n tiles, each a single-threaded OpenBLAS call: inside an active parallel region OpenBLAS
-// runs on its calling thread; when the Team is one thread (the CPU is contended) the region is inactive, so
-// OpenBLAS is told one thread for the while.
-template <typename F>
-void run_tiles(int64_t n, F&& tile) {
+// tile(i) for the n tiles, each a single-threaded OpenBLAS call (inside an active parallel region OpenBLAS
+// runs on its calling thread). When the Team is one thread (the CPU is contended) there is no active region,
+// so OpenBLAS is told one thread for the while, and solo() does the whole product in one single-threaded
+// call, which sums every element as the tiles do and packs the operands once instead of once per tile.
+template <typename F, typename S>
+void run_tiles(int64_t n, F&& tile, S&& solo) {
   const Team team;
   if (team.size() == 1) {
     std::optional<BlasOneThread> one;
     if (!omp_in_parallel()) one.emplace();
-    for (int64_t i = 0; i < n; ++i) tile(i);
+    solo();
     return;
   }
 #pragma omp parallel num_threads(team.size())
@@ -123,14 +124,20 @@ void sgemm_tiled(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
                 int(ldc));
     return;
   }
-  run_tiles(t.count(), [&](int64_t i) {
-    const int64_t bi = i / t.tn, bj = i % t.tn, i0 = bi * t.mb, j0 = bj * t.nb;
-    const int64_t mi = bi + 1 == t.tm ? m - i0 : t.mb, nj = bj + 1 == t.tn ? n - j0 : t.nb;
-    const float* a = trans_a ? A + i0 : A + i0 * lda;
-    const float* b = trans_b ? B + j0 * ldb : B + j0;
-    cblas_sgemm(CblasColMajor, tb, ta, int(nj), int(mi), int(k), alpha, b, int(ldb), a, int(lda), beta,
-                C + i0 * ldc + j0, int(ldc));
-  });
+  run_tiles(
+      t.count(),
+      [&](int64_t i) {
+        const int64_t bi = i / t.tn, bj = i % t.tn, i0 = bi * t.mb, j0 = bj * t.nb;
+        const int64_t mi = bi + 1 == t.tm ? m - i0 : t.mb, nj = bj + 1 == t.tn ? n - j0 : t.nb;
+        const float* a = trans_a ? A + i0 : A + i0 * lda;
+        const float* b = trans_b ? B + j0 * ldb : B + j0;
+        cblas_sgemm(CblasColMajor, tb, ta, int(nj), int(mi), int(k), alpha, b, int(ldb), a, int(lda), beta,
+                    C + i0 * ldc + j0, int(ldc));
+      },
+      [&] {
+        cblas_sgemm(CblasColMajor, tb, ta, int(n), int(m), int(k), alpha, B, int(ldb), A, int(lda), beta, C,
+                    int(ldc));
+      });
 }
 
 }  // namespace
@@ -240,7 +247,7 @@ void syrk_upper(int64_t n, int64_t k, float alpha, const float* A, int64_t lda, 
   std::vector<std::pair<int64_t, int64_t>> tiles;  // (i, j) block indices, i ≤ j
   for (int64_t i = 0; i < p; ++i)
     for (int64_t j = i; j < p; ++j) tiles.emplace_back(i, j);
-  run_tiles(int64_t(tiles.size()), [&](int64_t t) {
+  auto tile = [&](int64_t t) {
     const auto [bi, bj] = tiles[size_t(t)];
     const int64_t i0 = bi * nb, j0 = bj * nb;
     const int64_t ni = bi + 1 == p ? n - i0 : nb, nj = bj + 1 == p ? n - j0 : nb;
@@ -250,6 +257,9 @@ void syrk_upper(int64_t n, int64_t k, float alpha, const float* A, int64_t lda, 
     else
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(ni), int(nj), int(k), alpha, A + i0, int(lda),
                   A + j0, int(lda), beta, C + i0 * ldc + j0, int(ldc));
+  };
+  run_tiles(int64_t(tiles.size()), tile, [&] {
+    for (size_t t = 0; t < tiles.size(); ++t) tile(int64_t(t));
   });
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/sys.h"
 #include "kernels/input_transform.h"
 
@@ -76,14 +77,19 @@ TEST(Ops, TiledGemmEqualsOneOpenBlasCallBitwise) {
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(s.m),
                     int(s.n), int(s.k), alpha, A.data(), int(lda), B.data(), int(ldb), beta, want.data(),
                     int(s.n));
-        if (ta)
-          ops::gemm_at(s.m, s.n, s.k, alpha, A.data(), lda, B.data(), ldb, beta, got.data(), s.n);
-        else
-          ops::gemm(tb, s.m, s.n, s.k, alpha, A.data(), lda, B.data(), ldb, beta, got.data(), s.n);
-        size_t diff = 0;
-        for (size_t i = 0; i < got.size(); ++i) diff += got[i] != want[i];
-        EXPECT_EQ(diff, 0u) << s.m << "x" << s.n << "x" << s.k << " variant " << variant << " alpha " << alpha
-                            << " beta " << beta;
+        for (bool contended : {false, true}) {  // tiles on threads, or the one-thread call (core/parallel.h)
+          set_contended_for_testing(contended);
+          got = C0;
+          if (ta)
+            ops::gemm_at(s.m, s.n, s.k, alpha, A.data(), lda, B.data(), ldb, beta, got.data(), s.n);
+          else
+            ops::gemm(tb, s.m, s.n, s.k, alpha, A.data(), lda, B.data(), ldb, beta, got.data(), s.n);
+          size_t diff = 0;
+          for (size_t i = 0; i < got.size(); ++i) diff += got[i] != want[i];
+          EXPECT_EQ(diff, 0u) << s.m << "x" << s.n << "x" << s.k << " variant " << variant << " alpha "
+                              << alpha << " beta " << beta << " contended " << contended;
+        }
+        set_contended_for_testing(false);
       }
     }
   set_num_threads(saved);
@@ -100,10 +106,15 @@ TEST(Ops, TiledSyrkEqualsOneOpenBlasCallBitwise) {
       std::vector<float> got = C0, want = C0;
       cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(n), int(k), alpha, A.data(), int(n), 1.0f,
                   want.data(), int(n));
-      ops::syrk_upper(n, k, alpha, A.data(), n, 1.0f, got.data(), n);
-      size_t diff = 0;
-      for (size_t i = 0; i < got.size(); ++i) diff += got[i] != want[i];
-      EXPECT_EQ(diff, 0u) << n << "x" << k << " alpha " << alpha;
+      for (bool contended : {false, true}) {
+        set_contended_for_testing(contended);
+        got = C0;
+        ops::syrk_upper(n, k, alpha, A.data(), n, 1.0f, got.data(), n);
+        size_t diff = 0;
+        for (size_t i = 0; i < got.size(); ++i) diff += got[i] != want[i];
+        EXPECT_EQ(diff, 0u) << n << "x" << k << " alpha " << alpha << " contended " << contended;
+      }
+      set_contended_for_testing(false);
     }
   set_num_threads(saved);
 }

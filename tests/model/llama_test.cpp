@@ -6,6 +6,8 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/parallel.h"
+#include "core/sys.h"
 #include "eval/perplexity.h"
 #include "io/tokenizer.h"
 #include "model/sampler.h"
@@ -84,6 +86,30 @@ TEST(LlamaTestbed, KvCacheChunkingAgrees) {
   std::vector<float> again(size_t((n - 40) * V));
   m.forward(s.subspan(40), c2, again.data());
   for (size_t i = 0; i < again.size(); ++i) ASSERT_NEAR(again[i], full[size_t(40 * V) + i], 2e-3f);
+}
+
+// With several threads, a contended CPU makes some regions run on one thread (core/parallel.h): the logits of
+// a prefill (tiled GEMMs, attention) and of decode steps (GEMV, RMSNorm, RoPE) must not change by a bit.
+TEST(LlamaTestbed, ContendedRunsGiveIdenticalLogits) {
+  const auto ids = json_ids(test::testbed_refs()["golden"]["input_ids"]);
+  const auto& m = testbed();
+  const int64_t V = m.config().n_vocab, n = int64_t(ids.size());
+  const int saved = num_threads();
+  set_num_threads(2);
+  std::vector<float> logits[2];
+  for (int contended : {0, 1}) {
+    set_contended_for_testing(contended);
+    logits[contended].resize(size_t((n + 4) * V));
+    KVCache c = m.new_cache(int(n) + 4);
+    m.forward(ids, c, logits[contended].data());
+    for (int i = 0; i < 4; ++i) {
+      const int32_t next[1] = {ids[size_t(i)]};
+      m.forward(next, c, logits[contended].data() + (n + i) * V);
+    }
+  }
+  set_contended_for_testing(false);
+  set_num_threads(saved);
+  EXPECT_TRUE(logits[0] == logits[1]);
 }
 
 // Groups of a trunk and branches after a cached prefix in one batch (task scoring) against each trunk plus

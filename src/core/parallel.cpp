@@ -3,6 +3,8 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
 
 #include "core/sys.h"
@@ -28,6 +30,16 @@ std::atomic<int64_t> g_solo_until{0};
 std::atomic<int64_t> g_solo_ns{kSoloNs};
 std::atomic<int64_t> g_late[kLateEvents];  // times of the last late regions, a ring
 std::atomic<unsigned> g_late_next{0};
+std::atomic<int64_t> g_solo_periods{0}, g_solo_total_ns{0};
+
+// LOWBIT_TEAM_STATS=1: how often and how long regions ran alone, on stderr at exit (benchmarks, diagnosis).
+struct SoloStats {
+  ~SoloStats() {
+    if (const char* e = std::getenv("LOWBIT_TEAM_STATS"); e && *e && *e != '0')
+      std::fprintf(stderr, "lowbit: contended CPU: %lld one-thread periods, %.2f s in all\n",
+                   static_cast<long long>(g_solo_periods.load()), double(g_solo_total_ns.load()) * 1e-9);
+  }
+} g_solo_stats;
 
 void note_late(int64_t now) {
   const unsigned i = g_late_next.fetch_add(1, std::memory_order_relaxed) % kLateEvents;
@@ -39,6 +51,8 @@ void note_late(int64_t now) {
   const int64_t solo = now - until < kBurstNs ? std::min(2 * prev, kSoloMaxNs) : kSoloNs;
   g_solo_ns.store(solo, std::memory_order_relaxed);
   g_solo_until.store(now + solo, std::memory_order_relaxed);
+  g_solo_periods.fetch_add(1, std::memory_order_relaxed);
+  g_solo_total_ns.fetch_add(solo, std::memory_order_relaxed);
 }
 
 }  // namespace

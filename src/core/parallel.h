@@ -2,11 +2,12 @@
 //
 // A parallel region ends at a barrier, so a worker thread that another process has taken the core from holds
 // everyone up for a scheduler time slice (milliseconds) at every region: beside one busy process, -t 2 ran at
-// a third of -t 1's speed. Team notices this from the region's start: when a worker starts a region more than
-// kLateNs after the caller opened it, the CPU is contended, and for the next kSoloNs the regions that use
-// Team run on the calling thread alone; then a full team probes again. Only regions whose results do not
-// depend on how their iterations are shared out may use Team (row-parallel kernels, element-wise loops,
-// parallel_for), so results stay bit-identical for a given -t whatever the machine's load.
+// a third of -t 1's speed. Team notices this at a region's edges: a worker that starts it late, or a caller
+// that waits at its end longer than it worked (parallel.cpp has the bounds). A few late regions in a short
+// while mean the CPU is contended, and for a while (longer while it lasts) the regions that use Team run on
+// the calling thread alone; then a full team probes again. Only regions whose results do not depend on how
+// their iterations are shared out may use Team (row-parallel kernels, element-wise loops, parallel_for), so
+// results stay bit-identical for a given -t whatever the machine's load.
 #pragma once
 #include <omp.h>
 
@@ -74,19 +75,28 @@ void parallel_for(int64_t n, F&& body, int64_t chunk = 1, bool parallel = true) 
   if (err) std::rethrow_exception(err);
 }
 
-// body(i) for i in [0, n) on a Team, each thread taking one contiguous share (OpenMP's static schedule), for
-// loops of equal, cheap iterations (rows of a kernel). body must not throw.
-template <typename F>
-void parallel_rows(int64_t n, F&& body, bool parallel = true) {
+// body(i, scratch) for i in [0, n) on a Team, each thread taking one contiguous share (OpenMP's static
+// schedule), for loops of equal, cheap iterations (rows of a kernel); scratch = make(), once per thread.
+// body must not throw.
+template <typename Make, typename F>
+void parallel_rows_with(int64_t n, Make&& make, F&& body, bool parallel = true) {
   const Team team;
 #pragma omp parallel num_threads(team.size()) if (parallel && team.size() > 1)
   {
     team.started();
+    auto scratch = make();
 #pragma omp for schedule(static) nowait
-    for (int64_t i = 0; i < n; ++i) body(i);
+    for (int64_t i = 0; i < n; ++i) body(i, scratch);
     team.done();
   }
   team.joined();
+}
+
+// body(i) for i in [0, n), as parallel_rows_with without scratch.
+template <typename F>
+void parallel_rows(int64_t n, F&& body, bool parallel = true) {
+  parallel_rows_with(
+      n, [] { return 0; }, [&](int64_t i, int) { body(i); }, parallel);
 }
 
 }  // namespace lowbit

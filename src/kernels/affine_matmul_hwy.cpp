@@ -21,6 +21,7 @@
 #include <hwy/highway.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <vector>
 
@@ -196,17 +197,16 @@ std::vector<GroupPlan> NaturalPlans(D, const AffineWeight& w) {
 void DequantRows(const AffineWeight& w, int64_t r0, int64_t nr, float* out) {
   const hn::ScalableTag<float> d;
   const std::vector<GroupPlan> plans = NaturalPlans(d, w);
-  const Team team;
-#pragma omp parallel num_threads(team.size()) if (team.size() > 1 && nr * w.cols >= (int64_t(1) << 16))
-  {
-    team.started();
-    std::vector<float> sbuf(static_cast<size_t>(w.n_groups())), zbuf(static_cast<size_t>(w.n_groups()));
-#pragma omp for schedule(static) nowait
-    for (int64_t r = r0; r < r0 + nr; ++r)
-      DequantRow(d, w, plans.data(), r, out + (r - r0) * w.cols, sbuf.data(), zbuf.data());
-    team.done();
-  }
-  team.joined();
+  const size_t G = static_cast<size_t>(w.n_groups());
+  parallel_rows_with(
+      nr,
+      [&] {
+        return std::array{std::vector<float>(G), std::vector<float>(G)};
+      },  // scales, zeros
+      [&](int64_t i, auto& s) {
+        DequantRow(d, w, plans.data(), r0 + i, out + i * w.cols, s[0].data(), s[1].data());
+      },
+      nr * w.cols >= (int64_t(1) << 16));
 }
 
 // ---------------------------------------------------------------- planar decoder (decode GEMV)
@@ -380,32 +380,26 @@ void GemvPlanar(D d, const AffineWeight& w, const float* x, int64_t n, float* y)
   PermuteX<kBits>(d, w, plans.data(), x, n, xp.data(), sx.data());
   // Rows in chunks of 8 so a thread's rows are contiguous and the per-call overhead is amortized.
   const int64_t chunks = (w.rows + 7) / 8;
-  const Team team;
-#pragma omp parallel num_threads(team.size()) if (team.size() > 1 && w.rows * w.cols >= (int64_t(1) << 16))
-  {
-    team.started();
-    std::vector<float> sbuf(static_cast<size_t>(G));
-#pragma omp for schedule(static) nowait
-    for (int64_t ch = 0; ch < chunks; ++ch) {
-      const int64_t r0 = ch * 8, r1 = std::min(w.rows, r0 + 8);
-      switch (n) {
-        case 1:
-          GemvPlanarRows<kBits, 1>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data());
-          break;
-        case 2:
-          GemvPlanarRows<kBits, 2>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data());
-          break;
-        case 3:
-          GemvPlanarRows<kBits, 3>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data());
-          break;
-        default:
-          GemvPlanarRows<kBits, 4>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data());
-          break;
-      }
-    }
-    team.done();
-  }
-  team.joined();
+  parallel_rows_with(
+      chunks, [&] { return std::vector<float>(static_cast<size_t>(G)); },
+      [&](int64_t ch, std::vector<float>& sbuf) {
+        const int64_t r0 = ch * 8, r1 = std::min(w.rows, r0 + 8);
+        switch (n) {
+          case 1:
+            GemvPlanarRows<kBits, 1>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data());
+            break;
+          case 2:
+            GemvPlanarRows<kBits, 2>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data());
+            break;
+          case 3:
+            GemvPlanarRows<kBits, 3>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data());
+            break;
+          default:
+            GemvPlanarRows<kBits, 4>(d, w, plans.data(), xp.data(), sx.data(), r0, r1, y, sbuf.data());
+            break;
+        }
+      },
+      w.rows * w.cols >= (int64_t(1) << 16));
 }
 
 // Picks the vector width for a group size: the widest whose block (P·N codes) tiles a group exactly, else
@@ -429,20 +423,18 @@ void GemvDequantDot(const AffineWeight& w, const float* x, int64_t n, float* y) 
   const hn::ScalableTag<float> d;
   const int64_t G = w.n_groups(), cols = w.cols;
   const std::vector<GroupPlan> plans = NaturalPlans(d, w);
-  const Team team;
-#pragma omp parallel num_threads(team.size()) if (team.size() > 1 && w.rows * w.cols >= (int64_t(1) << 16))
-  {
-    team.started();
-    std::vector<float> buf(static_cast<size_t>(cols)), sbuf(static_cast<size_t>(G)),
-        zbuf(static_cast<size_t>(G));
-#pragma omp for schedule(static) nowait
-    for (int64_t r = 0; r < w.rows; ++r) {
-      DequantRow(d, w, plans.data(), r, buf.data(), sbuf.data(), zbuf.data());
-      for (int64_t t = 0; t < n; ++t) y[t * w.rows + r] = Dot(d, buf.data(), x + t * cols, cols);
-    }
-    team.done();
-  }
-  team.joined();
+  parallel_rows_with(
+      w.rows,
+      [&] {  // the row, its scales, its zeros
+        return std::array{std::vector<float>(static_cast<size_t>(cols)),
+                          std::vector<float>(static_cast<size_t>(G)),
+                          std::vector<float>(static_cast<size_t>(G))};
+      },
+      [&](int64_t r, auto& s) {
+        DequantRow(d, w, plans.data(), r, s[0].data(), s[1].data(), s[2].data());
+        for (int64_t t = 0; t < n; ++t) y[t * w.rows + r] = Dot(d, s[0].data(), x + t * cols, cols);
+      },
+      w.rows * w.cols >= (int64_t(1) << 16));
 }
 
 void QuantGemv(const AffineWeight& w, const float* x, int64_t n, float* y) {

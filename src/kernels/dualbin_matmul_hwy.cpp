@@ -292,32 +292,29 @@ void GemvD(D d, const DualBinWeight& w, const float* x, int64_t n, float* y) {
   const int64_t G = w.n_groups();
   // Rows in chunks of 8 so a thread's rows are contiguous and the per-call overhead is amortized.
   const int64_t chunks = (w.rows + 7) / 8;
-  const Team team;
-#pragma omp parallel num_threads(team.size()) if (team.size() > 1 && w.rows * w.cols >= (int64_t(1) << 16))
-  {
-    team.started();
-    std::vector<float> sbuf(static_cast<size_t>(2 * kRows<1> * G));  // 2 scales per group of each row
-#pragma omp for schedule(static) nowait
-    for (int64_t ch = 0; ch < chunks; ++ch) {
-      const int64_t r0 = ch * 8, r1 = std::min(w.rows, r0 + 8);
-      switch (n) {
-        case 1:
-          GemvChunk<1>(d, w, x, r0, r1, y, sbuf.data());
-          break;
-        case 2:
-          GemvChunk<2>(d, w, x, r0, r1, y, sbuf.data());
-          break;
-        case 3:
-          GemvChunk<3>(d, w, x, r0, r1, y, sbuf.data());
-          break;
-        default:
-          GemvChunk<4>(d, w, x, r0, r1, y, sbuf.data());
-          break;
-      }
-    }
-    team.done();
-  }
-  team.joined();
+  parallel_rows_with(
+      chunks,
+      [&] {
+        return std::vector<float>(static_cast<size_t>(2 * kRows<1> * G));
+      },  // 2 scales per group of each row
+      [&](int64_t ch, std::vector<float>& sbuf) {
+        const int64_t r0 = ch * 8, r1 = std::min(w.rows, r0 + 8);
+        switch (n) {
+          case 1:
+            GemvChunk<1>(d, w, x, r0, r1, y, sbuf.data());
+            break;
+          case 2:
+            GemvChunk<2>(d, w, x, r0, r1, y, sbuf.data());
+            break;
+          case 3:
+            GemvChunk<3>(d, w, x, r0, r1, y, sbuf.data());
+            break;
+          default:
+            GemvChunk<4>(d, w, x, r0, r1, y, sbuf.data());
+            break;
+        }
+      },
+      w.rows * w.cols >= (int64_t(1) << 16));
 }
 
 void Gemv(const DualBinWeight& w, const float* x, int64_t n, float* y) {

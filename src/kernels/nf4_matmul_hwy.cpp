@@ -17,6 +17,7 @@
 #include <hwy/highway.h>
 
 #include <algorithm>
+#include <array>
 #include <vector>
 
 #include "core/parallel.h"
@@ -96,18 +97,17 @@ HWY_NOINLINE void DequantRow(const Nf4Weight& w, int64_t r, float* o, float* sca
 void DequantRows(const Nf4Weight& w, int64_t r0, int64_t nr, float* out) {
   const int64_t cols = w.cols, per_row = cols / kNf4Block;
   const bool icq = w.icq();
-  const Team team;
-#pragma omp parallel num_threads(team.size()) if (team.size() > 1 && nr * cols >= (int64_t(1) << 16))
-  {
-    team.started();
-    std::vector<float> scale(static_cast<size_t>(per_row)), tau(icq ? static_cast<size_t>(per_row) : 0),
-        products(icq ? static_cast<size_t>(16 * per_row) : 0);
-#pragma omp for schedule(static) nowait
-    for (int64_t r = r0; r < r0 + nr; ++r)
-      DequantRow(w, r, out + (r - r0) * cols, scale.data(), tau.data(), products.data());
-    team.done();
-  }
-  team.joined();
+  parallel_rows_with(
+      nr,
+      [&] {  // scales, ICQ shifts, ICQ products
+        return std::array{std::vector<float>(static_cast<size_t>(per_row)),
+                          std::vector<float>(icq ? static_cast<size_t>(per_row) : 0),
+                          std::vector<float>(icq ? static_cast<size_t>(16 * per_row) : 0)};
+      },
+      [&](int64_t i, auto& s) {
+        DequantRow(w, r0 + i, out + i * cols, s[0].data(), s[1].data(), s[2].data());
+      },
+      nr * cols >= (int64_t(1) << 16));
 }
 
 // xp (n, cols): each run of 2N columns of x reordered to its N even columns, then its N odd ones — the lane

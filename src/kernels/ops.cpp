@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <optional>
 #include <vector>
 
 #include "core/blas.h"
@@ -56,7 +55,8 @@ namespace {
 //   OpenBLAS's threaded driver halves it as (r + 1) / 2 and its single-threaded one rounds r / 2 up to the
 //   micro-kernel's unroll, so for other k (513, 2049: measured) the two drivers add different partial sums.
 constexpr int64_t kMinTileWork = int64_t(1) << 21;
-constexpr int64_t kTileAlign = 64;  // tile sides are multiples of every micro-kernel's unroll
+constexpr int64_t kTiledKMultiple = 64;  // see the second point above
+constexpr int64_t kTileAlign = 64;       // tile sides are multiples of every micro-kernel's unroll
 
 // Tiles of C: mb × nb, the last row/column of tiles taking the remainder (so no tile is smaller than
 // mb × nb).
@@ -74,7 +74,7 @@ int64_t align_down(int64_t x) {
 Tiling tiling(int64_t m, int64_t n, int64_t k) {
   const int threads = omp_in_parallel() ? 1 : num_threads();
   int64_t tm = 1, tn = 1;
-  while (threads > 1 && k % 64 == 0 && tm * tn < 4 * threads) {
+  while (threads > 1 && k % kTiledKMultiple == 0 && tm * tn < 4 * threads) {
     const int64_t mb = align_down(m / (tm * 2)), nb = align_down(n / (tn * 2));  // after one more split
     const int64_t cur_mb = tm > 1 ? align_down(m / tm) : m, cur_nb = tn > 1 ? align_down(n / tn) : n;
     const bool m_ok = mb > 0 && mb * cur_nb * k >= kMinTileWork;
@@ -94,23 +94,16 @@ Tiling tiling(int64_t m, int64_t n, int64_t k) {
 // runs on its calling thread). When the Team is one thread (the CPU is contended) there is no active region,
 // so OpenBLAS is told one thread for the while, and solo() does the whole product in one single-threaded
 // call, which sums every element as the tiles do and packs the operands once instead of once per tile.
+// Called outside parallel regions only (tiling() gives one tile inside them), so nothing can turn the CPU
+// contended between the check and parallel_for's own Team.
 template <typename F, typename S>
 void run_tiles(int64_t n, F&& tile, S&& solo) {
-  const Team team;
-  if (team.size() == 1) {
-    std::optional<BlasOneThread> one;
-    if (!omp_in_parallel()) one.emplace();
+  if (Team().size() == 1) {
+    BlasOneThread one;
     solo();
     return;
   }
-#pragma omp parallel num_threads(team.size())
-  {
-    team.started();
-#pragma omp for schedule(dynamic, 1) nowait
-    for (int64_t i = 0; i < n; ++i) tile(i);
-    team.done();
-  }
-  team.joined();
+  parallel_for(n, tile);
 }
 
 // cblas_sgemm, row-major, over the tiles of C (see above). A is (m, k) or (k, m) when trans_a; B is (k, n) or
@@ -234,7 +227,7 @@ void syrk_upper(int64_t n, int64_t k, float alpha, const float* A, int64_t lda, 
                 int64_t ldc) {
   const int threads = omp_in_parallel() ? 1 : num_threads();
   int64_t p = 1;
-  while (threads > 1 && k % 64 == 0 && (p + 1) * (p + 2) / 2 <= 4 * threads) {
+  while (threads > 1 && k % kTiledKMultiple == 0 && (p + 1) * (p + 2) / 2 <= 4 * threads) {
     const int64_t nb = align_down(n / (p + 1));
     if (nb == 0 || nb * nb * k < kMinTileWork) break;
     ++p;

@@ -2,7 +2,8 @@
 //
 // Each row is transformed exactly as hadamard_ref does it (formats/hadamard.h), so the two agree bitwise:
 // * Butterflies at stride h·m ≥ 4 (every stride when m ∈ {12, 20, 28}, as 4 | m): (u, v) → (u + v, u − v)
-//   lane by lane on runs of contiguous elements, in the reference's stage order h = 1, 2, 4, ...
+//   lane by lane on runs of contiguous elements, in the reference's stage order h = 1, 2, 4, ..., two stages
+//   per pass over the row (each element's additions unchanged; 2.2× faster at n = 4096 than one per pass).
 // * m = 1, strides 1 and 2 (inside a vector): one pass computes both stages per vector with lane shuffles,
 //   DupEven(v) + (DupOdd(v) with odd lanes' signs flipped) (then the same on 64-bit pairs): u + (−v) is
 //   u − v by IEEE 754's definition of subtraction, so nothing changes but the order of memory passes.
@@ -12,7 +13,8 @@
 // * The scale s = (float)(1/√n) multiplies the last step's results before they are stored (the last butterfly
 //   stage when m = 1, else the dense product): the same one multiply of the same value as the reference's
 //   final pass.
-// Rows of fewer than 4 elements (n = 1, 2) run the reference itself.
+// Rows of fewer than 4 elements (n = 1, 2) run the reference itself. Lane counts are MaxLanes (fixed-width
+// targets, as lowbit's other kernels assume), at most 16.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/hadamard_hwy.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -72,39 +74,81 @@ using DF = hn::CappedTag<float, 16>;  // at most 16 lanes, so kTablePad is a mul
 using DF8 = hn::CappedTag<float, 8>;
 using DF4 = hn::CappedTag<float, 4>;
 
-// a[j], b[j] ← a[j] + b[j], a[j] − b[j] for j in [0, len), times sv when kScale, on vectors of d.
-template <bool kScale, class D>
-HWY_INLINE void Butterfly(D d, float* HWY_RESTRICT a, float* HWY_RESTRICT b, int64_t j, hn::Vec<D> sv) {
-  const auto u = hn::LoadU(d, a + j), v = hn::LoadU(d, b + j);
-  auto sum = hn::Add(u, v), dif = hn::Sub(u, v);
-  if constexpr (kScale) {
-    sum = hn::Mul(sum, sv);
-    dif = hn::Mul(dif, sv);
-  }
-  hn::StoreU(sum, d, a + j);
-  hn::StoreU(dif, d, b + j);
+// f(d, j) over a run j ∈ [0, len) (len a multiple of 4): full vectors, then 8 and 4 lanes for the rest.
+template <class F>
+HWY_INLINE void ForRun(int64_t len, const F& f) {
+  constexpr int64_t N = int64_t(hn::MaxLanes(DF()));
+  int64_t j = 0;
+  for (; j + N <= len; j += N) f(DF(), j);
+  if constexpr (N > 8)
+    for (; j + 8 <= len; j += 8) f(DF8(), j);
+  if constexpr (N > 4)
+    for (; j < len; j += 4) f(DF4(), j);
 }
 
-// One butterfly stage at stride `stride` (a multiple of 4) over x (n): each block of 2·stride elements pairs
-// its halves; full vectors first, then 8 and 4 lanes for the rest of a run.
+// One stage at stride h (a multiple of 4) over x (n), each block of 2h pairing its halves lane by lane:
+// (u, v) → (u + v, u − v), times s when kScale.
 template <bool kScale>
-void Stage(float* HWY_RESTRICT x, int64_t n, int64_t stride, float s) {
-  const DF d;
-  const DF8 d8;
-  const DF4 d4;
-  constexpr int64_t N = int64_t(hn::MaxLanes(DF()));
-  const auto sv = hn::Set(d, s);
-  const auto sv8 = hn::Set(d8, s);
-  const auto sv4 = hn::Set(d4, s);
-  for (int64_t i0 = 0; i0 < n; i0 += 2 * stride) {
+void Stage(float* HWY_RESTRICT x, int64_t n, int64_t h, float s) {
+  for (int64_t i0 = 0; i0 < n; i0 += 2 * h) {
     float* a = x + i0;
-    float* b = a + stride;
-    int64_t j = 0;
-    for (; j + N <= stride; j += N) Butterfly<kScale>(d, a, b, j, sv);
-    if constexpr (N > 8)
-      for (; j + 8 <= stride; j += 8) Butterfly<kScale>(d8, a, b, j, sv8);
-    if constexpr (N > 4)
-      for (; j < stride; j += 4) Butterfly<kScale>(d4, a, b, j, sv4);
+    ForRun(h, [&](auto d, int64_t j) {
+      const auto u = hn::LoadU(d, a + j), v = hn::LoadU(d, a + h + j);
+      auto sum = hn::Add(u, v), dif = hn::Sub(u, v);
+      if constexpr (kScale) {
+        sum = hn::Mul(sum, hn::Set(d, s));
+        dif = hn::Mul(dif, hn::Set(d, s));
+      }
+      hn::StoreU(sum, d, a + j);
+      hn::StoreU(dif, d, a + h + j);
+    });
+  }
+}
+
+// The stages at strides h and 2h in one pass (half the loads and stores): per block of 4h, the elements
+// (x0, x1, x2, x3) h apart go through stage h, (x0 ± x1), (x2 ± x3), then stage 2h on those, exactly the
+// reference's additions.
+template <bool kScale>
+void TwoStages(float* HWY_RESTRICT x, int64_t n, int64_t h, float s) {
+  for (int64_t i0 = 0; i0 < n; i0 += 4 * h) {
+    float* a = x + i0;
+    ForRun(h, [&](auto d, int64_t j) {
+      const auto x0 = hn::LoadU(d, a + j), x1 = hn::LoadU(d, a + h + j);
+      const auto x2 = hn::LoadU(d, a + 2 * h + j), x3 = hn::LoadU(d, a + 3 * h + j);
+      const auto s01 = hn::Add(x0, x1), d01 = hn::Sub(x0, x1), s23 = hn::Add(x2, x3), d23 = hn::Sub(x2, x3);
+      auto y0 = hn::Add(s01, s23), y1 = hn::Add(d01, d23), y2 = hn::Sub(s01, s23), y3 = hn::Sub(d01, d23);
+      if constexpr (kScale) {
+        const auto sv = hn::Set(d, s);
+        y0 = hn::Mul(y0, sv);
+        y1 = hn::Mul(y1, sv);
+        y2 = hn::Mul(y2, sv);
+        y3 = hn::Mul(y3, sv);
+      }
+      hn::StoreU(y0, d, a + j);
+      hn::StoreU(y1, d, a + h + j);
+      hn::StoreU(y2, d, a + 2 * h + j);
+      hn::StoreU(y3, d, a + 3 * h + j);
+    });
+  }
+}
+
+// The stages at strides h0, 2·h0, ... < n (h0 a multiple of 4), two per pass while two remain; the last one
+// scales when scale_last.
+void Stages(float* HWY_RESTRICT x, int64_t n, int64_t h0, bool scale_last, float s) {
+  for (int64_t h = h0; 2 * h <= n;) {
+    if (4 * h <= n) {
+      if (scale_last && 4 * h == n)
+        TwoStages<true>(x, n, h, s);
+      else
+        TwoStages<false>(x, n, h, s);
+      h *= 4;
+    } else {
+      if (scale_last)  // 2h == n: the last stage
+        Stage<true>(x, n, h, s);
+      else
+        Stage<false>(x, n, h, s);
+      h *= 2;
+    }
   }
 }
 
@@ -132,24 +176,32 @@ void Stages1And2(D d, float* HWY_RESTRICT x, int64_t n, float s) {
 
 // Rows a ∈ [0, A) of xa (A, m), each ← s·(table product): acc_b = Σ_c t[c][b]·x_c over V vectors of outputs
 // (V·N ≥ m, the padding lanes computed and dropped). Every load of x precedes every store, so in place is
-// fine; the last vector of a row is stored through a buffer when it would reach into the next row.
+// fine; the last vector of a row is stored through a buffer when it would reach into the next row. The small
+// loops are unrolled so that the accumulators stay in registers.
 template <int V, int A>
 HWY_INLINE void DenseRows(const DenseTable& T, float* HWY_RESTRICT xa, int64_t m, float s) {
   const DF d;
   constexpr int64_t N = int64_t(hn::MaxLanes(DF()));
   hn::Vec<DF> acc[A][V];
+#pragma GCC unroll 4
   for (int i = 0; i < A; ++i)
+#pragma GCC unroll 8
     for (int v = 0; v < V; ++v) acc[i][v] = hn::Zero(d);
   for (int64_t c = 0; c < m; ++c) {
     hn::Vec<DF> t[V];
+#pragma GCC unroll 8
     for (int v = 0; v < V; ++v) t[v] = hn::Load(d, T.t[c] + v * N);
+#pragma GCC unroll 4
     for (int i = 0; i < A; ++i) {
       const auto xc = hn::Set(d, xa[i * m + c]);
+#pragma GCC unroll 8
       for (int v = 0; v < V; ++v) acc[i][v] = hn::MulAdd(t[v], xc, acc[i][v]);
     }
   }
   const auto sv = hn::Set(d, s);
+#pragma GCC unroll 4
   for (int i = 0; i < A; ++i)
+#pragma GCC unroll 8
     for (int v = 0; v < V; ++v) {
       const auto y = hn::Mul(acc[i][v], sv);
       float* out = xa + i * m + v * N;
@@ -165,14 +217,14 @@ HWY_INLINE void DenseRows(const DenseTable& T, float* HWY_RESTRICT xa, int64_t m
 
 // Rows interleaved per step: A·V independent add chains hide the MulAdd latency, within the 16 vector
 // registers of SSE4/AVX2 (A·V accumulators + V table vectors + one broadcast).
-template <int V>
-constexpr int kDenseRows = V <= 2   ? 4
-                           : V <= 4 ? 2
-                                    : 1;
+constexpr int dense_rows(int V) {
+  if (V <= 2) return 4;
+  return V <= 4 ? 2 : 1;
+}
 
 template <int V>
 void DenseV(const DenseTable& T, float* x, int64_t p, int64_t m, float s) {
-  constexpr int A = kDenseRows<V>;
+  constexpr int A = dense_rows(V);
   int64_t a = 0;
   for (; a + A <= p; a += A) DenseRows<V, A>(T, x + a * m, m, s);
   for (; a < p; ++a) DenseRows<V, 1>(T, x + a * m, m, s);
@@ -204,15 +256,9 @@ void Row(float* x, int64_t n, int64_t m, bool transpose) {
       Stages1And2<false>(DF(), x, n, s);
     else
       Stages1And2<false>(DF4(), x, n, s);
-    for (int64_t h = 4; h < n; h *= 2) {
-      if (2 * h == n)
-        Stage<true>(x, n, h, s);
-      else
-        Stage<false>(x, n, h, s);
-    }
-    return;
+    return Stages(x, n, 4, true, s);
   }
-  for (int64_t h = 1; h < p; h *= 2) Stage<false>(x, n, h * m, s);
+  Stages(x, n, m, false, s);
   Dense(x, p, m, transpose, s);
 }
 

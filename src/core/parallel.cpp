@@ -21,10 +21,12 @@ constexpr int64_t kLateNs = 500'000;
 constexpr int kLateEvents = 3;
 constexpr int64_t kBurstNs = 100'000'000;
 // How long regions stay on one thread then: kSoloNs, doubled (up to kSoloMaxNs) each time the full team that
-// probes afterwards finds the CPU still contended at once, so that lasting contention costs a probe (a few
-// late regions, some milliseconds) every few seconds only.
+// probes afterwards finds the CPU still contended within kRecentNs, so that lasting contention costs a probe
+// (a few late regions, some milliseconds) every few seconds only. The probe's team is not always late at
+// once (its regions may fall where the neighbour sleeps), so "still contended" allows some hundreds of ms.
 constexpr int64_t kSoloNs = 200'000'000;
 constexpr int64_t kSoloMaxNs = 3'200'000'000;
+constexpr int64_t kRecentNs = 1'000'000'000;
 
 std::atomic<int64_t> g_solo_until{0};
 std::atomic<int64_t> g_solo_ns{kSoloNs};
@@ -48,7 +50,7 @@ void note_late(int64_t now) {
   const int64_t until = g_solo_until.load(std::memory_order_relaxed);
   if (now < until) return;  // a region that began before solo mode did
   const int64_t prev = g_solo_ns.load(std::memory_order_relaxed);
-  const int64_t solo = now - until < kBurstNs ? std::min(2 * prev, kSoloMaxNs) : kSoloNs;
+  const int64_t solo = now - until < kRecentNs ? std::min(2 * prev, kSoloMaxNs) : kSoloNs;
   g_solo_ns.store(solo, std::memory_order_relaxed);
   g_solo_until.store(now + solo, std::memory_order_relaxed);
   g_solo_periods.fetch_add(1, std::memory_order_relaxed);

@@ -41,7 +41,7 @@
 #include "train/llama_train.h"
 #include "train/optim.h"
 #include "train/qlora.h"
-#include "train/rng.h"
+#include "core/rng.h"
 
 using namespace lowbit;
 

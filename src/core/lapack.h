@@ -6,6 +6,7 @@
 extern "C" {
 void spotrf_(const char* uplo, const int* n, float* a, const int* lda, int* info);
 void spotri_(const char* uplo, const int* n, float* a, const int* lda, int* info);
+void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 }
 
 namespace lowbit::lapack {
@@ -19,6 +20,14 @@ inline int cholesky_upper(float* a, int n) {
   int info = 0;
   const char uplo = 'L';
   spotrf_(&uplo, &n, a, &n, &info);
+  return info;
+}
+
+// The same in double (QuIP's LDLQ).
+inline int cholesky_upper(double* a, int n) {
+  int info = 0;
+  const char uplo = 'L';
+  dpotrf_(&uplo, &n, a, &n, &info);
   return info;
 }
 

@@ -3,12 +3,14 @@
 #include "formats/affine.h"
 #include "formats/dualbin.h"
 #include "formats/nf4.h"
+#include "formats/quip.h"
 
 namespace lowbit {
 
 const std::vector<const Format*>& packed_formats() {
   // One line per format.
-  static const std::vector<const Format*> all = {&affine_format(), &nf4_format(), &dualbin_format()};
+  static const std::vector<const Format*> all = {&affine_format(), &nf4_format(), &dualbin_format(),
+                                                 &quip_format()};
   return all;
 }
 

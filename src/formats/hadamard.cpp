@@ -100,32 +100,35 @@ const int8_t* hadamard_matrix(int m) {
   }
 }
 
-void hadamard_ref(float* x, int64_t n, bool transpose) {
+template <class T>
+void hadamard_ref(T* x, int64_t n, bool transpose) {
   const int64_t m = hadamard_base(n);
   if (m == 0) fail("hadamard: length {} is not 2^k, 12·2^k, 20·2^k or 28·2^k", n);
   const int64_t p = n / m;  // 2^k
   for (int64_t h = 1; h < p; h *= 2)
     for (int64_t a0 = 0; a0 < p; a0 += 2 * h)
       for (int64_t i = a0 * m; i < (a0 + h) * m; ++i) {
-        const float u = x[i], v = x[i + h * m];
+        const T u = x[i], v = x[i + h * m];
         x[i] = u + v;
         x[i + h * m] = u - v;
       }
   if (m > 1) {
     const int8_t* H = hadamard_matrix(int(m));
-    std::array<float, 28> y;  // (m) one a's outputs: every output reads all m inputs
+    std::array<T, 28> y;  // (m) one a's outputs: every output reads all m inputs
     for (int64_t a = 0; a < p; ++a) {
-      float* xa = x + a * m;
+      T* xa = x + a * m;
       for (int64_t b = 0; b < m; ++b) {
-        float acc = 0.0f;
-        for (int64_t c = 0; c < m; ++c) acc += float(transpose ? H[c * m + b] : H[b * m + c]) * xa[c];
+        T acc = 0;
+        for (int64_t c = 0; c < m; ++c) acc += T(transpose ? H[c * m + b] : H[b * m + c]) * xa[c];
         y[size_t(b)] = acc;
       }
       std::copy(y.begin(), y.begin() + m, xa);
     }
   }
-  const float s = float(1.0 / std::sqrt(double(n)));
+  const T s = T(1.0 / std::sqrt(double(n)));
   for (int64_t i = 0; i < n; ++i) x[i] *= s;
 }
+template void hadamard_ref<float>(float*, int64_t, bool);
+template void hadamard_ref<double>(double*, int64_t, bool);
 
 }  // namespace lowbit

@@ -34,7 +34,8 @@ const int8_t* hadamard_matrix(int m);
 //    0.0f in b' = 0, 1, ..., m−1 order (the ±1 products are exact: m roundings; skipped when m = 1);
 // 3. every element times s = (float)(1/√n) (1/√n computed in double and rounded to f32 once), one f32
 //    multiply: the only place the scale enters.
-// Errors when hadamard_base(n) == 0.
-void hadamard_ref(float* x, int64_t n, bool transpose);
+// Errors when hadamard_base(n) == 0. T = double runs the same steps in double (the quantizer's rotation).
+template <class T>
+void hadamard_ref(T* x, int64_t n, bool transpose);
 
 }  // namespace lowbit

@@ -6,6 +6,7 @@
 #include "kernels/affine_matmul.h"
 #include "kernels/dualbin_matmul.h"
 #include "kernels/nf4_matmul.h"
+#include "kernels/quip_matmul.h"
 
 namespace lowbit {
 
@@ -36,6 +37,17 @@ const FormatKernels kDualBinCpu = {[](const PackedWeight& w, const float* x, int
                                      dualbin_dequantize_rows(as_dualbin(w), r0, nr, out);
                                    }};
 
+// Its scalar twin works in the rotated space as the SIMD path does (the format's dequantize_ref builds the
+// dense rows, O(rows·cols) each: too slow per row).
+const FormatKernels kQuipCpu = {
+    [](const PackedWeight& w, const float* x, int64_t n, float* y) { quip_matmul(as_quip(w), x, n, y); },
+    [](const PackedWeight& w, const float* x, int64_t n, float* y) {
+      quip_matmul_scalar(as_quip(w), x, n, y);
+    },
+    [](const PackedWeight& w, int64_t r0, int64_t nr, float* out) {
+      quip_dequantize_rows(as_quip(w), r0, nr, out);
+    }};
+
 }  // namespace
 
 void packed_matmul_scalar(const PackedWeight& w, const float* x, int64_t n, float* y) {
@@ -55,6 +67,7 @@ const FormatKernels& format_kernels(const Format& f, Backend b) {
   if (b == Backend::Cpu && &f == &affine_format()) return kAffineCpu;
   if (b == Backend::Cpu && &f == &nf4_format()) return kNf4Cpu;
   if (b == Backend::Cpu && &f == &dualbin_format()) return kDualBinCpu;
+  if (b == Backend::Cpu && &f == &quip_format()) return kQuipCpu;
   fail("format '{}' has no kernels on this backend", f.name);
 }
 

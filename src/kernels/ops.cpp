@@ -152,6 +152,18 @@ void gemm_scalar(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, con
     }
 }
 
+void gemm_f64(bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double* A, int64_t lda,
+              const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(m), int(n), int(k), alpha,
+              A, int(lda), B, int(ldb), beta, C, int(ldc));
+}
+
+void syrk_upper_f64(int64_t n, int64_t k, double alpha, const double* A, int64_t lda, double beta, double* C,
+                    int64_t ldc) {
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, int(n), int(k), alpha, A, int(lda), beta, C, int(ldc));
+}
+
 void gemm_at(int64_t m, int64_t n, int64_t k, float alpha, const float* A, int64_t lda, const float* B,
              int64_t ldb, float beta, float* C, int64_t ldc) {
   sgemm_tiled(true, false, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);

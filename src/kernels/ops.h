@@ -47,6 +47,12 @@ void syrk_upper(int64_t n, int64_t k, float alpha, const float* A, int64_t lda, 
 void syrk_upper_scalar(int64_t n, int64_t k, float alpha, const float* A, int64_t lda, float beta, float* C,
                        int64_t ldc);
 
+// Double-precision twins for QuIP's float64 arithmetic, plain cblas_dgemm / cblas_dsyrk calls (row-major).
+void gemm_f64(bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double* A, int64_t lda,
+              const double* B, int64_t ldb, double beta, double* C, int64_t ldc);
+void syrk_upper_f64(int64_t n, int64_t k, double alpha, const double* A, int64_t lda, double beta, double* C,
+                    int64_t ldc);
+
 // y (n, d) = x / sqrt(mean(x²) + eps) · w per row, in float as HF's LlamaRMSNorm computes it in float32.
 void rms_norm(const float* x, const float* w, int64_t n, int d, double eps, float* y);
 

@@ -94,7 +94,7 @@ void run_block(const LlamaModel& model, int layer, Activations& acts, BlockObser
   }
 }
 
-HessianObserver::HessianObserver(std::vector<InputSite> sites) {
+HessianObserver::HessianObserver(std::vector<InputSite> sites, bool f64) : f64_(f64) {
   for (InputSite s : sites) {
     acc_[int(s)].wanted = true;
     last_ = std::max(last_, int(s));
@@ -104,14 +104,22 @@ HessianObserver::HessianObserver(std::vector<InputSite> sites) {
 void HessianObserver::observe(int layer, InputSite site, const float* x, int64_t n, int64_t cols) {
   Acc& a = acc_[int(site)];
   if (a.wanted) {
-    if (a.s.empty()) {
+    if (a.n == 0) {
       a.cols = cols;
-      a.s.assign(size_t(cols * cols), 0.0f);
+      if (f64_)
+        a.s64.assign(size_t(cols * cols), 0.0);
+      else
+        a.s.assign(size_t(cols * cols), 0.0f);
     }
     LOWBIT_ASSERT(a.cols == cols);
     // S (cols, cols) += xᵀ x, x (n, cols): upper triangle only.
     Timer t;
-    ops::syrk_upper(cols, n, 1.0f, x, cols, 1.0f, a.s.data(), cols);
+    if (f64_) {
+      x64_.assign(x, x + n * cols);
+      ops::syrk_upper_f64(cols, n, 1.0, x64_.data(), cols, 1.0, a.s64.data(), cols);
+    } else {
+      ops::syrk_upper(cols, n, 1.0f, x, cols, 1.0f, a.s.data(), cols);
+    }
     a.n += n;
     seconds_ += t.seconds();
     flops_ += double(n) * double(cols) * double(cols + 1);
@@ -129,13 +137,25 @@ std::vector<float> HessianObserver::finish(std::vector<float> s, int64_t c, int6
 
 std::vector<float> HessianObserver::hessian(InputSite site) const {
   const Acc& a = acc_[int(site)];
-  LOWBIT_ASSERT(a.wanted && a.n > 0);
+  LOWBIT_ASSERT(!f64_ && a.wanted && a.n > 0);
   return finish(a.s, a.cols, a.n);
+}
+
+std::vector<double> HessianObserver::take_hessian_f64(InputSite site) {
+  Acc& a = acc_[int(site)];
+  LOWBIT_ASSERT(f64_ && a.wanted && a.n > 0);
+  std::vector<double> H = std::move(a.s64);
+  const int64_t c = a.cols;
+  const double f = 1.0 / double(a.n);
+  for (int64_t i = 0; i < c; ++i)
+    for (int64_t j = i; j < c; ++j) H[size_t(i * c + j)] = H[size_t(j * c + i)] = f * H[size_t(i * c + j)];
+  a = Acc{};
+  return H;
 }
 
 std::vector<float> HessianObserver::take_hessian(InputSite site) {
   Acc& a = acc_[int(site)];
-  LOWBIT_ASSERT(a.wanted && a.n > 0);
+  LOWBIT_ASSERT(!f64_ && a.wanted && a.n > 0);
   std::vector<float> H = finish(std::move(a.s), a.cols, a.n);
   a = Acc{};
   return H;

@@ -52,15 +52,20 @@ void run_block(const LlamaModel& model, int layer, Activations& acts, BlockObser
 // its magnitude does not grow with N; GPTQ's reference keeps a running average over samples instead — the
 // scale of H cancels in GPTQ). Sums in fp32 with BLAS ssyrk per call, finalised on request. Sites after the
 // last one wanted stop the block (StopBlock).
+//
+// f64: sums in double instead (each window's x converted, BLAS dsyrk), for QuIP, whose reference accumulates
+// H = (1/N) Σ x xᵀ in float64; read it with hessian_f64.
 class HessianObserver : public BlockObserver {
  public:
-  explicit HessianObserver(std::vector<InputSite> sites);
+  explicit HessianObserver(std::vector<InputSite> sites, bool f64 = false);
   void observe(int layer, InputSite site, const float* x, int64_t n, int64_t cols) override;
   // (cols, cols) full symmetric H of a site; a copy.
   std::vector<float> hessian(InputSite site) const;
   // The same, moved out of the observer (no copy: for a 1B model's down_proj H is 256 MiB); the site's
   // statistics are gone afterwards.
   std::vector<float> take_hessian(InputSite site);
+  // (cols, cols) full symmetric (1/N) Σ x xᵀ in double (an f64 observer only); the site's sums are released.
+  std::vector<double> take_hessian_f64(InputSite site);
   int64_t tokens(InputSite site) const { return acc_[int(site)].n; }
   // Work done by the xᵀx accumulation so far (syrk: n·c·(c+1) flops per update) and its wall time.
   double flops() const { return flops_; }
@@ -70,8 +75,11 @@ class HessianObserver : public BlockObserver {
   struct Acc {
     bool wanted = false;
     int64_t cols = 0, n = 0;
-    std::vector<float> s;  // Σ x xᵀ, upper triangle (row-major)
+    std::vector<float> s;     // Σ x xᵀ, upper triangle (row-major)
+    std::vector<double> s64;  // the same in double (f64 observers)
   };
+  bool f64_ = false;
+  std::vector<double> x64_;  // scratch: the window's x in double
   static std::vector<float> finish(std::vector<float> s, int64_t c, int64_t n);
   Acc acc_[4];
   int last_ = 0;

@@ -21,7 +21,7 @@
 #include "train/fdb.h"
 #include "train/llama_train.h"
 #include "train/optim.h"
-#include "train/rng.h"
+#include "core/rng.h"
 
 namespace fs = std::filesystem;
 

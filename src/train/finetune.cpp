@@ -9,7 +9,7 @@
 #include "core/progress.h"
 #include "train/checkpoint_dir.h"
 #include "train/optim.h"
-#include "train/rng.h"
+#include "core/rng.h"
 
 namespace fs = std::filesystem;
 

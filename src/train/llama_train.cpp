@@ -6,7 +6,7 @@
 #include "kernels/ops.h"
 #include "train/attention.h"
 #include "train/grad_ops.h"
-#include "train/rng.h"
+#include "core/rng.h"
 
 namespace lowbit {
 

@@ -4,7 +4,7 @@
 
 #include "core/error.h"
 #include "kernels/ops.h"
-#include "train/rng.h"
+#include "core/rng.h"
 
 namespace lowbit {
 

@@ -23,7 +23,7 @@
 #include "train/grad_ops.h"
 #include "train/llama_train.h"
 #include "train/qlora.h"
-#include "train/rng.h"
+#include "core/rng.h"
 
 namespace lowbit {
 namespace {

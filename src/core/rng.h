@@ -1,6 +1,6 @@
-// Counter-based randomness for training: a value is a pure function of (key, index), so a recomputed forward
-// (gradient checkpointing) and a resumed run draw exactly what the first did, with no generator state to
-// save. SplitMix64's finaliser (Steele, Lea, Flood 2014) as the mixing function.
+// Counter-based randomness (training, random rotations): a value is a pure function of (key, index), so a
+// recomputed forward (gradient checkpointing) and a resumed run draw exactly what the first did, with no
+// generator state to save. SplitMix64's finaliser (Steele, Lea, Flood 2014) as the mixing function.
 #pragma once
 #include <cstdint>
 

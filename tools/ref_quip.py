@@ -64,6 +64,7 @@ Modes
     nice -n 19 /usr/bin/python3 tools/ref_quip.py layers --make-synthetic /tmp/quip-synth
 """
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -392,6 +393,9 @@ def compare_linear(dirpath):
     diff = ref["codes"] != codes_ours.to(torch.int64)
     r["codes_differ"] = int(diff.sum())
     r["rows_differ"] = int(diff.any(1).sum())
+    # The reference's own codes, (m, n) uint8 row-major, for fixtures (tests/quant/methods/quip_test.cpp).
+    r["ref_codes_sha256"] = hashlib.sha256(ref["codes"].to(torch.uint8).contiguous().numpy().tobytes()).hexdigest()
+    r["ref_scale"] = ref["s"]
     maxq = 2 ** bits - 1
     r["ours_codes_out_of_range"] = int(((codes_ours < 0) | (codes_ours > maxq)).sum())
     if r["codes_differ"]:

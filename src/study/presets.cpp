@@ -81,7 +81,7 @@ tasks = ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "mmlu"]
 // which rows each
 // --shard runs (plan position mod n).
 const char* kPaper =
-    R"(# lowbit study preset "paper": the study's RTN/GPTQ/AWQ/DB-LLM rows and its LoRA-FT rows, full evaluations.
+    R"(# lowbit study preset "paper": the study's RTN/GPTQ/AWQ/DB-LLM/QuIP rows and its LoRA-FT rows, full evaluations.
 name = "paper"
 models = ["testbed-25m"]
 
@@ -172,6 +172,18 @@ tasks = ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "mmlu"]
 [[rows]]
 method = ["qlora", "ir-qlora"]
 tasks = ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "mmlu"]
+
+# Table 1's QuIP rows (per channel: Kronecker rotations, LDLQ, one greedy pass, as the authors' --incoh_processing
+# with --quant ldlq), and the randomized-Hadamard rotation (QuIP#'s) at 2 bits as an extra row. After the Table 2
+# rows, so that the cells above keep their keys.
+[[rows]]
+method = "quip"
+wbits = [4, 3, 2]
+
+[[rows]]
+method = "quip"
+wbits = 2
+rotation = "hadamard"
 )";
 
 const std::map<std::string, std::string>& presets() {

@@ -42,8 +42,11 @@ TEST(StudySpec, PresetsParseAndExpand) {
   EXPECT_EQ(q.row_tasks(q.rows[7]).back(), "mmlu");
   EXPECT_EQ(q.row_tasks(q.rows[1]).size(), 5u);  // MMLU on fp16 and qlora only
   const StudySpec p = load_study("paper");
-  // fp16 + 3 methods x (3 group-128 + 4 per-channel), DB-LLM, then Table 2's nf4, qlora, ir-qlora
-  ASSERT_EQ(p.rows.size(), 26u);
+  // fp16 + 3 methods x (3 group-128 + 4 per-channel), DB-LLM, then Table 2's nf4, qlora, ir-qlora, then
+  // QuIP's three rows and its Hadamard variant
+  ASSERT_EQ(p.rows.size(), 30u);
+  EXPECT_EQ(p.rows[26].label(), "quip w4 a16 per-channel");
+  EXPECT_EQ(p.rows[29].label(), R"(quip w2 a16 per-channel rotation="hadamard")");
   EXPECT_EQ(p.rows[4].label(), "rtn w8 a16 per-channel");
   EXPECT_EQ(p.rows[22].label(), "db-llm w2 a16 g128");
   EXPECT_EQ(p.rows[23].label(), "nf4 w4 a16 g64");
@@ -52,6 +55,7 @@ TEST(StudySpec, PresetsParseAndExpand) {
   for (size_t i : {size_t(0), size_t(23), size_t(24), size_t(25)})
     EXPECT_EQ(p.row_tasks(p.rows[i]).back(), "mmlu") << i;
   for (size_t i = 1; i < 23; ++i) EXPECT_FALSE(p.rows[i].tasks.has_value()) << i;
+  for (size_t i = 26; i < 30; ++i) EXPECT_FALSE(p.rows[i].tasks.has_value()) << i;
   EXPECT_NO_THROW(check_study_inputs(p, test::paths()));
   EXPECT_EQ(p.calib_nsamples, 128);
   EXPECT_EQ(p.ppl_max_windows, 0);
@@ -231,7 +235,7 @@ TEST(StudySpec, BadFinetuneAndTaskKeysNameTheKey) {
       {std::string(kHead) + "[[rows]]\nmethod = \"qlora\"\ndouble_quant = false\n",
        "rows[0].double_quant: does not apply to a fine-tune row"},
       {std::string(kHead) + "[[rows]]\nmethod = \"qloar\"\n",
-       "rows[0].method: unknown method 'qloar' (known: fp16, rtn, gptq, awq, nf4, db-llm, lora, qlora, "
+       "rows[0].method: unknown method 'qloar' (known: fp16, rtn, gptq, awq, nf4, quip, db-llm, lora, qlora, "
        "ir-qlora)"},
       {std::string(kHead) + "[[rows]]\nmethod = \"rtn\"\nwbits = 4\nsteps = 10\n",
        "rows[0].steps: applies to fine-tune rows only"},

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the hand-made seed corpora for fuzz/safetensors_fuzz, fuzz/gguf_fuzz and (the nf4 and dualbin seeds
-of) fuzz/packed_linear_fuzz.
+"""Writes the hand-made seed corpora for fuzz/safetensors_fuzz, fuzz/gguf_fuzz and (the nf4, dualbin and quip
+seeds of) fuzz/packed_linear_fuzz.
 
 Every seed is a tiny valid file built here from scratch (no model files are copied). Run from the repository
 root: python3 tools/make_fuzz_seeds.py
@@ -194,3 +194,21 @@ def dualbin_linear(rows, cols, group, odd=False):
 write("packed_linear", "dualbin_g128", dualbin_linear(3, 256, 128))
 write("packed_linear", "dualbin_g8", dualbin_linear(5, 64, 8))
 write("packed_linear", "dualbin_g64_misaligned", dualbin_linear(2, 128, 64, odd=True))
+
+
+def quip_linear(rows, cols, bits, kind, odd=False):
+    """A QuIP linear (formats/quip.h): b-bit codes (rows, ceil(cols * bits / 8)), the scale (1), the column scales
+    d (cols) and the meta (rotation kind, U's seed, V's seed). odd: a one-byte tensor first, so that the F32 and
+    I64 tensors sit at odd offsets."""
+    rb = (cols * bits + 7) // 8
+    t = [("L.pad", "U8", [1], b"\x00")] if odd else []
+    t.append(("L.quip_codes", "U8", [rows, rb], bytes((i * 59 + 13) % 256 for i in range(rows * rb))))
+    t.append(("L.quip_scale", "F32", [1], f32(0.75)))
+    t.append(("L.quip_d", "F32", [cols], f32(*[0.5 + 0.01 * i for i in range(cols)])))
+    t.append(("L.quip_meta", "I64", [3], struct.pack("<3q", kind, 1234, -5678)))
+    return packed_linear(cols, t)
+
+
+write("packed_linear", "quip_kronecker_2bit", quip_linear(12, 40, 2, 0))
+write("packed_linear", "quip_hadamard_4bit", quip_linear(24, 12, 4, 1))
+write("packed_linear", "quip_kronecker_3bit_misaligned", quip_linear(6, 20, 3, 0, odd=True))

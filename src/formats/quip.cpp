@@ -1,5 +1,7 @@
 #include "formats/quip.h"
 
+#include <fmt/ranges.h>
+
 #include <cmath>
 #include <cstring>
 #include <numbers>
@@ -209,6 +211,20 @@ void check_quip_shape(int bits, int64_t rows, int64_t cols, std::string_view wha
   if (bits < 2 || bits > 4) fail("{}: QuIP stores 2, 3 or 4 bits per weight, not {}", what, bits);
 }
 
+int64_t quip_row_bytes(int64_t cols, int bits) {
+  return (cols * bits + 7) / 8;
+}
+
+// The bit widths in 2..4 whose packed rows of `cols` codes are `row_bytes` long. The checkpoint stores the
+// width only through the row length, and for cols ≤ 6 two widths can share one (6 codes: 3 bytes at 3 and
+// at 4 bits); from 7 columns on the three lengths differ.
+std::vector<int> widths_with_row_bytes(int64_t cols, int64_t row_bytes) {
+  std::vector<int> out;
+  for (int b = 2; b <= 4; ++b)
+    if (quip_row_bytes(cols, b) == row_bytes) out.push_back(b);
+  return out;
+}
+
 }  // namespace
 
 const QuipWeight& as_quip(const PackedWeight& w) {
@@ -220,6 +236,12 @@ std::shared_ptr<QuipWeight> make_quip(int bits, int64_t rows, int64_t cols, cons
                                       const float* d, std::shared_ptr<const Rotation> U,
                                       std::shared_ptr<const Rotation> V) {
   check_quip_shape(bits, rows, cols, "make_quip");
+  for (int b : widths_with_row_bytes(cols, quip_row_bytes(cols, bits)))
+    if (b != bits)
+      fail(
+          "make_quip: {} columns of {}-bit codes take {} bytes per row, as {}-bit codes do: a checkpoint "
+          "could not tell the widths apart",
+          cols, bits, quip_row_bytes(cols, bits), b);
   LOWBIT_ASSERT(U && V && U->n == rows && V->n == cols && U->kind == V->kind);
   if (!std::isfinite(scale) || scale <= 0) fail("make_quip: scale {} is not a positive number", scale);
   auto st = std::make_shared<QuipStorage>();
@@ -310,11 +332,13 @@ std::shared_ptr<PackedWeight> quip_from_tensors(const TensorLookup& get, int64_t
   const TensorView& codes = need("quip_codes");
   if (codes.shape.size() != 2 || codes.shape[0] != rows)
     fail("{}.quip_codes is {}, expected ({}, row bytes)", what, shape_str(codes.shape), rows);
-  int bits = 0;  // the b whose packed row length is the stored one
-  for (int b = 2; b <= 4; ++b)
-    if (int64_t((cols * b + 7) / 8) == codes.shape[1]) bits = b;
-  if (bits == 0)
+  const std::vector<int> widths = widths_with_row_bytes(cols, codes.shape[1]);  // whose row length it is
+  if (widths.empty())
     fail("{}.quip_codes rows have {} bytes: not 2, 3 or 4 bits for {} columns", what, codes.shape[1], cols);
+  if (widths.size() > 1)
+    fail("{}.quip_codes rows have {} bytes, as {} columns of {} bits do: the bit width is ambiguous", what,
+         codes.shape[1], cols, fmt::join(widths, " or "));
+  const int bits = widths[0];
   expect(codes, "quip_codes", DType::U8, {rows, codes.shape[1]});
   const TensorView& sc = need("quip_scale");
   const TensorView& d = need("quip_d");

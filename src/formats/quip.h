@@ -67,7 +67,8 @@ void rotate_ref(const Rotation& r, T* x, bool transpose);
 //   P.quip_scale  F32  (1)                 s
 //   P.quip_d      F32  (cols)              d (> 0)
 //   P.quip_meta   I64  (3)                 rotation kind, U's seed, V's seed
-// bits = row_bytes·8 / cols (2..4).
+// bits = row_bytes·8 / cols (2..4): the only record of the width, so make_quip and from_tensors refuse the
+// widths of fewer than 7 columns where two bit widths pack a row into as many bytes.
 const Format& quip_format();
 
 struct QuipWeight final : PackedWeight {

@@ -218,7 +218,7 @@ TEST(ReportFormat, MethodNames) {
   EXPECT_EQ(method_label(row("gptq", 4, 128, {{"act_order", true}})), "GPTQ (act-order)");
   EXPECT_EQ(method_label(row("gptq", 4, 128, {{"act_order", false}})), "GPTQ");
   EXPECT_EQ(method_label(row("awq", 3, -1)), "AWQ");
-  EXPECT_EQ(method_label(row("quip", 2, -1)), "QUIP");
+  EXPECT_EQ(method_label(row("quip", 2, -1)), "QuIP");
   EXPECT_EQ(method_label(row("rtn", 4, 128, {{"sym", false}})), "RTN (sym=false)");
   EXPECT_EQ(group_text(row("rtn", 4, -1)), "-");
   EXPECT_EQ(group_text(row("rtn", 4, 64)), "64");

@@ -37,6 +37,8 @@ std::pair<int64_t, int64_t> butterfly_factors(int64_t n) {
 namespace {
 
 // Labels of the independent draws of one rotation (subkeys of its seed).
+constexpr int64_t kMaxBlock = 1024;
+
 enum : uint64_t { kPermIn = 1, kPermOut = 2, kBlockA = 3, kBlockB = 4, kSigns = 5 };
 
 // A uniformly random permutation (Fisher–Yates from the top).
@@ -81,22 +83,31 @@ std::vector<float> random_special_orthogonal(int64_t p, uint64_t key) {
     }
   }
   // Modified Gram–Schmidt on the columns, twice ("twice is enough", Giraud et al. 2005): R's diagonal is the
-  // columns' norms, positive.
-  for (size_t c = 0; c < P; ++c)
+  // columns' norms, positive. On the transpose, so that each column is contiguous.
+  std::vector<double> gt(P * P);  // gt[c][r] = g[r][c]
+  for (size_t r = 0; r < P; ++r)
+    for (size_t c = 0; c < P; ++c) gt[c * P + r] = g[r * P + c];
+  for (size_t c = 0; c < P; ++c) {
+    double* col = &gt[c * P];
     for (int pass = 0; pass < 2; ++pass) {
       for (size_t k = 0; k < c; ++k) {
+        const double* prev = &gt[k * P];
         double dot = 0;
-        for (size_t r = 0; r < P; ++r) dot += g[r * P + k] * g[r * P + c];
-        for (size_t r = 0; r < P; ++r) g[r * P + c] -= dot * g[r * P + k];
+        for (size_t r = 0; r < P; ++r) dot += prev[r] * col[r];
+        for (size_t r = 0; r < P; ++r) col[r] -= dot * prev[r];
       }
       double nrm = 0;
-      for (size_t r = 0; r < P; ++r) nrm += g[r * P + c] * g[r * P + c];
+      for (size_t r = 0; r < P; ++r) nrm += col[r] * col[r];
       nrm = std::sqrt(nrm);
-      for (size_t r = 0; r < P; ++r) g[r * P + c] /= nrm;
+      for (size_t r = 0; r < P; ++r) col[r] /= nrm;
     }
+  }
   if (sign < 0)
-    for (size_t r = 0; r < P; ++r) g[r * P] = -g[r * P];
-  return std::vector<float>(g.begin(), g.end());
+    for (size_t r = 0; r < P; ++r) gt[r] = -gt[r];
+  std::vector<float> q(P * P);
+  for (size_t r = 0; r < P; ++r)
+    for (size_t c = 0; c < P; ++c) q[r * P + c] = float(gt[c * P + r]);
+  return q;
 }
 
 template <class T>
@@ -149,6 +160,13 @@ std::shared_ptr<const Rotation> make_rotation(RotationKind kind, int64_t n, uint
           "{}: width {} is prime, so it has no factorisation p1·p2 for QuIP's Kronecker rotation (use "
           "--rotation hadamard if it is 2^k·12/20/28, or leave this model to another method)",
           what, n);
+    // Drawing a p×p block costs O(p³) (a width 2·2039 would take half a minute); real widths factor into
+    // small blocks (4096 → 64·64, 11008 → 688·16, 14336 → 64·224).
+    if (std::max(r->p1, r->p2) > kMaxBlock)
+      fail(
+          "{}: width {} factors as {}·{}, a block above {} (its random rotation would take too long to draw; "
+          "use --rotation hadamard if the width is 2^k·12/20/28)",
+          what, n, r->p1, r->p2, kMaxBlock);
     r->perm_in = random_perm(n, subkey(seed, kPermIn));
     r->perm_out = random_perm(n, subkey(seed, kPermOut));
     r->a = random_special_orthogonal(r->p1, subkey(seed, kBlockA));

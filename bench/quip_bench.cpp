@@ -120,8 +120,9 @@ int main(int argc, char** argv) {
     // The rotations' share of one QuIP GEMV, per linear shape of the 1B model: the whole product against
     // its middle step alone (the affine kernel on the centred codes).
     LlamaModel m(load_checkpoint(path));
-    fmt::print("\n| linear (rows × cols) | rotation | quip GEMV µs | affine middle µs | rotations' share |\n"
-               "|---|---|--:|--:|--:|\n");
+    fmt::print(
+        "\n| linear (rows × cols) | rotation | quip GEMV µs | affine middle µs | rotations' share |\n"
+        "|---|---|--:|--:|--:|\n");
     for (LinearKind k : {LinearKind::Q, LinearKind::K, LinearKind::O, LinearKind::Gate, LinearKind::Down})
       for (RotationKind kind : {RotationKind::Kronecker, RotationKind::Hadamard}) {
         const Linear& lin = m.linear(0, k);
@@ -129,8 +130,8 @@ int main(int argc, char** argv) {
         std::vector<float> x(size_t(lin.cols()), 0.5f), y(size_t(lin.rows()));
         const double whole = median_seconds(200, [&] { quip_matmul(*w, x.data(), 1, y.data()); });
         const double mid = median_seconds(200, [&] { affine_matmul(w->centred, x.data(), 1, y.data()); });
-        fmt::print("| {} ({} × {}) | {} | {:.1f} | {:.1f} | {:.0f}% |\n", linear_name(k), lin.rows(), lin.cols(),
-                   rotation_kind_name(kind), whole * 1e6, mid * 1e6, 100 * (whole - mid) / whole);
+        fmt::print("| {} ({} × {}) | {} | {:.1f} | {:.1f} | {:.0f}% |\n", linear_name(k), lin.rows(),
+                   lin.cols(), rotation_kind_name(kind), whole * 1e6, mid * 1e6, 100 * (whole - mid) / whole);
       }
     fmt::print("peak RSS {}\n", format_bytes(peak_rss_bytes()));
   } catch (const std::exception& e) {

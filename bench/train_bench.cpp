@@ -36,12 +36,12 @@
 #include "core/mmap.h"
 #include "core/paths.h"
 #include "core/progress.h"
+#include "core/rng.h"
 #include "io/tokenizer.h"
 #include "train/data.h"
 #include "train/llama_train.h"
 #include "train/optim.h"
 #include "train/qlora.h"
-#include "core/rng.h"
 
 using namespace lowbit;
 

@@ -10,6 +10,7 @@
 #include "core/json.h"
 #include "core/mmap.h"
 #include "core/progress.h"
+#include "core/rng.h"
 #include "io/safetensors.h"
 #include "model/llama.h"
 #include "model/sampler.h"
@@ -21,7 +22,6 @@
 #include "train/fdb.h"
 #include "train/llama_train.h"
 #include "train/optim.h"
-#include "core/rng.h"
 
 namespace fs = std::filesystem;
 

@@ -7,9 +7,9 @@
 #include "core/json.h"
 #include "core/mmap.h"
 #include "core/progress.h"
+#include "core/rng.h"
 #include "train/checkpoint_dir.h"
 #include "train/optim.h"
-#include "core/rng.h"
 
 namespace fs = std::filesystem;
 

@@ -3,10 +3,10 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/rng.h"
 #include "kernels/ops.h"
 #include "train/attention.h"
 #include "train/grad_ops.h"
-#include "core/rng.h"
 
 namespace lowbit {
 

@@ -3,8 +3,8 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "kernels/ops.h"
 #include "core/rng.h"
+#include "kernels/ops.h"
 
 namespace lowbit {
 

@@ -18,12 +18,12 @@
 #include <tuple>
 
 #include "core/json.h"
+#include "core/rng.h"
 #include "io/checkpoint.h"
 #include "test_util.h"
 #include "train/grad_ops.h"
 #include "train/llama_train.h"
 #include "train/qlora.h"
-#include "core/rng.h"
 
 namespace lowbit {
 namespace {

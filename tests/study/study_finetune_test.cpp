@@ -262,8 +262,8 @@ TEST(StudyFinetuneKeys, EveryFinetuneSettingAndTheDataContentAreInTheKey) {
 
 TEST(StudyFinetuneKeys, PaperPresetKeepsEveryCellOfTheCommittedStore) {
   // results/testbed-25m-paper.sqlite holds the preset's 197 PTQ cells (and, as sessions run them, some of
-  // the rows added since: MMLU on fp16, NormalFloat, QLoRA, IR-QLoRA, DB-LLM); those rows must leave the
-  // stored keys as they were, so the store stays valid.
+  // the rows added since: MMLU on fp16, NormalFloat, QLoRA, IR-QLoRA, DB-LLM, QuIP); those rows must leave
+  // the stored keys as they were, so the store stays valid.
   const fs::path repo = fs::path(__FILE__).parent_path().parent_path().parent_path();
   const std::string copy = test::temp_dir("paper_store") + "/paper.sqlite";
   fs::copy_file(repo / "results/testbed-25m-paper.sqlite", copy);
@@ -276,8 +276,9 @@ TEST(StudyFinetuneKeys, PaperPresetKeepsEveryCellOfTheCommittedStore) {
   for (const std::string& k : stored)
     EXPECT_TRUE(planned.count(k)) << "stored cell " << k << " left the plan";
   // The new cells: MMLU on fp16; NormalFloat's quant, 3 ppl, 5 tasks and MMLU; each fine-tune row's
-  // finetune, 3 ppl, 5 tasks and MMLU; DB-LLM's quant, 3 ppl and 5 tasks.
-  EXPECT_EQ(keys.size(), 197u + 1 + 10 + 2 * 10 + 9);
+  // finetune, 3 ppl, 5 tasks and MMLU; DB-LLM's quant, 3 ppl and 5 tasks; the same 9 for each of QuIP's 4
+  // rows.
+  EXPECT_EQ(keys.size(), 197u + 1 + 10 + 2 * 10 + 9 + 4 * 9);
 }
 
 }  // namespace

@@ -43,15 +43,6 @@ void affine_dequantize_rows_scalar(const AffineWeight& w, int64_t r0, int64_t nr
 
 namespace {
 
-TensorView view(DType dt, std::vector<int64_t> shape, const void* data) {
-  TensorView t;
-  t.dtype = dt;
-  t.shape = std::move(shape);
-  t.data = data;
-  t.nbytes = size_t(t.numel()) * dtype_size(dt);
-  return t;
-}
-
 // t's elements as T: the tensor itself when aligned for T, else a copy in `copy`.
 template <class T>
 const T* aligned_view(const TensorView& t, std::vector<T>& copy) {
@@ -64,10 +55,11 @@ const T* aligned_view(const TensorView& t, std::vector<T>& copy) {
 std::vector<FormatTensor> affine_tensors(const PackedWeight& pw) {
   const AffineWeight& w = as_affine(pw);
   const int64_t G = w.n_groups();
-  std::vector<FormatTensor> out = {{"qcodes", view(DType::U8, {w.rows, int64_t(w.row_bytes())}, w.codes)},
-                                   {"scales", view(DType::F16, {w.rows, G}, w.scales)},
-                                   {"qzeros", view(DType::U8, {w.rows, G}, w.zeros)}};
-  if (w.g_idx) out.push_back({"g_idx", view(DType::I32, {w.cols}, w.g_idx)});
+  std::vector<FormatTensor> out = {
+      {"qcodes", format_tensor(DType::U8, {w.rows, int64_t(w.row_bytes())}, w.codes)},
+      {"scales", format_tensor(DType::F16, {w.rows, G}, w.scales)},
+      {"qzeros", format_tensor(DType::U8, {w.rows, G}, w.zeros)}};
+  if (w.g_idx) out.push_back({"g_idx", format_tensor(DType::I32, {w.cols}, w.g_idx)});
   return out;
 }
 
@@ -81,11 +73,6 @@ std::shared_ptr<PackedWeight> affine_from_tensors(const TensorLookup& get, int64
   const TensorView& codes = need("qcodes");
   const TensorView& scales = need("scales");
   const TensorView& zeros = need("qzeros");
-  auto expect = [&](const TensorView& t, const char* suffix, DType dt, std::vector<int64_t> shape) {
-    if (t.dtype != dt || t.shape != shape)
-      fail("{}.{} is {} {}, expected {} {}", what, suffix, dtype_name(t.dtype), shape_str(t.shape),
-           dtype_name(dt), shape_str(shape));
-  };
   if (codes.shape.size() != 2 || scales.shape.size() != 2) fail("{}.qcodes/.scales must be 2-D", what);
   const int64_t rb = codes.shape[1], G = scales.shape[1];
   auto q = std::make_shared<AffineWeight>();
@@ -101,9 +88,9 @@ std::shared_ptr<PackedWeight> affine_from_tensors(const TensorLookup& get, int64
   if (G <= 0 || cols % G != 0)
     fail("{}.scales has {} groups, which does not divide {} columns", what, G, cols);
   q->group_size = cols / G;
-  expect(codes, "qcodes", DType::U8, {rows, rb});
-  expect(scales, "scales", DType::F16, {rows, G});
-  expect(zeros, "qzeros", DType::U8, {rows, G});
+  expect_tensor(codes, what, "qcodes", DType::U8, {rows, rb});
+  expect_tensor(scales, what, "scales", DType::F16, {rows, G});
+  expect_tensor(zeros, what, "qzeros", DType::U8, {rows, G});
   // safetensors does not align tensors: a file may place the F16 scales or the I32 g_idx at an odd offset.
   // Such a tensor is copied to aligned memory (q->owner keeps it) instead of being read misaligned.
   struct Copies {
@@ -118,7 +105,7 @@ std::shared_ptr<PackedWeight> affine_from_tensors(const TensorLookup& get, int64
   for (int64_t i = 0; i < rows * G; ++i)
     if (q->zeros[i] > maxq) fail("{}.qzeros[{}] = {} exceeds 2^{}-1", what, i, q->zeros[i], q->bits);
   if (const TensorView* gi = get("g_idx")) {
-    expect(*gi, "g_idx", DType::I32, {cols});
+    expect_tensor(*gi, what, "g_idx", DType::I32, {cols});
     q->g_idx = aligned_view(*gi, copies->g_idx);
     for (int64_t c = 0; c < cols; ++c)
       if (q->g_idx[c] < 0 || q->g_idx[c] >= G)

@@ -153,21 +153,12 @@ std::shared_ptr<DualBinWeight> dualbin_from_affine(const AffineWeight& w) {
 
 namespace {
 
-TensorView view(DType dt, std::vector<int64_t> shape, const void* data) {
-  TensorView t;
-  t.dtype = dt;
-  t.shape = std::move(shape);
-  t.data = data;
-  t.nbytes = size_t(t.numel()) * dtype_size(dt);
-  return t;
-}
-
 std::vector<FormatTensor> dualbin_tensors(const PackedWeight& pw) {
   const DualBinWeight& w = as_dualbin(pw);
   const int64_t rb = int64_t(w.row_bytes());
-  return {{"bplane1", view(DType::U8, {w.rows, rb}, w.plane1)},
-          {"bplane2", view(DType::U8, {w.rows, rb}, w.plane2)},
-          {"bscales", view(DType::F16, {w.rows, 2 * w.n_groups()}, w.scales)}};
+  return {{"bplane1", format_tensor(DType::U8, {w.rows, rb}, w.plane1)},
+          {"bplane2", format_tensor(DType::U8, {w.rows, rb}, w.plane2)},
+          {"bscales", format_tensor(DType::F16, {w.rows, 2 * w.n_groups()}, w.scales)}};
 }
 
 std::shared_ptr<PackedWeight> dualbin_from_tensors(const TensorLookup& get, int64_t rows, int64_t cols,
@@ -178,11 +169,6 @@ std::shared_ptr<PackedWeight> dualbin_from_tensors(const TensorLookup& get, int6
     const TensorView* t = get(suffix);
     if (!t) fail("{}.{}: missing (the dualbin format needs bplane1, bplane2 and bscales)", what, suffix);
     return *t;
-  };
-  auto expect = [&](const TensorView& t, const char* suffix, DType dt, std::vector<int64_t> shape) {
-    if (t.dtype != dt || t.shape != shape)
-      fail("{}.{} is {} {}, expected {} {}", what, suffix, dtype_name(t.dtype), shape_str(t.shape),
-           dtype_name(dt), shape_str(shape));
   };
   const TensorView& p1 = need("bplane1");
   const TensorView& p2 = need("bplane2");
@@ -196,9 +182,9 @@ std::shared_ptr<PackedWeight> dualbin_from_tensors(const TensorLookup& get, int6
   const int64_t gs = cols / (G2 / 2);
   if (gs % 8 != 0)
     fail("{}.bscales has {} groups of {} columns: dualbin groups must be a multiple of 8", what, G2 / 2, gs);
-  expect(p1, "bplane1", DType::U8, {rows, cols / 8});
-  expect(p2, "bplane2", DType::U8, {rows, cols / 8});
-  expect(sc, "bscales", DType::F16, {rows, G2});
+  expect_tensor(p1, what, "bplane1", DType::U8, {rows, cols / 8});
+  expect_tensor(p2, what, "bplane2", DType::U8, {rows, cols / 8});
+  expect_tensor(sc, what, "bscales", DType::F16, {rows, G2});
   auto q = std::make_shared<DualBinWeight>();
   q->rows = rows, q->cols = cols, q->group_size = gs;
   q->plane1 = p1.as<uint8_t>();

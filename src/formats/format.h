@@ -57,6 +57,12 @@ struct Format {
                                                 const std::string& what) = nullptr;
 };
 
+// The view of a format's buffer under its checkpoint suffix (Format::tensors).
+TensorView format_tensor(DType dt, std::vector<int64_t> shape, const void* data);
+// Throws "<what>.<suffix> is U8 (3, 4), expected U8 (3, 5)" unless t has that dtype and shape (from_tensors).
+void expect_tensor(const TensorView& t, const std::string& what, const char* suffix, DType dt,
+                   const std::vector<int64_t>& shape);
+
 // Every format, in registration order.
 const std::vector<const Format*>& packed_formats();
 // The format named `name`, or null.

@@ -159,29 +159,21 @@ void nf4_dequantize_rows_scalar(const Nf4Weight& w, int64_t r0, int64_t nr, floa
 
 namespace {
 
-TensorView view(DType dt, std::vector<int64_t> shape, const void* data) {
-  TensorView t;
-  t.dtype = dt;
-  t.shape = std::move(shape);
-  t.data = data;
-  t.nbytes = size_t(t.numel()) * dtype_size(dt);
-  return t;
-}
-
 std::vector<FormatTensor> nf4_tensors(const PackedWeight& pw) {
   const Nf4Weight& w = as_nf4(pw);
   const int64_t nb = w.nblocks(), ns = w.nsuper();
-  std::vector<FormatTensor> out = {{"nf4_codes", view(DType::U8, {w.rows, int64_t(w.row_bytes())}, w.codes)}};
+  std::vector<FormatTensor> out = {
+      {"nf4_codes", format_tensor(DType::U8, {w.rows, int64_t(w.row_bytes())}, w.codes)}};
   if (w.double_quant()) {
-    out.push_back({"nf4_absmax_q", view(DType::U8, {nb}, w.absmax_q)});
-    out.push_back({"nf4_absmax2", view(DType::F32, {ns}, w.absmax2)});
-    out.push_back({"nf4_absmax_offset", view(DType::F32, {}, &w.absmax_offset)});
+    out.push_back({"nf4_absmax_q", format_tensor(DType::U8, {nb}, w.absmax_q)});
+    out.push_back({"nf4_absmax2", format_tensor(DType::F32, {ns}, w.absmax2)});
+    out.push_back({"nf4_absmax_offset", format_tensor(DType::F32, {}, &w.absmax_offset)});
   } else {
-    out.push_back({"nf4_absmax", view(DType::F32, {nb}, w.absmax)});
+    out.push_back({"nf4_absmax", format_tensor(DType::F32, {nb}, w.absmax)});
   }
   if (w.icq()) {
-    out.push_back({"nf4_tau_q", view(DType::U8, {nb}, w.tau_q)});
-    out.push_back({"nf4_tau2", view(DType::F32, {ns}, w.tau2)});
+    out.push_back({"nf4_tau_q", format_tensor(DType::U8, {nb}, w.tau_q)});
+    out.push_back({"nf4_tau2", format_tensor(DType::F32, {ns}, w.tau2)});
   }
   return out;
 }

@@ -315,21 +315,12 @@ void quip_dequantize_rows_ref(const QuipWeight& w, int64_t r0, int64_t nr, float
 
 namespace {
 
-TensorView view(DType dt, std::vector<int64_t> shape, const void* data) {
-  TensorView t;
-  t.dtype = dt;
-  t.shape = std::move(shape);
-  t.data = data;
-  t.nbytes = size_t(t.numel()) * dtype_size(dt);
-  return t;
-}
-
 std::vector<FormatTensor> quip_tensors(const PackedWeight& pw) {
   const QuipWeight& w = as_quip(pw);
-  return {{"quip_codes", view(DType::U8, {w.rows, int64_t(w.row_bytes())}, w.codes)},
-          {"quip_scale", view(DType::F32, {1}, &w.scale)},
-          {"quip_d", view(DType::F32, {w.cols}, w.d)},
-          {"quip_meta", view(DType::I64, {3}, w.meta)}};
+  return {{"quip_codes", format_tensor(DType::U8, {w.rows, int64_t(w.row_bytes())}, w.codes)},
+          {"quip_scale", format_tensor(DType::F32, {1}, &w.scale)},
+          {"quip_d", format_tensor(DType::F32, {w.cols}, w.d)},
+          {"quip_meta", format_tensor(DType::I64, {3}, w.meta)}};
 }
 
 std::shared_ptr<PackedWeight> quip_from_tensors(const TensorLookup& get, int64_t rows, int64_t cols,
@@ -342,11 +333,6 @@ std::shared_ptr<PackedWeight> quip_from_tensors(const TensorLookup& get, int64_t
            suffix);
     return *t;
   };
-  auto expect = [&](const TensorView& t, const char* suffix, DType dt, std::vector<int64_t> shape) {
-    if (t.dtype != dt || t.shape != shape)
-      fail("{}.{} is {} {}, expected {} {}", what, suffix, dtype_name(t.dtype), shape_str(t.shape),
-           dtype_name(dt), shape_str(shape));
-  };
   const TensorView& codes = need("quip_codes");
   if (codes.shape.size() != 2 || codes.shape[0] != rows)
     fail("{}.quip_codes is {}, expected ({}, row bytes)", what, shape_str(codes.shape), rows);
@@ -357,13 +343,13 @@ std::shared_ptr<PackedWeight> quip_from_tensors(const TensorLookup& get, int64_t
     fail("{}.quip_codes rows have {} bytes, as {} columns of {} bits do: the bit width is ambiguous", what,
          codes.shape[1], cols, fmt::join(widths, " or "));
   const int bits = widths[0];
-  expect(codes, "quip_codes", DType::U8, {rows, codes.shape[1]});
+  expect_tensor(codes, what, "quip_codes", DType::U8, {rows, codes.shape[1]});
   const TensorView& sc = need("quip_scale");
   const TensorView& d = need("quip_d");
   const TensorView& meta = need("quip_meta");
-  expect(sc, "quip_scale", DType::F32, {1});
-  expect(d, "quip_d", DType::F32, {cols});
-  expect(meta, "quip_meta", DType::I64, {3});
+  expect_tensor(sc, what, "quip_scale", DType::F32, {1});
+  expect_tensor(d, what, "quip_d", DType::F32, {cols});
+  expect_tensor(meta, what, "quip_meta", DType::I64, {3});
   auto w = std::make_shared<QuipWeight>();
   auto st = std::make_shared<QuipStorage>();
   w->rows = rows, w->cols = cols, w->bits = bits;

@@ -212,3 +212,47 @@ def quip_linear(rows, cols, bits, kind, odd=False):
 write("packed_linear", "quip_kronecker_2bit", quip_linear(12, 40, 2, 0))
 write("packed_linear", "quip_hadamard_4bit", quip_linear(24, 12, 4, 1))
 write("packed_linear", "quip_kronecker_3bit_misaligned", quip_linear(6, 20, 3, 0, odd=True))
+
+
+def pbllm_linear(rows, cols, group, every, odd=False):
+    """A partially binarized linear (formats/pbllm.h): sign plane (rows, cols/8) with 0 at salient positions,
+    fp16 (mu, alpha) per (row, group), f32 (S, Z) per row, the salient weights' codes, and the mask: a bitmap
+    when salient weights are dense (every 3rd), else positions within the group + per-group counts. Every
+    `every`-th weight of the matrix is salient. odd: a one-byte tensor first (odd offsets for F16/F32/I16)."""
+    ng = cols // group
+    sal = [i % every == 0 for i in range(rows * cols)]
+    signs = bytearray(rows * cols // 8)
+    for i in range(rows * cols):
+        if not sal[i] and (i * 7 + 3) % 5 < 2:
+            signs[i // 8] |= 1 << (i % 8)
+    nnz = sum(sal)
+    t = [("L.pad", "U8", [1], b"\x00")] if odd else []
+    t.append(("L.pb_signs", "U8", [rows, cols // 8], bytes(signs)))
+    par = [(0.01 * (i % 7) - 0.03, 0.02 + 0.001 * i) for i in range(rows * ng)]
+    t.append(("L.pb_binpar", "F16", [rows, 2 * ng], struct.pack("<%de" % (2 * len(par)), *[v for p in par for v in p])))
+    t.append(("L.pb_rowpar", "F32", [rows, 2], f32(*[v for r in range(rows) for v in (0.004 + 0.001 * r, 128.0)])))
+    t.append(("L.pb_values", "U8", [nnz], bytes((i * 97 + 1) % 256 for i in range(nnz))))
+    if 8 * nnz + 16 * rows * ng >= rows * cols:
+        bitmap = bytearray(rows * cols // 8)
+        for i in range(rows * cols):
+            if sal[i]:
+                bitmap[i // 8] |= 1 << (i % 8)
+        t.append(("L.pb_bitmap", "U8", [rows, cols // 8], bytes(bitmap)))
+    else:
+        pos, counts = [], []
+        for r in range(rows):
+            for g in range(ng):
+                n = 0
+                for j in range(group):
+                    if sal[r * cols + g * group + j]:
+                        pos.append(j)
+                        n += 1
+                counts.append(n)
+        t.append(("L.pb_pos", "U8", [nnz], bytes(pos)))
+        t.append(("L.pb_counts", "I16", [rows, ng], struct.pack("<%dH" % len(counts), *counts)))
+    return packed_linear(cols, t)
+
+
+write("packed_linear", "pbllm_g128_positions", pbllm_linear(3, 256, 128, 10))
+write("packed_linear", "pbllm_g32_bitmap", pbllm_linear(4, 64, 32, 3))
+write("packed_linear", "pbllm_g64_misaligned", pbllm_linear(2, 128, 64, 11, odd=True))

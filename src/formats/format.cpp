@@ -5,6 +5,7 @@
 #include "formats/affine.h"
 #include "formats/dualbin.h"
 #include "formats/nf4.h"
+#include "formats/pbllm.h"
 #include "formats/quip.h"
 
 namespace lowbit {
@@ -28,7 +29,7 @@ void expect_tensor(const TensorView& t, const std::string& what, const char* suf
 const std::vector<const Format*>& packed_formats() {
   // One line per format.
   static const std::vector<const Format*> all = {&affine_format(), &nf4_format(), &dualbin_format(),
-                                                 &quip_format()};
+                                                 &quip_format(), &pbllm_format()};
   return all;
 }
 

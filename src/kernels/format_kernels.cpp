@@ -6,6 +6,7 @@
 #include "kernels/affine_matmul.h"
 #include "kernels/dualbin_matmul.h"
 #include "kernels/nf4_matmul.h"
+#include "kernels/pbllm_matmul.h"
 #include "kernels/quip_matmul.h"
 
 namespace lowbit {
@@ -48,6 +49,16 @@ const FormatKernels kQuipCpu = {
       quip_dequantize_rows(as_quip(w), r0, nr, out);
     }};
 
+// Its scalar twin is the GEMV's own decomposition (group masked sums + salient corrections).
+const FormatKernels kPbllmCpu = {
+    [](const PackedWeight& w, const float* x, int64_t n, float* y) { pbllm_matmul(as_pbllm(w), x, n, y); },
+    [](const PackedWeight& w, const float* x, int64_t n, float* y) {
+      pbllm_matmul_scalar(as_pbllm(w), x, n, y);
+    },
+    [](const PackedWeight& w, int64_t r0, int64_t nr, float* out) {
+      pbllm_dequantize_rows(as_pbllm(w), r0, nr, out);
+    }};
+
 }  // namespace
 
 void packed_matmul_scalar(const PackedWeight& w, const float* x, int64_t n, float* y) {
@@ -68,6 +79,7 @@ const FormatKernels& format_kernels(const Format& f, Backend b) {
   if (b == Backend::Cpu && &f == &nf4_format()) return kNf4Cpu;
   if (b == Backend::Cpu && &f == &dualbin_format()) return kDualBinCpu;
   if (b == Backend::Cpu && &f == &quip_format()) return kQuipCpu;
+  if (b == Backend::Cpu && &f == &pbllm_format()) return kPbllmCpu;
   fail("format '{}' has no kernels on this backend", f.name);
 }
 

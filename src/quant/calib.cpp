@@ -141,14 +141,23 @@ std::vector<float> HessianObserver::hessian(InputSite site) const {
   return finish(a.s, a.cols, a.n);
 }
 
+std::vector<double> HessianObserver::finish_f64(std::vector<double> H, int64_t c, int64_t n) {
+  const double f = 1.0 / double(n);
+  for (int64_t i = 0; i < c; ++i)
+    for (int64_t j = i; j < c; ++j) H[size_t(i * c + j)] = H[size_t(j * c + i)] = f * H[size_t(i * c + j)];
+  return H;
+}
+
+std::vector<double> HessianObserver::hessian_f64(InputSite site) const {
+  const Acc& a = acc_[int(site)];
+  LOWBIT_ASSERT(f64_ && a.wanted && a.n > 0);
+  return finish_f64(a.s64, a.cols, a.n);
+}
+
 std::vector<double> HessianObserver::take_hessian_f64(InputSite site) {
   Acc& a = acc_[int(site)];
   LOWBIT_ASSERT(f64_ && a.wanted && a.n > 0);
-  std::vector<double> H = std::move(a.s64);
-  const int64_t c = a.cols;
-  const double f = 1.0 / double(a.n);
-  for (int64_t i = 0; i < c; ++i)
-    for (int64_t j = i; j < c; ++j) H[size_t(i * c + j)] = H[size_t(j * c + i)] = f * H[size_t(i * c + j)];
+  std::vector<double> H = finish_f64(std::move(a.s64), a.cols, a.n);
   a = Acc{};
   return H;
 }

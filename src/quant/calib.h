@@ -64,7 +64,9 @@ class HessianObserver : public BlockObserver {
   // The same, moved out of the observer (no copy: for a 1B model's down_proj H is 256 MiB); the site's
   // statistics are gone afterwards.
   std::vector<float> take_hessian(InputSite site);
-  // (cols, cols) full symmetric (1/N) Σ x xᵀ in double (an f64 observer only); the site's sums are released.
+  // (cols, cols) full symmetric (1/N) Σ x xᵀ in double (an f64 observer only): a copy, or moved out (the
+  // site's sums are released).
+  std::vector<double> hessian_f64(InputSite site) const;
   std::vector<double> take_hessian_f64(InputSite site);
   int64_t tokens(InputSite site) const { return acc_[int(site)].n; }
   // Work done by the xᵀx accumulation so far (syrk: n·c·(c+1) flops per update) and its wall time.
@@ -81,6 +83,7 @@ class HessianObserver : public BlockObserver {
   bool f64_ = false;
   std::vector<double> x64_;  // scratch: the window's x in double
   static std::vector<float> finish(std::vector<float> s, int64_t c, int64_t n);
+  static std::vector<double> finish_f64(std::vector<double> s, int64_t c, int64_t n);
   Acc acc_[4];
   int last_ = 0;
   double flops_ = 0, seconds_ = 0;

@@ -51,14 +51,16 @@ Json check_value(const Method& m, const MethodOption& o, const Json& v) {
       if (o.type == OptionType::Int && (!v.is_number_integer() && x != std::floor(x)))
         return bad("expected an integer");
       const bool below = o.min_exclusive ? !(x > o.min) : !(x >= o.min);
-      if (!std::isfinite(x) || below || !(x <= o.max)) {
+      const bool above = o.max_exclusive ? !(x < o.max) : !(x <= o.max);
+      if (!std::isfinite(x) || below || above) {
         std::string range;
         if (std::isfinite(o.min) && std::isfinite(o.max))
-          range = fmt::format("in {}{}, {}]", o.min_exclusive ? "(" : "[", o.min, o.max);
+          range = fmt::format("in {}{}, {}{}", o.min_exclusive ? "(" : "[", o.min, o.max,
+                              o.max_exclusive ? ")" : "]");
         else if (std::isfinite(o.min))
           range = fmt::format("{} {}", o.min_exclusive ? ">" : ">=", o.min);
         else
-          range = fmt::format("<= {}", o.max);
+          range = fmt::format("{} {}", o.max_exclusive ? "<" : "<=", o.max);
         return bad(fmt::format("{} takes a value {} ({})", m.name, range, o.help));
       }
       if (o.type == OptionType::Int) return Json(int64_t(x));

@@ -33,6 +33,7 @@ struct MethodOption {
   bool min_exclusive = false;        // Number: > min instead of >= min
   std::vector<std::string> choices;  // String: allowed values (empty = any)
   std::string config_key;            // quantization_config key when not `name` (GPTQ's desc_act)
+  bool max_exclusive = false;        // Number: < max instead of <= max (last: positional initializers)
 
   std::string flag() const;  // "--act-order"
   const std::string& json_key() const { return config_key.empty() ? name : config_key; }
@@ -60,6 +61,9 @@ struct Method {
   // The one group size the method's format allows (NF4's blocks of 64 weights), or 0 for any. Where the group
   // is left out (the CLI's --group, a study row's group), the method gets this one instead of 128.
   int fixed_group = 0;
+  // The bits per weight its paper reports, where that is not wbits (PB-LLM counts (1 − r)·1 + r·8 for its
+  // salient fraction r, and nothing for masks or scales). Null: wbits.
+  double (*paper_bits)(const QuantConfig& cfg, const QuantReport& rep) = nullptr;
   std::vector<MethodOption> options;
   // Replaces the 7 linears of job.layer with packed weights of `format` (and may fold scales into norms).
   void (*quantize_layer)(LayerJob& job) = nullptr;

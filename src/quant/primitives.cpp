@@ -1,9 +1,11 @@
 #include "quant/primitives.h"
 
+#include <cmath>
 #include <limits>
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/lapack.h"
 
 namespace lowbit {
 
@@ -119,6 +121,49 @@ void check_quant_shape(int bits, int64_t group_size, int64_t cols, std::string_v
          kPerChannel);
   if (group_size > 0 && cols % group_size != 0)
     fail("{}: group size {} does not divide in_features {}", name, group_size, cols);
+}
+
+namespace {
+
+// In place: H (n, n) row-major symmetric -> its row-major upper triangle holds U with H⁻¹ = UᵀU (the
+// reference's cholesky(cholesky_inverse(cholesky(H)), upper=True)). A symmetric row-major matrix is its own
+// column-major transpose and the column-major lower triangle is the row-major upper one, so three
+// column-major 'L' calls do it: potrf (H = LLᵀ), potri (H⁻¹ from L), potrf again (H⁻¹ = L'L'ᵀ, U = L'ᵀ sits
+// in the row-major upper triangle). Returns false when H is not (numerically) positive definite.
+bool upper_cholesky_of_inverse(std::vector<float>& H, int64_t n) {
+  const int N = int(n);
+  if (lapack::cholesky_upper(H.data(), N) != 0) return false;
+  if (lapack::cholesky_inverse_upper(H.data(), N) != 0) return false;
+  if (lapack::cholesky_upper(H.data(), N) != 0) return false;
+  for (int64_t i = 0; i < n; ++i)  // the factor is what the algorithm reads; anything non-finite is a failure
+    for (int64_t j = i; j < n; ++j)
+      if (!std::isfinite(H[size_t(i * n + j)])) return false;
+  return true;
+}
+
+}  // namespace
+
+double hessian_inverse_factor(std::vector<float>& H, int64_t n, double damp0, int max_retries,
+                              std::string_view name) {
+  double mean_diag = 0;
+  for (int64_t i = 0; i < n; ++i) mean_diag += H[size_t(i * n + i)];
+  mean_diag /= double(n);
+  // Factorized in place (no second n² buffer: 256 MiB for a 1B model's down_proj): the LAPACK calls write
+  // only the upper triangle, so after a failure the strict lower one still holds H to restore it from.
+  std::vector<float> diag(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) diag[size_t(i)] = H[size_t(i * n + i)];
+  double damp = damp0;
+  for (int attempt = 0;; ++attempt) {
+    const float lambda = float(damp * mean_diag);
+    for (int64_t i = 0; i < n; ++i) H[size_t(i * n + i)] = diag[size_t(i)] + lambda;
+    if (upper_cholesky_of_inverse(H, n)) return damp;
+    if (attempt >= max_retries)
+      fail("{}: Hessian is not positive definite even with dampening {} x mean(diag H) (started at {})", name,
+           damp, damp0);
+    damp *= 10;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = i + 1; j < n; ++j) H[size_t(i * n + j)] = H[size_t(j * n + i)];
+  }
 }
 
 }  // namespace lowbit

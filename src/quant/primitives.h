@@ -91,6 +91,14 @@ inline bool worth_parallel(double flops) {
   return flops > 2e5;
 }
 
+// GPTQ's inverse-Hessian factor, in place: H (n, n) row-major symmetric (dead columns already fixed) gets
+// λ = damp · mean(diag H) on its diagonal, and its row-major upper triangle then holds U with
+// (H + λI)⁻¹ = UᵀU (the reference's cholesky(cholesky_inverse(cholesky(H)), upper=True)). When H + λI is not
+// (numerically) positive definite, damp is multiplied by 10 and the factorization retried, at most
+// max_retries times; then a one-line error naming `name`. Returns the relative dampening used.
+double hessian_inverse_factor(std::vector<float>& H, int64_t n, double damp, int max_retries,
+                              std::string_view name);
+
 // Checks every value is finite; throws "<name> contains NaN at (r, c)" (or Inf).
 void check_finite(const float* w, int64_t rows, int64_t cols, std::string_view name);
 // Validates bits / group against a (rows, cols) weight; group_size kPerChannel means per channel.

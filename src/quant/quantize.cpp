@@ -184,6 +184,8 @@ QuantReport finish_report(QuantReport& rep, const Timer& timer) {
     bits += r.bits_per_weight * double(r.rows * r.cols);
   }
   rep.bits_per_weight = rep.n_weights ? bits / double(rep.n_weights) : 0;
+  const Method* m = find_method(rep.config.method);
+  rep.paper_bits = m && m->paper_bits ? m->paper_bits(rep.config, rep) : double(rep.config.wbits);
   rep.seconds = timer.seconds();
   rep.peak_rss = peak_rss_bytes();
   return rep;
@@ -264,6 +266,7 @@ Json quantization_config_json(const QuantConfig& q, const QuantReport& rep, cons
   for (const MethodOption& o : m.options) qc[o.json_key()] = q.opt<Json>(o.name);
   qc.update({{"format", m.format},
              {"bits_per_weight", rep.bits_per_weight},
+             {"paper_bits_per_weight", rep.paper_bits},
              {"source_model", source_model},
              {"lowbit_version", LOWBIT_VERSION}});
   if (m.needs_calibration)

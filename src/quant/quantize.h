@@ -70,6 +70,8 @@ struct QuantReport {
   uint64_t peak_rss = 0;
   int64_t n_weights = 0;       // quantized weights
   double bits_per_weight = 0;  // storage of the quantized linears (codes + scales + zeros + g_idx) per weight
+  // The bits per weight the method's paper counts (PB-LLM's (1 − r)·1 + r·8; wbits for most methods).
+  double paper_bits = 0;
   double hessian_seconds = 0;  // GPTQ: time in the xᵀx accumulation (syrk), and its flops
   double hessian_flops = 0;
   std::string calib_sha256;  // empty for RTN

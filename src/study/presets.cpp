@@ -81,7 +81,7 @@ tasks = ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "mmlu"]
 // which rows each
 // --shard runs (plan position mod n).
 const char* kPaper =
-    R"(# lowbit study preset "paper": the study's RTN/GPTQ/AWQ/DB-LLM/QuIP rows and its LoRA-FT rows, full evaluations.
+    R"(# lowbit study preset "paper": the study's RTN/GPTQ/AWQ/DB-LLM/QuIP/PB-LLM rows and its LoRA-FT rows, full evaluations.
 name = "paper"
 models = ["testbed-25m"]
 
@@ -184,6 +184,20 @@ wbits = [4, 3, 2]
 method = "quip"
 wbits = 2
 rotation = "hadamard"
+
+# Table 1's PB-LLM rows (group 128, salient weights at 8 bits, Hessian salience, as the authors' run.py with
+# --groupsize 128): the paper's "1.7 bit" is 90% binarized, its "2 bit" 6/7 binarized ((1 - r) + 8r = 2).
+[[rows]]
+method = "pbllm"
+wbits = 1
+group = 128
+low_frac = 0.9
+
+[[rows]]
+method = "pbllm"
+wbits = 1
+group = 128
+low_frac = 0.857142857142857
 )";
 
 const std::map<std::string, std::string>& presets() {

@@ -40,6 +40,15 @@ std::string setting(const Json& row, const char* key) {
   return it == row.end() ? "-" : json_scalar(*it);
 }
 
+// #W: the paper's bit count where the method has its own (PB-LLM "1.7"), else wbits.
+std::string weight_bits(const ReportRow& r) {
+  const double* p = r.find("paper_bits");
+  auto w = r.settings.find("wbits");
+  if (p && !(w != r.settings.end() && w->is_number() && w->get<double>() == *p))
+    return fmt::format("{:.3g}", *p);
+  return setting(r.settings, "wbits");
+}
+
 // The note under the LoRA table for one fine-tune row: what it trained on, for how long, and how it ended.
 std::string finetune_note(const ReportRow& r) {
   const Json& f = r.settings["finetune"];
@@ -78,7 +87,7 @@ DisplayTable lora_ft_table(const ModelSection& s) {
                        "arc_easy",        "arc_challenge", "hellaswag",   "winogrande", "avg"};
   for (const auto& r : s.rows) {
     if (!in_lora_table(r)) continue;
-    std::vector<std::string> line = {r.label, setting(r.settings, "wbits")};
+    std::vector<std::string> line = {r.label, weight_bits(r)};
     for (const char* id : ids) line.push_back(format_value(Kind::kAcc, r.find(id)));
     t.rows.push_back(std::move(line));
   }
@@ -109,7 +118,7 @@ std::vector<DisplayTable> section_tables(const ModelSection& s) {
     t.numeric.push_back(true);
   }
   for (const auto& r : s.rows) {
-    std::vector<std::string> line = {r.label, setting(r.settings, "wbits"), setting(r.settings, "abits"),
+    std::vector<std::string> line = {r.label, weight_bits(r), setting(r.settings, "abits"),
                                      group_text(r.settings)};
     for (const auto& c : s.columns) line.push_back(format_value(c.kind, r.find(c.id)));
     t.rows.push_back(std::move(line));
@@ -143,7 +152,7 @@ std::vector<DisplayTable> section_tables(const ModelSection& s) {
       bool any = false;
       for (const char* id : ids) any = any || r.find(id);
       if (!any) continue;
-      std::vector<std::string> line = {r.label, setting(r.settings, "wbits"), setting(r.settings, "abits"),
+      std::vector<std::string> line = {r.label, weight_bits(r), setting(r.settings, "abits"),
                                        group_text(r.settings)};
       for (const char* id : ids) line.push_back(format_value(Kind::kAcc, r.find(id)));
       m.rows.push_back(std::move(line));
@@ -245,9 +254,9 @@ std::string render_markdown(const std::string& title, const std::vector<DisplayS
 namespace {
 
 const char* const kCsvFixed[] = {
-    "wikitext2",       "c4-sample", "c4",          "ptb",        "piqa",    "arc_easy",
-    "arc_challenge",   "hellaswag", "winogrande",  "avg",        "kld",     "bits_per_weight",
-    "mmlu_humanities", "mmlu_stem", "mmlu_social", "mmlu_other", "mmlu_avg"};
+    "wikitext2",     "c4-sample",       "c4",         "ptb",         "piqa",       "arc_easy",
+    "arc_challenge", "hellaswag",       "winogrande", "avg",         "kld",        "bits_per_weight",
+    "paper_bits",    "mmlu_humanities", "mmlu_stem",  "mmlu_social", "mmlu_other", "mmlu_avg"};
 
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\r\n") == std::string::npos) return s;

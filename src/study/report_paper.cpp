@@ -148,6 +148,14 @@ bool num_eq(const Json& j, const char* key, const std::string& field) {
   return it != j.end() && it->is_number() && parse_number(field, v) && it->get<double>() == v;
 }
 
+// The paper's #W against a row: its own bit count (PB-LLM's 1.7) to the paper's one decimal, else wbits.
+bool bits_eq(const ReportRow& r, const std::string& field) {
+  const double* p = r.find("paper_bits");
+  double v;
+  if (p && parse_number(field, v)) return std::fabs(std::round(*p * 10) / 10 - v) < 1e-9;
+  return num_eq(r.settings, "wbits", field);
+}
+
 const char* const kPtqNumeric[] = {"wbits", "abits",    "group",         "wikitext2", "c4",         "ptb",
                                    "piqa",  "arc_easy", "arc_challenge", "hellaswag", "winogrande", "avg"};
 const char* const kLoraNumeric[] = {"wbits",         "mmlu_humanities", "mmlu_stem",  "mmlu_social",
@@ -181,8 +189,7 @@ std::vector<DisplayTable> published_tables(const ModelSection& s, const std::str
       for (size_t i = 0; i < ptq->rows.size(); ++i) {
         const auto& f = ptq->rows[i].fields;
         if (taken.count(i) || upper(f[cm]) != upper(r.settings["method"].get<std::string>())) continue;
-        if (num_eq(r.settings, "wbits", f[cw]) && num_eq(r.settings, "abits", f[ca]) &&
-            num_eq(r.settings, "group", f[cg])) {
+        if (bits_eq(r, f[cw]) && num_eq(r.settings, "abits", f[ca]) && num_eq(r.settings, "group", f[cg])) {
           order.push_back(i);
           taken.insert(i);
         }

@@ -35,7 +35,9 @@ struct RefDef {
   const ReportRow* row;
 };
 
+// The x of a row: the paper's bit count (PB-LLM's 1.7), which is wbits for most methods.
 std::optional<double> wbits(const ReportRow& r) {
+  if (const double* p = r.find("paper_bits")) return *p;
   auto it = r.settings.find("wbits");
   if (it == r.settings.end() || !it->is_number()) return std::nullopt;
   return it->get<double>();

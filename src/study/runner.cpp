@@ -272,6 +272,7 @@ class Runner {
     fs::remove_all(tmp, ec);
     const uint64_t bytes = save_model(m, tmp, qc);
     const Json report = {{"bits_per_weight", rep.bits_per_weight},
+                         {"paper_bits_per_weight", rep.paper_bits},
                          {"output_bytes", bytes},
                          {"n_weights", rep.n_weights},
                          {"seconds", rep.seconds},
@@ -395,6 +396,8 @@ class Runner {
         rec.metrics = {{"bits_per_weight", rep.at("bits_per_weight")},
                        {"output_bytes", rep.at("output_bytes")},
                        {"n_weights", rep.at("n_weights")}};
+        if (rep.contains("paper_bits_per_weight"))  // cache entries made before it was recorded lack it
+          rec.metrics["paper_bits_per_weight"] = rep.at("paper_bits_per_weight");
         rec.seconds = rep.at("seconds").get<double>();
         rec.peak_rss = rep.at("peak_rss_bytes").get<uint64_t>();
         rec.provenance["checkpoint"] = qdir;

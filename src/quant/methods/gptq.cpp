@@ -3,36 +3,15 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#include <set>
 
 #include "core/error.h"
-#include "core/lapack.h"
 #include "core/parallel.h"
 #include "kernels/ops.h"
 #include "quant/calib.h"
 #include "quant/quantize.h"
+#include "quant/sequential.h"
 
 namespace lowbit {
-
-namespace {
-
-// In place: H (n, n) row-major symmetric -> its row-major upper triangle holds U with H⁻¹ = UᵀU (the
-// reference's cholesky(cholesky_inverse(cholesky(H)), upper=True)). A symmetric row-major matrix is its own
-// column-major transpose and the column-major lower triangle is the row-major upper one, so three
-// column-major 'L' calls do it: potrf (H = LLᵀ), potri (H⁻¹ from L), potrf again (H⁻¹ = L'L'ᵀ, U = L'ᵀ sits
-// in the row-major upper triangle). Returns false when H is not (numerically) positive definite.
-bool upper_cholesky_of_inverse(std::vector<float>& H, int64_t n) {
-  const int N = int(n);
-  if (lapack::cholesky_upper(H.data(), N) != 0) return false;
-  if (lapack::cholesky_inverse_upper(H.data(), N) != 0) return false;
-  if (lapack::cholesky_upper(H.data(), N) != 0) return false;
-  for (int64_t i = 0; i < n; ++i)  // the factor is what the algorithm reads; anything non-finite is a failure
-    for (int64_t j = i; j < n; ++j)
-      if (!std::isfinite(H[size_t(i * n + j)])) return false;
-  return true;
-}
-
-}  // namespace
 
 GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols, std::vector<float> H,
                          const GptqOptions& o, std::string_view name) {
@@ -91,26 +70,7 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols, std::vec
     H.swap(Hp);
   }
 
-  double mean_diag = 0;
-  for (int64_t i = 0; i < cols; ++i) mean_diag += H[size_t(i * cols + i)];
-  mean_diag /= double(cols);
-  // Factorized in place (no second cols² buffer: 256 MiB for a 1B model's down_proj): the LAPACK calls write
-  // only the upper triangle, so after a failure the strict lower one still holds H to restore it from.
-  std::vector<float> diag(static_cast<size_t>(cols));
-  for (int64_t i = 0; i < cols; ++i) diag[size_t(i)] = H[size_t(i * cols + i)];
-  double damp = o.damp;
-  for (int attempt = 0;; ++attempt) {
-    const float lambda = float(damp * mean_diag);
-    for (int64_t i = 0; i < cols; ++i) H[size_t(i * cols + i)] = diag[size_t(i)] + lambda;
-    if (upper_cholesky_of_inverse(H, cols)) break;
-    if (attempt >= o.max_damp_retries)
-      fail("{}: Hessian is not positive definite even with dampening {} x mean(diag H) (started at {})", name,
-           damp, o.damp);
-    damp *= 10;
-    for (int64_t i = 0; i < cols; ++i)
-      for (int64_t j = i + 1; j < cols; ++j) H[size_t(i * cols + j)] = H[size_t(j * cols + i)];
-  }
-  res.damp_used = damp;
+  res.damp_used = hessian_inverse_factor(H, cols, o.damp, o.max_damp_retries, name);
   const std::vector<float> U = std::move(H);  // its upper triangle: H⁻¹ = UᵀU
 
   PackedBuilder pb(o.spec.bits, rows, cols, gs, o.act_order && grouped && !o.static_groups);
@@ -177,49 +137,22 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols, std::vec
 
 namespace {
 
-// Hessians from the block with every earlier group already quantized (true-sequential) or all from the
-// full-precision block; then the block's outputs with the quantized weights become the next inputs.
 void gptq_layer(LayerJob& job) {
-  using K = LinearKind;
   const QuantConfig& cfg = job.cfg;
-  LlamaModel& model = job.model;
-  const int layer = job.layer;
-  std::vector<std::vector<K>> groups;
-  if (cfg.opt<bool>("true_sequential"))
-    groups = {{K::K, K::V, K::Q}, {K::O}, {K::Up, K::Gate}, {K::Down}};
-  else
-    groups = {{K::Q, K::K, K::V, K::O, K::Gate, K::Up, K::Down}};
   GptqOptions opt;
   opt.spec = affine_spec(cfg);
   opt.group_size = cfg.group;
   opt.act_order = cfg.opt<bool>("act_order");
   opt.static_groups = cfg.opt<bool>("static_groups");
   opt.damp = cfg.opt<double>("damp");
-  for (const auto& group : groups) {
-    std::set<InputSite> sites;
-    for (K k : group) sites.insert(input_site(k));
-    HessianObserver obs(std::vector<InputSite>(sites.begin(), sites.end()));
-    run_block(model, layer, *job.acts, &obs, false);
-    job.report.hessian_seconds += obs.seconds();
-    job.report.hessian_flops += obs.flops();
-    for (size_t i = 0; i < group.size(); ++i) {
-      const K k = group[i];
-      const Linear& lin = model.linear(layer, k);
-      const std::vector<float> w = linear_to_f32(lin);
-      // The last linear reading a site takes its H instead of copying it.
-      const bool last = std::none_of(group.begin() + long(i) + 1, group.end(),
-                                     [&](K later) { return input_site(later) == input_site(k); });
-      GptqResult g = gptq_quantize(w.data(), lin.rows(), lin.cols(),
-                                   last ? obs.take_hessian(input_site(k)) : obs.hessian(input_site(k)), opt,
-                                   linear_tensor_name(layer, k));
-      LinearReport r = linear_report(layer, k, w, *g.weight);
-      r.loss = g.loss;
-      r.damp = g.damp_used;
-      job.report.linears.push_back(r);
-      install_linear(model, layer, k, std::move(g.weight));
-    }
-  }
-  run_block(model, layer, *job.acts, nullptr, true);
+  quantize_layer_with_hessians(job, cfg.opt<bool>("true_sequential"), false, [&](LinearJob& lj) {
+    GptqResult g = gptq_quantize(lj.w.data(), lj.rows, lj.cols, std::move(lj.H), opt, lj.name);
+    LinearResult r;
+    r.weight = std::move(g.weight);
+    r.loss = g.loss;
+    r.damp = g.damp_used;
+    return r;
+  });
 }
 
 }  // namespace

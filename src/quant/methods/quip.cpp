@@ -5,7 +5,6 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
-#include <set>
 
 #include "core/error.h"
 #include "core/lapack.h"
@@ -15,6 +14,7 @@
 #include "quant/calib.h"
 #include "quant/primitives.h"
 #include "quant/quantize.h"
+#include "quant/sequential.h"
 
 namespace lowbit {
 
@@ -126,21 +126,11 @@ int greedy_passes(const std::vector<double>& t, int64_t rows, int64_t n, const s
   return passes;
 }
 
-// .npy v1.0 (little-endian, C order), for the reference dumps.
+// quant/sequential.h's write_npy with the element size of T.
 template <class T>
 void write_npy(const std::filesystem::path& path, const T* data, const std::vector<int64_t>& shape,
                const char* descr) {
-  std::string dims;
-  size_t count = 1;
-  for (int64_t d : shape) dims += std::to_string(d) + ", ", count *= size_t(d);
-  std::string header =
-      "{'descr': '" + std::string(descr) + "', 'fortran_order': False, 'shape': (" + dims + "), }";
-  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
-  header += '\n';
-  std::ofstream f(path, std::ios::binary);
-  f << "\x93NUMPY" << char(1) << char(0) << char(header.size() & 0xff) << char(header.size() >> 8) << header;
-  f.write(reinterpret_cast<const char*>(data), std::streamsize(count * sizeof(T)));
-  if (!f) fail("{}: cannot write", path.string());
+  lowbit::write_npy(path, static_cast<const void*>(data), sizeof(T), shape, descr);
 }
 
 std::vector<double> dense_rotation(const Rotation& r) {  // R (n, n) row-major
@@ -306,15 +296,7 @@ QuipResult quip_quantize(const float* w_in, int64_t rows, int64_t cols, std::vec
 namespace {
 
 void quip_layer(LayerJob& job) {
-  using K = LinearKind;
   const QuantConfig& cfg = job.cfg;
-  LlamaModel& model = job.model;
-  const int layer = job.layer;
-  std::vector<std::vector<K>> groups;
-  if (cfg.opt<bool>("true_sequential"))
-    groups = {{K::K, K::V, K::Q}, {K::O}, {K::Up, K::Gate}, {K::Down}};
-  else
-    groups = {{K::Q, K::K, K::V, K::O, K::Gate, K::Up, K::Down}};
   QuipOptions opt;
   opt.bits = cfg.wbits;
   opt.rotation =
@@ -323,31 +305,18 @@ void quip_layer(LayerJob& job) {
   opt.npasses = int(cfg.opt<int64_t>("npasses"));
   opt.damp = cfg.opt<double>("damp");
   if (const char* e = std::getenv("LOWBIT_QUIP_DUMP"); e && *e) opt.dump_dir = e;
-  const uint64_t key = subkey(subkey(uint64_t(cfg.opt<int64_t>("rot_seed")), 0x5155u), uint64_t(layer));
-  for (const auto& group : groups) {
-    std::set<InputSite> sites;
-    for (K k : group) sites.insert(input_site(k));
-    HessianObserver obs(std::vector<InputSite>(sites.begin(), sites.end()), /*f64=*/true);
-    run_block(model, layer, *job.acts, &obs, false);
-    job.report.hessian_seconds += obs.seconds();
-    job.report.hessian_flops += obs.flops();
-    std::map<InputSite, std::vector<double>> hs;
-    for (InputSite s : sites) hs[s] = obs.take_hessian_f64(s);
-    for (K k : group) {
-      const Linear& lin = model.linear(layer, k);
-      const std::vector<float> w = linear_to_f32(lin);
-      opt.seed_u = subkey(key, 2 * uint64_t(k));
-      opt.seed_v = subkey(key, 2 * uint64_t(k) + 1);
-      QuipResult q = quip_quantize(w.data(), lin.rows(), lin.cols(), hs[input_site(k)], opt,
-                                   linear_tensor_name(layer, k));
-      LinearReport r = linear_report(layer, k, *q.weight);
-      r.rel_err = q.rel_err;
-      r.loss = q.proxy;
-      job.report.linears.push_back(r);
-      install_linear(model, layer, k, std::move(q.weight));
-    }
-  }
-  run_block(model, layer, *job.acts, nullptr, true);
+  const uint64_t key = subkey(subkey(uint64_t(cfg.opt<int64_t>("rot_seed")), 0x5155u), uint64_t(job.layer));
+  quantize_layer_with_hessians(job, cfg.opt<bool>("true_sequential"), true, [&](LinearJob& lj) {
+    opt.seed_u = subkey(key, 2 * uint64_t(lj.kind));
+    opt.seed_v = subkey(key, 2 * uint64_t(lj.kind) + 1);
+    QuipResult q = quip_quantize(lj.w.data(), lj.rows, lj.cols, std::move(lj.H64), opt, lj.name);
+    LinearResult r;
+    r.weight = std::move(q.weight);
+    r.rel_err = q.rel_err;
+    r.rel_err_given = true;  // quip_quantize has it; the reference dequantizer would rotate again
+    r.loss = q.proxy;
+    return r;
+  });
 }
 
 }  // namespace

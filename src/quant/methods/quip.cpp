@@ -173,12 +173,8 @@ QuipResult quip_quantize(const float* w_in, int64_t rows, int64_t cols, std::vec
     if (!std::isfinite(h)) fail("{}: Hessian contains NaN/Inf (non-finite calibration activations?)", name);
   auto U = make_rotation(o.rotation, rows, o.seed_u, std::string(name) + " (rows)");
   auto V = make_rotation(o.rotation, cols, o.seed_v, std::string(name) + " (columns)");
-  std::filesystem::path dump;
-  if (!o.dump_dir.empty()) {
-    dump = std::filesystem::path(o.dump_dir) / std::string(name);
-    std::filesystem::create_directories(dump);
-    write_npy(dump / "W.npy", w_in, {rows, cols}, "<f4");
-    write_npy(dump / "H.npy", H.data(), {cols, cols}, "<f8");
+  const std::filesystem::path dump = o.dump_dir;  // W and H are there already (quant/sequential.h)
+  if (!dump.empty()) {
     dump_rotation(dump, "U", *U);
     dump_rotation(dump, "V", *V);
   }
@@ -304,11 +300,11 @@ void quip_layer(LayerJob& job) {
   opt.sorted = cfg.opt<std::string>("order") == "ldlqRG";
   opt.npasses = int(cfg.opt<int64_t>("npasses"));
   opt.damp = cfg.opt<double>("damp");
-  if (const char* e = std::getenv("LOWBIT_QUIP_DUMP"); e && *e) opt.dump_dir = e;
   const uint64_t key = subkey(subkey(uint64_t(cfg.opt<int64_t>("rot_seed")), 0x5155u), uint64_t(job.layer));
   quantize_layer_with_hessians(job, cfg.opt<bool>("true_sequential"), true, [&](LinearJob& lj) {
     opt.seed_u = subkey(key, 2 * uint64_t(lj.kind));
     opt.seed_v = subkey(key, 2 * uint64_t(lj.kind) + 1);
+    opt.dump_dir = lj.dump_dir.string();
     QuipResult q = quip_quantize(lj.w.data(), lj.rows, lj.cols, std::move(lj.H64), opt, lj.name);
     LinearResult r;
     r.weight = std::move(q.weight);

@@ -34,8 +34,10 @@ struct QuipOptions {
   int npasses = 1;
   double damp = 0.01;
   uint64_t seed_u = 0, seed_v = 0;
-  int block = 128;       // LDLQ's lazy-batch width
-  std::string dump_dir;  // non-empty: write this linear's inputs and results as .npy for tools/ref_quip.py
+  int block = 128;  // LDLQ's lazy-batch width
+  // Non-empty: this linear's dump directory (LOWBIT_QUANT_DUMP, quant/sequential.h, which has written W and
+  // H there): the rotations, d, codes and meta.json go beside them for tools/ref_quip.py.
+  std::string dump_dir;
 };
 
 struct QuipResult {

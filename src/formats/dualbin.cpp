@@ -60,7 +60,7 @@ void dualbin_dequantize_rows_scalar(const DualBinWeight& w, int64_t r0, int64_t 
     for (int64_t g = 0; g < G; ++g) {
       const float a1 = f16_to_f32(w.scales[2 * (r * G + g)]), a2 = f16_to_f32(w.scales[2 * (r * G + g) + 1]);
       for (int64_t c = g * w.group_size; c < (g + 1) * w.group_size; ++c) {
-        const float v1 = dualbin_bit(p1, c) ? a1 : 0.0f, v2 = dualbin_bit(p2, c) ? a2 : 0.0f;
+        const float v1 = plane_bit(p1, c) ? a1 : 0.0f, v2 = plane_bit(p2, c) ? a2 : 0.0f;
         o[c] = v1 + v2;
       }
     }

@@ -49,11 +49,6 @@ struct DualBinWeight final : PackedWeight {
 // w as a DualBinWeight; only for a weight whose format() is dualbin_format().
 const DualBinWeight& as_dualbin(const PackedWeight& w);
 
-// Bit c of a packed plane row.
-inline bool dualbin_bit(const uint8_t* row, int64_t c) {
-  return (row[c / 8] >> (c % 8)) & 1;
-}
-
 // Throws lowbit::Error (one line, naming `what`) unless w is well formed: rows > 0, cols a positive multiple
 // of 8, group_size a positive multiple of 8 dividing cols, both planes and the scales present. Kernels call
 // it before touching the bytes.

@@ -57,6 +57,12 @@ struct Format {
                                                 const std::string& what) = nullptr;
 };
 
+// Bit c of a packed bit-plane row, LSB-first (bit c % 8 of byte c / 8): the layout of every bit-plane format
+// (dualbin, pbllm).
+inline bool plane_bit(const uint8_t* row, int64_t c) {
+  return (row[c / 8] >> (c % 8)) & 1;
+}
+
 // The view of a format's buffer under its checkpoint suffix (Format::tensors).
 TensorView format_tensor(DType dt, std::vector<int64_t> shape, const void* data);
 // Throws "<what>.<suffix> is U8 (3, 4), expected U8 (3, 5)" unless t has that dtype and shape (from_tensors).

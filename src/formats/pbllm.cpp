@@ -28,10 +28,6 @@ struct PbllmStorage {
   std::vector<int64_t> row_start;
 };
 
-bool bit(const uint8_t* row, int64_t c) {
-  return (row[c / 8] >> (c % 8)) & 1;
-}
-
 // row_start from counts, and the bitmap when it is the smaller encoding (what the file gets).
 void derive(PbllmWeight& w, PbllmStorage& st) {
   const int64_t G = w.n_groups();
@@ -106,7 +102,7 @@ void pbllm_dequantize_rows_scalar(const PbllmWeight& w, int64_t r0, int64_t nr, 
     float* o = out + (r - r0) * w.cols;
     for (int64_t g = 0; g < G; ++g) {
       const float mu = f16_to_f32(w.binpar[2 * (r * G + g)]), a = f16_to_f32(w.binpar[2 * (r * G + g) + 1]);
-      for (int64_t c = g * gs; c < (g + 1) * gs; ++c) o[c] = mu + (bit(sg, c) ? a : -a);
+      for (int64_t c = g * gs; c < (g + 1) * gs; ++c) o[c] = mu + (plane_bit(sg, c) ? a : -a);
     }
     const float S = w.rowpar[2 * r], Z = w.rowpar[2 * r + 1];
     int64_t k = w.row_start[r];
@@ -238,7 +234,7 @@ std::shared_ptr<PackedWeight> pbllm_from_tensors(const TensorLookup& get, int64_
     st->pos.reserve(size_t(nnz));
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < cols; ++c)
-        if (bit(b + size_t(r) * rb, c)) {
+        if (plane_bit(b + size_t(r) * rb, c)) {
           st->pos.push_back(uint8_t(c % gs));
           ++st->counts[size_t(r * G + c / gs)];
         }
@@ -264,7 +260,7 @@ std::shared_ptr<PackedWeight> pbllm_from_tensors(const TensorLookup& get, int64_
             fail("{}.pb_pos: entry {} (row {} group {}) is {}: positions must ascend within a group of {}",
                  what, k, r, g, p, gs);
           const int64_t c = g * gs + p;
-          if (bit(w->signs + size_t(r) * rb, c))
+          if (plane_bit(w->signs + size_t(r) * rb, c))
             fail("{}.pb_signs: the sign bit of salient weight (row {}, column {}) is set", what, r, c);
         }
       }

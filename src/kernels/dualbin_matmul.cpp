@@ -25,8 +25,8 @@ void dualbin_matmul_scalar(const DualBinWeight& w, const float* x, int64_t n, fl
       for (int64_t g = 0; g < G; ++g) {
         float s1 = 0, s2 = 0;
         for (int64_t c = g * gs; c < (g + 1) * gs; ++c) {
-          if (dualbin_bit(p1, c)) s1 += xt[c];
-          if (dualbin_bit(p2, c)) s2 += xt[c];
+          if (plane_bit(p1, c)) s1 += xt[c];
+          if (plane_bit(p2, c)) s2 += xt[c];
         }
         const float a1 = f16_to_f32(w.scales[2 * (r * G + g)]),
                     a2 = f16_to_f32(w.scales[2 * (r * G + g) + 1]);

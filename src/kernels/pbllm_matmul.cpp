@@ -38,7 +38,7 @@ void pbllm_matmul_scalar(const PbllmWeight& w, const float* x, int64_t n, float*
       for (int64_t g = 0; g < G; ++g) {
         float s = 0;
         for (int64_t c = g * gs; c < (g + 1) * gs; ++c)
-          if ((sg[c / 8] >> (c % 8)) & 1) s += xt[c];
+          if (plane_bit(sg, c)) s += xt[c];
         const float mu = f16_to_f32(w.binpar[2 * (r * G + g)]), a = f16_to_f32(w.binpar[2 * (r * G + g) + 1]);
         acc += 2 * a * s + (mu - a) * tot[size_t(t * G + g)];
       }

@@ -87,8 +87,8 @@ TEST(DualBinMatmul, MatmulMatchesTheDoubleReferenceOnEveryTarget) {
             const int64_t g = r * G + c / cs.gs;
             const double a1 = f16_to_f32(p.scales[size_t(2 * g)]),
                          a2 = f16_to_f32(p.scales[size_t(2 * g + 1)]);
-            const bool b1 = dualbin_bit(p.w.plane1 + r * cs.cols / 8, c),
-                       b2 = dualbin_bit(p.w.plane2 + r * cs.cols / 8, c);
+            const bool b1 = plane_bit(p.w.plane1 + r * cs.cols / 8, c),
+                       b2 = plane_bit(p.w.plane2 + r * cs.cols / 8, c);
             const double xc = x[size_t(t * cs.cols + c)];
             s += ((b1 ? a1 : 0) + (b2 ? a2 : 0)) * xc;  // exact Ŵ: the sum of two fp16 values is a double
             m += ((b1 ? std::fabs(a1) : 0) + (b2 ? std::fabs(a2) : 0)) * std::fabs(xc);

@@ -161,11 +161,11 @@ static std::vector<HellaswagItem> read_hellaswag_jsonl(const std::string& path) 
       it.endings[size_t(k)] = endings[size_t(k)].get<std::string>();
     }
     const Json& label = field(j, "label", path, line);
-    int gold = -1;
-    if (label.is_number_integer()) gold = label.get<int>();
+    int64_t gold = -1;
+    if (label.is_number_integer()) gold = label.get<int64_t>();
     if (label.is_string() && label.get<std::string>().size() == 1) gold = label.get<std::string>()[0] - '0';
     if (gold < 0 || gold > 3) fail("{}:{}: 'label' must be 0..3", path, line);
-    it.gold = gold;
+    it.gold = int(gold);
     items.push_back(std::move(it));
   }
   return items;

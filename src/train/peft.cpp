@@ -122,8 +122,11 @@ AdapterFile parse_adapter_config(std::string_view text, const std::string& path)
   try {
     if (!j.is_object()) fail("not a JSON object");
     if (j.value("peft_type", "") != "LORA") fail("peft_type is not \"LORA\"");
-    out.config.rank = j.at("r").get<int>();
-    if (out.config.rank <= 0 || out.config.rank > (1 << 16)) fail("r = {} is out of range", out.config.rank);
+    // Check the type first: get<int> of a float such as 1e42 is undefined behaviour (found by adapter_fuzz).
+    const Json& r = j.at("r");
+    if (!r.is_number_integer() || r.get<int64_t>() <= 0 || r.get<int64_t>() > (1 << 16))
+      fail("r = {} is not an integer in [1, 65536]", r.dump());
+    out.config.rank = int(r.get<int64_t>());
     out.config.alpha = j.at("lora_alpha").get<double>();
     out.config.dropout = j.value("lora_dropout", 0.0);
     if (j.value("bias", "none") != "none")

@@ -256,3 +256,26 @@ def pbllm_linear(rows, cols, group, every, odd=False):
 write("packed_linear", "pbllm_g128_positions", pbllm_linear(3, 256, 128, 10))
 write("packed_linear", "pbllm_g32_bitmap", pbllm_linear(4, 64, 32, 3))
 write("packed_linear", "pbllm_g64_misaligned", pbllm_linear(2, 128, 64, 11, odd=True))
+
+
+def billm_linear(rows, cols, group, every, odd=False):
+    """A BiLLM linear (formats/billm.h): planes A (bl_signs, the marker) and B (bl_plane2), both (rows, cols/8),
+    the salient columns (cols/8; every `every`-th column, so some blocks of 32 columns have none), and 7 fp16
+    parameters (mu1, alpha1, mu2, alpha2, mu_s, alpha_s1, alpha_s2) per (row, block), block-major within a row.
+    odd: a one-byte tensor first (the F16 parameters at an odd offset)."""
+    ng = cols // group
+    sal = bytearray(cols // 8)
+    for c in range(0, cols, every):
+        sal[c // 8] |= 1 << (c % 8)
+    t = [("L.pad", "U8", [1], b"\x00")] if odd else []
+    t.append(("L.bl_signs", "U8", [rows, cols // 8], bytes((i * 41 + 9) % 256 for i in range(rows * cols // 8))))
+    t.append(("L.bl_plane2", "U8", [rows, cols // 8], bytes((i * 67 + 5) % 256 for i in range(rows * cols // 8))))
+    t.append(("L.bl_salient", "U8", [cols // 8], bytes(sal)))
+    par = [0.01 * (i % 5) - 0.02 if i % 7 in (0, 2, 4) else 0.015 + 0.001 * (i % 13) for i in range(rows * ng * 7)]
+    t.append(("L.bl_par", "F16", [rows, 7 * ng], struct.pack("<%de" % len(par), *par)))
+    return packed_linear(cols, t)
+
+
+write("packed_linear", "billm_g128", billm_linear(3, 256, 128, 37))
+write("packed_linear", "billm_g32", billm_linear(4, 96, 32, 5))
+write("packed_linear", "billm_g64_misaligned", billm_linear(2, 128, 64, 50, odd=True))

@@ -40,6 +40,7 @@ Per linear W (rows = out features, cols = in features):
         (exact zeros among the non-salient entries, e.g. dead columns, go to mask1 unless p* == 0).
      d. quantize the block W1 = W[:, st:ed] (snapshot at block start): Q1 = R1(W1, mask1) + R1(W1, mask2) +
         R2(W1, mask3)  (orders (1, 1, 2); the masks partition the block, each R is 0 outside its mask).
+        With "binpar": "fp16" in the dump's meta.json (lowbit's storage), binarize_stored replaces R here.
      e. compensation ONLY to later blocks: Err1 = (W1 - Q1) / Hb (per column), W[:, ed:] -= Err1 Hinv[st:ed, ed:];
         no update inside the block (bigptq.py never touches W1 in its column loop, unlike GPTQ).
   R_o(x, mask) (binary.py high_order_residual): per row, over the masked entries only; s = 0; o times:
@@ -108,6 +109,28 @@ def high_order_residual(x, mask, order):
     return s
 
 
+def binarize_stored(x, mask, order):
+    """Step 2d as lowbit stores it (its dump's meta.json says "binpar": "fp16"): per row over the mask, mu and
+    alpha (alpha from the unrounded mu, as upstream) rounded to fp16 before use, the sign of x - mu as a bit
+    (x == mu gives +alpha: a bit cannot hold sign(0) = 0); order 2 binarizes the residual again, and the two
+    means are stored as one fp16 sum: q = (half(mu1 + mu2) +- alpha1) +- alpha2."""
+    def stats(v):
+        cnt = mask.sum(dim=1)
+        mu = torch.where(cnt > 0, (v * mask).sum(dim=1) / cnt.clamp(min=1), torch.zeros(()))
+        al = torch.where(cnt > 0, (torch.abs(v - mu[:, None]) * mask).sum(dim=1) / cnt.clamp(min=1),
+                         torch.zeros(()))
+        return mu.half().to(x.dtype), al.half().to(x.dtype)
+    mu1, a1 = stats(x)
+    s1 = torch.where(x - mu1[:, None] >= 0, a1[:, None], -a1[:, None])
+    q = mu1[:, None] + s1
+    if order == 2:
+        res = x - q
+        mu2, a2 = stats(res)
+        s2 = torch.where(res - mu2[:, None] >= 0, a2[:, None], -a2[:, None])
+        q = ((mu1 + mu2).half().to(x.dtype)[:, None] + s1) + s2
+    return q * mask
+
+
 def mse(a, b):
     """utils/autosearch.py error_computing."""
     return torch.mean((a - b) ** 2)
@@ -168,7 +191,7 @@ def structural_search(T, up_lim=UP_LIM):
     return pbest, mask3, kbest, float(best0)
 
 
-def billm_quantize(W, H, metric="hessian", damp=0.01, block=128, force_mask=None, dtype=F32):
+def billm_quantize(W, H, metric="hessian", damp=0.01, block=128, force_mask=None, dtype=F32, fp16_binpar=False):
     """Steps 1-2 on one linear (bigptq.py BRAGPTQ.fasterquant with braq). force_mask (rows x cols, codes 0/1/2)
     replaces steps 2a-2c in every block. Returns (Q float32, mask uint8 codes, info)."""
     W, Hinv, dead = ref_pbllm.gptq_prepare(torch.as_tensor(W), torch.as_tensor(H), damp, dtype)
@@ -197,7 +220,7 @@ def billm_quantize(W, H, metric="hessian", damp=0.01, block=128, force_mask=None
         W1 = W[:, st:ed].clone()
         Q1 = torch.zeros_like(W1)
         for m, o in zip((m1, m2, m3), ORDERS):
-            Q1 += high_order_residual(W1, m, o) * m
+            Q1 += (binarize_stored(W1, m, o) if fp16_binpar else high_order_residual(W1, m, o)) * m
         Err1 = (W1 - Q1) / torch.diag(Hinv[st:ed, st:ed])[None, :]
         W[:, st:ed] = Q1
         W[:, ed:] -= Err1.matmul(Hinv[st:ed, ed:])
@@ -228,7 +251,7 @@ class BiLLM:
     @staticmethod
     def quantize(W, H, m, force_mask=None, dtype=F32):
         return billm_quantize(W, H, m.get("salient_metric", "hessian"), float(m.get("damp", 0.01)),
-                              int(m.get("block", 128)), force_mask, dtype)
+                              int(m.get("block", 128)), force_mask, dtype, m.get("binpar") == "fp16")
 
     @staticmethod
     def check_mask(mask, m):

@@ -3,6 +3,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "formats/affine.h"
+#include "formats/billm.h"
 #include "formats/dualbin.h"
 #include "formats/nf4.h"
 #include "formats/pbllm.h"
@@ -28,8 +29,8 @@ void expect_tensor(const TensorView& t, const std::string& what, const char* suf
 
 const std::vector<const Format*>& packed_formats() {
   // One line per format.
-  static const std::vector<const Format*> all = {&affine_format(), &nf4_format(), &dualbin_format(),
-                                                 &quip_format(), &pbllm_format()};
+  static const std::vector<const Format*> all = {&affine_format(), &nf4_format(),   &dualbin_format(),
+                                                 &quip_format(),   &pbllm_format(), &billm_format()};
   return all;
 }
 

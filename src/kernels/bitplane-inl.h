@@ -69,6 +69,9 @@ HWY_INLINE hn::Mask<D> PlaneMask(D d, const uint8_t* HWY_RESTRICT plane, int64_t
 // * Other targets (SSE4: no variable shift): each byte's lane mask from an 8 KiB table (kByteLanes), one
 //   aligned load, then AND; 1.8× faster than LoadMaskBits' emulation there.
 // Selected lanes add x, unselected ones add nothing (or 0): the same values, up to the sign of a zero sum.
+// Pick(d, sel, yes, no) is the same selection as a blend, for kernels that pick each lane's weight value from
+// broadcast levels rather than add x (billm): one merge-masked vblendmps on AVX-512, a vblendvps on the sign
+// bit on AVX2, blendvps on the table's all-ones lanes elsewhere; yes where the bit is set, else no, exactly.
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 template <class D>
 struct Bits {
@@ -88,6 +91,10 @@ struct Bits {
 template <class D>
 HWY_INLINE hn::Vec<D> AddTo(D d, hn::Mask<D> m, hn::Vec<D> acc, const float* HWY_RESTRICT x) {
   return hn::IfThenElse(m, hn::Add(acc, hn::LoadU(d, x)), acc);
+}
+template <class D>
+HWY_INLINE hn::Vec<D> Pick(D, hn::Mask<D> m, hn::Vec<D> yes, hn::Vec<D> no) {
+  return hn::IfThenElse(m, yes, no);
 }
 #elif HWY_ARCH_X86 && HWY_TARGET == HWY_AVX2
 template <class D>
@@ -111,6 +118,10 @@ HWY_INLINE hn::Vec<D> AddTo(D d, hn::Vec<hn::RebindToSigned<D> > sel, hn::Vec<D>
   return hn::Add(acc,
                  hn::BitCast(d, hn::IfNegativeThenElse(sel, hn::BitCast(di, hn::LoadU(d, x)), hn::Zero(di))));
 }
+template <class D>
+HWY_INLINE hn::Vec<D> Pick(D d, hn::Vec<hn::RebindToSigned<D> > sel, hn::Vec<D> yes, hn::Vec<D> no) {
+  return hn::IfNegativeThenElse(hn::BitCast(d, sel), yes, no);
+}
 #else
 template <class D>
 struct Bits {
@@ -126,6 +137,10 @@ template <class D>
 HWY_INLINE hn::Vec<D> AddTo(D d, hn::Vec<hn::RebindToUnsigned<D> > m, hn::Vec<D> acc,
                             const float* HWY_RESTRICT x) {
   return hn::Add(acc, hn::And(hn::BitCast(d, m), hn::LoadU(d, x)));
+}
+template <class D>
+HWY_INLINE hn::Vec<D> Pick(D d, hn::Vec<hn::RebindToUnsigned<D> > m, hn::Vec<D> yes, hn::Vec<D> no) {
+  return hn::IfThenElse(hn::MaskFromVec(hn::BitCast(d, m)), yes, no);
 }
 #endif
 

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "kernels/affine_matmul.h"
+#include "kernels/billm_matmul.h"
 #include "kernels/dualbin_matmul.h"
 #include "kernels/nf4_matmul.h"
 #include "kernels/pbllm_matmul.h"
@@ -59,6 +60,16 @@ const FormatKernels kPbllmCpu = {
       pbllm_dequantize_rows(as_pbllm(w), r0, nr, out);
     }};
 
+// Its scalar twin is the same dot product over the levels (billm_levels), without building whole rows.
+const FormatKernels kBillmCpu = {
+    [](const PackedWeight& w, const float* x, int64_t n, float* y) { billm_matmul(as_billm(w), x, n, y); },
+    [](const PackedWeight& w, const float* x, int64_t n, float* y) {
+      billm_matmul_scalar(as_billm(w), x, n, y);
+    },
+    [](const PackedWeight& w, int64_t r0, int64_t nr, float* out) {
+      billm_dequantize_rows(as_billm(w), r0, nr, out);
+    }};
+
 }  // namespace
 
 void packed_matmul_scalar(const PackedWeight& w, const float* x, int64_t n, float* y) {
@@ -80,6 +91,7 @@ const FormatKernels& format_kernels(const Format& f, Backend b) {
   if (b == Backend::Cpu && &f == &dualbin_format()) return kDualBinCpu;
   if (b == Backend::Cpu && &f == &quip_format()) return kQuipCpu;
   if (b == Backend::Cpu && &f == &pbllm_format()) return kPbllmCpu;
+  if (b == Backend::Cpu && &f == &billm_format()) return kBillmCpu;
   fail("format '{}' has no kernels on this backend", f.name);
 }
 

@@ -61,6 +61,10 @@ struct Method {
   // The one group size the method's format allows (NF4's blocks of 64 weights), or 0 for any. Where the group
   // is left out (the CLI's --group, a study row's group), the method gets this one instead of 128.
   int fixed_group = 0;
+  // Otherwise, the groups its format takes: a multiple of group_multiple in [min_group, max_group] (0: no
+  // rule; with a rule, per channel is not one of them). PB-LLM and BiLLM keep whole 32-bit words of a bit
+  // plane per group.
+  int group_multiple = 0, min_group = 0, max_group = 0;
   // The bits per weight its paper reports, where that is not wbits (PB-LLM counts (1 − r)·1 + r·8 for its
   // salient fraction r, and nothing for masks or scales). Null: wbits.
   double (*paper_bits)(const QuantConfig& cfg, const QuantReport& rep) = nullptr;

@@ -137,6 +137,11 @@ void validate_quant_options(const QuantConfig& c) {
   if (m.fixed_group != 0 && c.group != m.fixed_group)
     fail("--group {}: {} quantizes fixed blocks of {} consecutive weights (leave --group out, or pass {})",
          c.group, c.method, m.fixed_group, m.fixed_group);
+  if (m.group_multiple != 0 && (c.group <= 0 || c.group % m.group_multiple != 0 || c.group < m.min_group ||
+                                (m.max_group != 0 && c.group > m.max_group)))
+    fail("--group {}: {} takes a group that is a multiple of {}, at least {}{}", c.group, c.method,
+         m.group_multiple, std::max(m.min_group, m.group_multiple),
+         m.max_group ? fmt::format(", at most {}", m.max_group) : std::string());
   resolve_method_options(m, c.options);
   if (m.needs_calibration) {
     if (c.calib_file.empty()) fail("--method {} needs a calibration text (--calib FILE)", c.method);

@@ -54,6 +54,7 @@ struct LinearReport {
   double loss = NAN;   // GPTQ: the reference's error Σ (w − ŵ)²/U_ii²/2; NaN for other methods
   double damp = NAN;   // GPTQ: relative dampening that factorized (> cfg.damp after the non-PD fallback)
   double bits_per_weight = 0;
+  double paper_bits = NAN;  // BiLLM: 1 + its salient-column fraction; NaN where the method does not say
 };
 
 struct LayerReport {

@@ -77,6 +77,7 @@ void quantize_layer_with_hessians(LayerJob& job, bool true_sequential, bool f64,
       if (res.rel_err_given) r.rel_err = res.rel_err;
       r.loss = res.loss;
       r.damp = res.damp;
+      r.paper_bits = res.paper_bits;
       if (!lj.dump_dir.empty()) {
         std::vector<float> deq(size_t(lj.rows * lj.cols));
         res.weight->format().dequantize_ref(*res.weight, 0, lj.rows, deq.data());

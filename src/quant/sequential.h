@@ -39,6 +39,7 @@ struct LinearJob {
 struct LinearResult {
   std::shared_ptr<const PackedWeight> weight;
   double loss = NAN, damp = NAN, rel_err = NAN;
+  double paper_bits = NAN;  // the bits per weight its paper counts, where the method knows them per linear
   bool rel_err_given = false;
 };
 

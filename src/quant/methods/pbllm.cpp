@@ -196,6 +196,8 @@ const Method& pbllm_method() {
     m.min_bits = 1;
     m.max_bits = 1;
     m.format = "pbllm";
+    m.group_multiple = 32;
+    m.max_group = int(kPbllmMaxGroup);
     MethodOption low_frac{
         "low_frac", OptionType::Number,
         0.9,        "fraction of each group binarized (0.9: the paper's 1.7 bits, 6/7: 2 bits)",

@@ -1,6 +1,7 @@
 #include "quant/methods/registry.h"
 
 #include "quant/methods/awq.h"
+#include "quant/methods/billm.h"
 #include "quant/methods/gptq.h"
 #include "quant/methods/nf4.h"
 #include "quant/methods/pbllm.h"
@@ -10,7 +11,8 @@
 namespace lowbit {
 
 std::vector<const Method*> builtin_methods() {
-  return {&rtn_method(), &gptq_method(), &awq_method(), &nf4_method(), &quip_method(), &pbllm_method()};
+  return {&rtn_method(),  &gptq_method(),  &awq_method(),  &nf4_method(),
+          &quip_method(), &pbllm_method(), &billm_method()};
 }
 
 }  // namespace lowbit

@@ -128,8 +128,11 @@ void add_quantize(CLI::App& app, Global& g, Commands& out) {
       std::string opts;
       for (auto& [k, v] : q.options.items()) opts += " " + k + "=" + v.dump();
       fmt::print("quantized {} -> {}  ({} w{} g{}{})\n", lm.path, o->out, q.method, q.wbits, q.group, opts);
-      fmt::print("  {:.1f} s, peak RSS {}, model.safetensors {}, {:.3f} bits per quantized weight\n",
-                 rep.seconds, format_bytes(peak_rss_bytes()), format_bytes(bytes), rep.bits_per_weight);
+      fmt::print("  {:.1f} s, peak RSS {}, model.safetensors {}, {:.3f} bits per quantized weight{}\n",
+                 rep.seconds, format_bytes(peak_rss_bytes()), format_bytes(bytes), rep.bits_per_weight,
+                 rep.paper_bits != double(q.wbits)
+                     ? fmt::format(" stored ({:.3f} as the method's paper counts)", rep.paper_bits)
+                     : std::string());
       if (rep.hessian_flops > 0)
         fmt::print("  Hessian accumulation: {:.1f} GFLOP in {:.1f} s ({:.1f} GFLOP/s)\n",
                    rep.hessian_flops / 1e9, rep.hessian_seconds,

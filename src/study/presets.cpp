@@ -81,7 +81,7 @@ tasks = ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "mmlu"]
 // which rows each
 // --shard runs (plan position mod n).
 const char* kPaper =
-    R"(# lowbit study preset "paper": the study's RTN/GPTQ/AWQ/DB-LLM/QuIP/PB-LLM rows and its LoRA-FT rows, full evaluations.
+    R"(# lowbit study preset "paper": the study's RTN/GPTQ/AWQ/DB-LLM/QuIP/PB-LLM/BiLLM rows and its LoRA-FT rows, full evaluations.
 name = "paper"
 models = ["testbed-25m"]
 
@@ -198,6 +198,13 @@ method = "pbllm"
 wbits = 1
 group = 128
 low_frac = 0.857142857142857
+
+# Table 1's BiLLM row (block = group 128, Hessian salience, as the authors' run.py `braq --blocksize 128
+# --salient_metric hessian`): its "1.1 bit" is 1 + the fraction of salient columns.
+[[rows]]
+method = "billm"
+wbits = 1
+group = 128
 )";
 
 const std::map<std::string, std::string>& presets() {

@@ -279,3 +279,31 @@ def billm_linear(rows, cols, group, every, odd=False):
 write("packed_linear", "billm_g128", billm_linear(3, 256, 128, 37))
 write("packed_linear", "billm_g32", billm_linear(4, 96, 32, 5))
 write("packed_linear", "billm_g64_misaligned", billm_linear(2, 128, 64, 50, odd=True))
+
+
+def slim_linear(rows, cols, group, bits, odd=False):
+    """A SliM linear (formats/slim.h): codes (rows, row_bytes; the marker), each row group after group at the
+    group's width, LSB-first (every bit pattern is a valid code), the widths (one per group), fp16 scales and
+    uint8 zero-points (rows, groups; ≤ 2^bits − 1, 0 in 1-bit groups), and the fp16 means of the 1-bit groups
+    (rows, number of 1-bit groups; absent when there are none). odd: a one-byte tensor first (the F16 tensors
+    at odd offsets)."""
+    ng = cols // group
+    assert len(bits) == ng and group % 8 == 0
+    rb = sum(group * b // 8 for b in bits)
+    n1 = bits.count(1)
+    t = [("L.pad", "U8", [1], b"\x00")] if odd else []
+    t.append(("L.sl_codes", "U8", [rows, rb], bytes((i * 53 + 17) % 256 for i in range(rows * rb))))
+    t.append(("L.sl_bits", "U8", [ng], bytes(bits)))
+    scales = [(0.01 + 0.002 * (i % 9)) * (1 if i % 3 else -1) for i in range(rows * ng)]
+    t.append(("L.sl_scales", "F16", [rows, ng], struct.pack("<%de" % len(scales), *scales)))
+    zeros = [0 if bits[i % ng] == 1 else (i * 13 + 1) % (1 << bits[i % ng]) for i in range(rows * ng)]
+    t.append(("L.sl_zeros", "U8", [rows, ng], bytes(zeros)))
+    if n1:
+        means = [0.005 * ((i % 7) - 3) for i in range(rows * n1)]
+        t.append(("L.sl_means", "F16", [rows, n1], struct.pack("<%de" % len(means), *means)))
+    return packed_linear(cols, t)
+
+
+write("packed_linear", "slim_g128", slim_linear(3, 512, 128, [1, 2, 3, 2]))
+write("packed_linear", "slim_g32", slim_linear(4, 128, 32, [2, 3, 4, 3]))
+write("packed_linear", "slim_g64_misaligned", slim_linear(2, 256, 64, [3, 1, 7, 2], odd=True))

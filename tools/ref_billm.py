@@ -239,10 +239,16 @@ class BiLLM:
         p.add_argument("--salient-metric", choices=["hessian", "magnitude"], default="hessian")
         p.add_argument("--damp", type=float, default=0.01, help="percdamp (fraction of mean diag H)")
         p.add_argument("--block", type=int, default=128, help="blocksize (= groupsize upstream)")
+        p.add_argument("--binpar", choices=["f32", "fp16"], default="f32",
+                       help="model mode: fp16 = round the binarization parameters as lowbit stores them "
+                            "(binarize_stored), to check the pipeline against lowbit run for run")
 
     @staticmethod
     def meta_from_args(a):
-        return {"method": "billm", "damp": a.damp, "block": a.block, "salient_metric": a.salient_metric}
+        m = {"method": "billm", "damp": a.damp, "block": a.block, "salient_metric": a.salient_metric}
+        if getattr(a, "binpar", "f32") == "fp16":
+            m["binpar"] = "fp16"
+        return m
 
     @staticmethod
     def label(m):

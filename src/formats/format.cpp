@@ -8,6 +8,7 @@
 #include "formats/nf4.h"
 #include "formats/pbllm.h"
 #include "formats/quip.h"
+#include "formats/slim.h"
 
 namespace lowbit {
 
@@ -30,7 +31,8 @@ void expect_tensor(const TensorView& t, const std::string& what, const char* suf
 const std::vector<const Format*>& packed_formats() {
   // One line per format.
   static const std::vector<const Format*> all = {&affine_format(), &nf4_format(),   &dualbin_format(),
-                                                 &quip_format(),   &pbllm_format(), &billm_format()};
+                                                 &quip_format(),   &pbllm_format(), &billm_format(),
+                                                 &slim_format()};
   return all;
 }
 

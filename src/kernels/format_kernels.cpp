@@ -9,6 +9,7 @@
 #include "kernels/nf4_matmul.h"
 #include "kernels/pbllm_matmul.h"
 #include "kernels/quip_matmul.h"
+#include "kernels/slim_matmul.h"
 
 namespace lowbit {
 
@@ -70,6 +71,17 @@ const FormatKernels kBillmCpu = {
       billm_dequantize_rows(as_billm(w), r0, nr, out);
     }};
 
+// Its scalar twin is the GEMV's own decomposition (per group: scale·(Σ code·x − zero·Σx), or
+// mean·Σx + α·(2·Σ_{code=1} x − Σx) in a 1-bit group), in column order.
+const FormatKernels kSlimCpu = {
+    [](const PackedWeight& w, const float* x, int64_t n, float* y) { slim_matmul(as_slim(w), x, n, y); },
+    [](const PackedWeight& w, const float* x, int64_t n, float* y) {
+      slim_matmul_scalar(as_slim(w), x, n, y);
+    },
+    [](const PackedWeight& w, int64_t r0, int64_t nr, float* out) {
+      slim_dequantize_rows(as_slim(w), r0, nr, out);
+    }};
+
 }  // namespace
 
 void packed_matmul_scalar(const PackedWeight& w, const float* x, int64_t n, float* y) {
@@ -92,6 +104,7 @@ const FormatKernels& format_kernels(const Format& f, Backend b) {
   if (b == Backend::Cpu && &f == &quip_format()) return kQuipCpu;
   if (b == Backend::Cpu && &f == &pbllm_format()) return kPbllmCpu;
   if (b == Backend::Cpu && &f == &billm_format()) return kBillmCpu;
+  if (b == Backend::Cpu && &f == &slim_format()) return kSlimCpu;
   fail("format '{}' has no kernels on this backend", f.name);
 }
 

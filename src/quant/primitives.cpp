@@ -143,6 +143,21 @@ bool upper_cholesky_of_inverse(std::vector<float>& H, int64_t n) {
 
 }  // namespace
 
+std::vector<float> torch_linspace_f32(float start, float end, int steps) {
+  LOWBIT_ASSERT(steps >= 2);
+  const int half = steps / 2, lanes = 8;
+  const float step = (end - start) / float(steps - 1);
+  auto at = [&](int i) { return i < half ? start + step * float(i) : end - step * float(steps - i - 1); };
+  std::vector<float> v(static_cast<size_t>(steps));
+  int i = 0;
+  for (; i + lanes <= steps; i += lanes) {
+    const float base = at(i);
+    for (int k = 0; k < lanes; ++k) v[size_t(i + k)] = base + float(k) * step;
+  }
+  for (; i < steps; ++i) v[size_t(i)] = at(i);
+  return v;
+}
+
 double hessian_inverse_factor(std::vector<float>& H, int64_t n, double damp0, int max_retries,
                               std::string_view name) {
   double mean_diag = 0;

@@ -99,6 +99,13 @@ inline bool worth_parallel(double flops) {
 double hessian_inverse_factor(std::vector<float>& H, int64_t n, double damp, int max_retries,
                               std::string_view name);
 
+// torch.linspace(start, end, steps) in float32 as PyTorch's CPU kernel makes it, bit for bit (upstream
+// search grids: BiLLM's split quantiles, SliM-LLM's scale factors): step = (end − start)/(steps − 1) in
+// float; the first half counts up from start, the second down from end; its vectorized loop (8 float lanes)
+// takes each 8-lane chunk's base that way and adds step·i per lane, which rounds differently from the
+// per-element formula (18 of BiLLM's 81 values).
+std::vector<float> torch_linspace_f32(float start, float end, int steps);
+
 // Checks every value is finite; throws "<name> contains NaN at (r, c)" (or Inf).
 void check_finite(const float* w, int64_t rows, int64_t cols, std::string_view name);
 // Validates bits / group against a (rows, cols) weight; group_size kPerChannel means per channel.

@@ -25,7 +25,28 @@ void write_npy(const std::filesystem::path& path, const void* data, size_t elem_
   if (!f) fail("{}: cannot write", path.string());
 }
 
-void quantize_layer_with_hessians(LayerJob& job, bool true_sequential, bool f64, const HessianQuantizer& q) {
+namespace {
+
+// Copies the inputs of the wanted sites, then hands them on (the inner observer may end the block).
+class InputKeeper final : public BlockObserver {
+ public:
+  InputKeeper(BlockObserver& inner, const std::set<InputSite>& sites) : inner_(inner) {
+    for (InputSite s : sites) x_[int(s)] = std::make_shared<std::vector<float>>();
+  }
+  void observe(int layer, InputSite site, const float* x, int64_t n, int64_t cols) override {
+    if (auto& v = x_[int(site)]) v->insert(v->end(), x, x + n * cols);
+    inner_.observe(layer, site, x, n, cols);
+  }
+  std::shared_ptr<std::vector<float>> x_[4];
+
+ private:
+  BlockObserver& inner_;
+};
+
+}  // namespace
+
+void quantize_layer_with_hessians(LayerJob& job, bool true_sequential, bool f64, const HessianQuantizer& q,
+                                  bool keep_inputs) {
   using K = LinearKind;
   LlamaModel& model = job.model;
   const int layer = job.layer;
@@ -39,7 +60,8 @@ void quantize_layer_with_hessians(LayerJob& job, bool true_sequential, bool f64,
     std::set<InputSite> sites;
     for (K k : group) sites.insert(input_site(k));
     HessianObserver obs(std::vector<InputSite>(sites.begin(), sites.end()), f64);
-    run_block(model, layer, *job.acts, &obs, false);
+    InputKeeper keeper(obs, keep_inputs ? sites : std::set<InputSite>{});
+    run_block(model, layer, *job.acts, keep_inputs ? static_cast<BlockObserver*>(&keeper) : &obs, false);
     job.report.hessian_seconds += obs.seconds();
     job.report.hessian_flops += obs.flops();
     for (size_t i = 0; i < group.size(); ++i) {
@@ -61,6 +83,10 @@ void quantize_layer_with_hessians(LayerJob& job, bool true_sequential, bool f64,
         lj.H64 = last ? obs.take_hessian_f64(site) : obs.hessian_f64(site);
       else
         lj.H = last ? obs.take_hessian(site) : obs.hessian(site);
+      if (keep_inputs) {
+        lj.x = keeper.x_[int(site)];
+        lj.x_tokens = int64_t(lj.x->size()) / lj.cols;
+      }
       if (dump_env && *dump_env) {
         lj.dump_dir = std::filesystem::path(dump_env) / (std::to_string(layer) + "." + linear_name(k));
         std::filesystem::create_directories(lj.dump_dir);

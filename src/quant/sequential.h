@@ -32,6 +32,10 @@ struct LinearJob {
   std::vector<float> H;            // (cols, cols) 2/N Σ xxᵀ (f32 observers)
   std::vector<double> H64;         // (cols, cols) 1/N Σ xxᵀ (f64 observers)
   std::filesystem::path dump_dir;  // non-empty under LOWBIT_QUANT_DUMP: this linear's dump directory
+  // keep_inputs only: the calibration inputs at its site, (x_tokens, cols) window after window (shared by the
+  // linears reading the site).
+  std::shared_ptr<const std::vector<float>> x;
+  int64_t x_tokens = 0;
 };
 
 // What the method returns per linear: the packed weight and the report fields it knows (loss, damp; rel_err
@@ -46,8 +50,11 @@ struct LinearResult {
 using HessianQuantizer = std::function<LinearResult(LinearJob& job)>;
 
 // Runs the driver above over job.layer: true_sequential = q/k/v, then o, then gate/up, then down; f64 =
-// QuIP's float64 (1/N) Σ xxᵀ in LinearJob::H64 instead of GPTQ's f32 2/N Σ xxᵀ in H.
-void quantize_layer_with_hessians(LayerJob& job, bool true_sequential, bool f64, const HessianQuantizer& q);
+// QuIP's float64 (1/N) Σ xxᵀ in LinearJob::H64 instead of GPTQ's f32 2/N Σ xxᵀ in H; keep_inputs = the
+// inputs themselves in LinearJob::x as well (SliM-LLM's bit allocation compares output distributions; a
+// testbed down_proj's are 128 MiB at 16 × 2048 tokens).
+void quantize_layer_with_hessians(LayerJob& job, bool true_sequential, bool f64, const HessianQuantizer& q,
+                                  bool keep_inputs = false);
 
 // .npy v1.0 (little-endian, C order) for the reference dumps; descr "<f4", "<f8", "<i4", "|u1".
 void write_npy(const std::filesystem::path& path, const void* data, size_t elem_size,

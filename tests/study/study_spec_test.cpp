@@ -237,7 +237,8 @@ TEST(StudySpec, BadFinetuneAndTaskKeysNameTheKey) {
       {std::string(kHead) + "[[rows]]\nmethod = \"qlora\"\ndouble_quant = false\n",
        "rows[0].double_quant: does not apply to a fine-tune row"},
       {std::string(kHead) + "[[rows]]\nmethod = \"qloar\"\n",
-       "rows[0].method: unknown method 'qloar' (known: fp16, rtn, gptq, awq, nf4, quip, pbllm, billm, db-llm, lora, "
+       "rows[0].method: unknown method 'qloar' (known: fp16, rtn, gptq, awq, nf4, quip, pbllm, billm, "
+       "db-llm, lora, "
        "qlora, ir-qlora)"},
       {std::string(kHead) + "[[rows]]\nmethod = \"rtn\"\nwbits = 4\nsteps = 10\n",
        "rows[0].steps: applies to fine-tune rows only"},

@@ -138,23 +138,7 @@ int64_t search_block(const std::vector<float>& T, int64_t rows, int64_t cnt, uin
 }  // namespace
 
 const std::vector<float>& billm_split_levels() {
-  static const std::vector<float> levels = [] {
-    // PyTorch's CPU linspace: step = (end − start)/(steps − 1) in float; the first half counts up from start,
-    // the second down from end, and its vectorized loop (8 float lanes) takes each chunk's base that way and
-    // adds step·i per lane, which rounds differently from the scalar formula in 18 of the 81 values.
-    const float start = 0.10f, end = 0.90f;
-    const int steps = 81, half = steps / 2, lanes = 8;
-    const float step = (end - start) / float(steps - 1);
-    std::vector<float> v(static_cast<size_t>(steps));
-    int idx = 0;
-    for (; idx + lanes <= steps; idx += lanes) {
-      const float base = idx < half ? start + step * float(idx) : end - step * float(steps - idx - 1);
-      for (int i = 0; i < lanes; ++i) v[size_t(idx + i)] = base + float(i) * step;
-    }
-    for (; idx < steps; ++idx)
-      v[size_t(idx)] = idx < half ? start + step * float(idx) : end - step * float(steps - idx - 1);
-    return v;
-  }();
+  static const std::vector<float> levels = torch_linspace_f32(0.10f, 0.90f, 81);
   return levels;
 }
 

@@ -7,12 +7,13 @@
 #include "quant/methods/pbllm.h"
 #include "quant/methods/quip.h"
 #include "quant/methods/rtn.h"
+#include "quant/methods/slim.h"
 
 namespace lowbit {
 
 std::vector<const Method*> builtin_methods() {
-  return {&rtn_method(),  &gptq_method(),  &awq_method(),  &nf4_method(),
-          &quip_method(), &pbllm_method(), &billm_method()};
+  return {&rtn_method(),  &gptq_method(),  &awq_method(),   &nf4_method(),
+          &quip_method(), &pbllm_method(), &billm_method(), &slim_method()};
 }
 
 }  // namespace lowbit

@@ -192,6 +192,43 @@ TEST(SlimMethod, BadSettingsAreOneLineErrors) {
   }
 }
 
+Json reference() {
+  std::ifstream f(std::filesystem::path(__FILE__).parent_path() / "slim_ref.json");
+  return Json::parse(f);
+}
+
+// Every linear's bit allocation against tools/ref_slim.py run on lowbit's dumps of the same quantization (the
+// reference redoes the salience, the KL search over the dumped inputs and the quantization from the dumped W,
+// H and X; fixture slim_ref.json), and the reconstruction errors the reference found for lowbit's result and
+// its own.
+TEST(SlimMethod, TestbedAllocationsMatchTorchReferenceInEveryLinear) {
+  const Json ref = reference();
+  const std::string mp = test::model_path("testbed-25m");
+  auto tok = load_tokenizer_for_model(mp);
+  for (const Json& c : ref["cases"]) {
+    SCOPED_TRACE(c["settings"].dump());
+    const Json& st = c["settings"];
+    LlamaModel model(load_checkpoint(mp));
+    quantize_model(model, *tok,
+                   config(st["wbits"].get<int>(), st["nsamples"].get<int>(), st["seqlen"].get<int>()));
+    int checked = 0, mixed = 0;
+    for (int l = 0; l < model.config().n_layer; ++l)
+      for (LinearKind k : kAllLinears) {
+        const std::string name = std::to_string(l) + "." + linear_name(k);
+        const SlimWeight* w = model.linear(l, k).packed_as<SlimWeight>();
+        ASSERT_NE(w, nullptr) << name;
+        const Json& r = c["linears"].at(name);
+        const std::vector<int> got(w->bits, w->bits + w->n_groups());
+        EXPECT_EQ(got, r["ref_bits"].get<std::vector<int>>()) << name;
+        mixed += std::any_of(got.begin(), got.end(), [&](int b) { return b != got[0]; });
+        EXPECT_LT(r["e_rel_diff"].get<double>(), 1e-3) << name;  // the acceptance criterion, as measured
+        ++checked;
+      }
+    EXPECT_EQ(checked, 56);
+    EXPECT_GE(mixed, 6);  // the down_projs (8 groups) get mixed precision; the 3-group linears cannot
+  }
+}
+
 TEST(SlimMethod, SaveReloadReproducesPerplexity) {
   const std::string mp = test::model_path("testbed-25m");
   auto tok = load_tokenizer_for_model(mp);

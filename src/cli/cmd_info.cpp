@@ -4,20 +4,53 @@
 #include <map>
 
 #include "cli/common.h"
+#include "core/error.h"
+#include "core/mmap.h"
 #include "core/progress.h"
 
 namespace lowbit::cli {
+
+namespace {
+
+// {"<layer>.<linear>": [bits of each group]} from the sl_bits tensors
+// ("model.layers.3.mlp.down_proj.sl_bits").
+void write_slim_allocation(const Checkpoint& ck, const std::string& path, const std::string& out) {
+  const std::string prefix = "model.layers.", suffix = ".sl_bits";
+  Json j = Json::object();
+  for (auto& [name, t] : ck.tensors) {
+    if (name.size() <= prefix.size() + suffix.size() || name.compare(0, prefix.size(), prefix) != 0 ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      continue;
+    if (t.dtype != DType::U8 || t.shape.size() != 1) fail("{}: {} is not a U8 vector", path, name);
+    const auto* b = static_cast<const uint8_t*>(t.data);
+    j[name.substr(prefix.size(), name.size() - prefix.size() - suffix.size())] =
+        std::vector<int>(b, b + t.numel());
+  }
+  if (j.empty()) fail("{}: not a SliM-LLM checkpoint (no .sl_bits tensors)", path);
+  write_file_atomic(out, j.dump(1) + "\n");
+  fmt::print("{}: the bits per group of {} linears -> {}\n", path, j.size(), out);
+}
+
+}  // namespace
 
 void add_info(CLI::App& app, Global& g, Commands& out) {
   auto* sub = app.add_subcommand("info", "Describe a model checkpoint (HF directory, GGUF or llama2.c file)");
   auto model = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
+  auto alloc = std::make_shared<std::string>();
   sub->add_option("model", *model, "Model directory/file, or a name under the models dir")->required();
   sub->add_flag("--json", *json, "Print JSON");
-  out.emplace_back(sub, [&g, model, json]() {
+  sub->add_option("--slim-allocation", *alloc,
+                  "Write a SliM-LLM checkpoint's bits per group of every linear to this JSON file (what "
+                  "quantize --method slim --allocation reads)");
+  out.emplace_back(sub, [&g, model, json, alloc]() {
     const std::string path = resolve_model_path(*model, g.paths());
     Checkpoint ck = load_checkpoint(path);
     validate_llama_tensors(ck);
+    if (!alloc->empty()) {
+      write_slim_allocation(ck, path, *alloc);
+      return 0;
+    }
     const ModelConfig& c = ck.config;
     uint64_t params = 0, bytes = 0;
     std::map<std::string, uint64_t> by_dtype;

@@ -81,7 +81,7 @@ tasks = ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "mmlu"]
 // which rows each
 // --shard runs (plan position mod n).
 const char* kPaper =
-    R"(# lowbit study preset "paper": the study's RTN/GPTQ/AWQ/DB-LLM/QuIP/PB-LLM/BiLLM rows and its LoRA-FT rows, full evaluations.
+    R"(# lowbit study preset "paper": the study's RTN/GPTQ/AWQ/DB-LLM/QuIP/PB-LLM/BiLLM/SliM-LLM rows and its LoRA-FT rows, full evaluations.
 name = "paper"
 models = ["testbed-25m"]
 
@@ -204,6 +204,13 @@ low_frac = 0.857142857142857
 [[rows]]
 method = "billm"
 wbits = 1
+group = 128
+
+# SliM-LLM's rows (the study's later versions; the authors' scripts/llama-3.sh: run.py ... {3bit|2bit}
+# --groupsize 128): per-group mixed precision averaging 3 and 2 bits, allocation searched per linear.
+[[rows]]
+method = "slim"
+wbits = [3, 2]
 group = 128
 )";
 

@@ -277,8 +277,8 @@ TEST(StudyFinetuneKeys, PaperPresetKeepsEveryCellOfTheCommittedStore) {
     EXPECT_TRUE(planned.count(k)) << "stored cell " << k << " left the plan";
   // The new cells: MMLU on fp16; NormalFloat's quant, 3 ppl, 5 tasks and MMLU; each fine-tune row's
   // finetune, 3 ppl, 5 tasks and MMLU; DB-LLM's quant, 3 ppl and 5 tasks; the same 9 for each of QuIP's 4
-  // rows, PB-LLM's 2 and BiLLM's 1.
-  EXPECT_EQ(keys.size(), 197u + 1 + 10 + 2 * 10 + 9 + 4 * 9 + 2 * 9 + 9);
+  // rows, PB-LLM's 2, BiLLM's 1 and SliM-LLM's 2.
+  EXPECT_EQ(keys.size(), 197u + 1 + 10 + 2 * 10 + 9 + 4 * 9 + 2 * 9 + 9 + 2 * 9);
 }
 
 }  // namespace

@@ -43,9 +43,10 @@ TEST(StudySpec, PresetsParseAndExpand) {
   EXPECT_EQ(q.row_tasks(q.rows[1]).size(), 5u);  // MMLU on fp16 and qlora only
   const StudySpec p = load_study("paper");
   // fp16 + 3 methods x (3 group-128 + 4 per-channel), DB-LLM, then Table 2's nf4, qlora, ir-qlora, then
-  // QuIP's three rows and its Hadamard variant, PB-LLM's 1.7- and 2-bit rows, BiLLM's row
-  ASSERT_EQ(p.rows.size(), 33u);
+  // QuIP's three rows and its Hadamard variant, PB-LLM's 1.7- and 2-bit rows, BiLLM's row, SliM-LLM's two
+  ASSERT_EQ(p.rows.size(), 35u);
   EXPECT_EQ(p.rows[32].label(), "billm w1 a16 g128");
+  EXPECT_EQ(p.rows[34].label(), "slim w2 a16 g128");
   EXPECT_EQ(p.rows[30].label(), "pbllm w1 a16 g128 low_frac=0.9");
   EXPECT_EQ(p.rows[26].label(), "quip w4 a16 per-channel");
   EXPECT_EQ(p.rows[29].label(), R"(quip w2 a16 per-channel rotation="hadamard")");
@@ -238,7 +239,7 @@ TEST(StudySpec, BadFinetuneAndTaskKeysNameTheKey) {
        "rows[0].double_quant: does not apply to a fine-tune row"},
       {std::string(kHead) + "[[rows]]\nmethod = \"qloar\"\n",
        "rows[0].method: unknown method 'qloar' (known: fp16, rtn, gptq, awq, nf4, quip, pbllm, billm, "
-       "db-llm, lora, "
+       "slim, db-llm, lora, "
        "qlora, ir-qlora)"},
       {std::string(kHead) + "[[rows]]\nmethod = \"rtn\"\nwbits = 4\nsteps = 10\n",
        "rows[0].steps: applies to fine-tune rows only"},

@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
-#include <map>
-#include <mutex>
 #include <numeric>
 
 #include "core/dtype.h"
@@ -292,16 +290,12 @@ SlimResult slim_quantize(const float* w_in, int64_t rows, int64_t cols, std::vec
 
 namespace {
 
-// The allocation file: {"<layer>.<linear>": [bits of each group], ...} (what `lowbit slim-alloc` exports).
+// The allocation file: {"<layer>.<linear>": [bits of each group], ...} (what `lowbit info --slim-allocation`
+// exports).
 std::vector<uint8_t> given_bits(const QuantConfig& cfg, const std::string& key, int64_t G) {
   const std::string path = cfg.opt<std::string>("allocation");
   if (path.empty()) return {};
-  static std::mutex mu;
-  static std::map<std::string, Json> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(path);
-  if (it == cache.end()) it = cache.emplace(path, parse_json_file(path)).first;
-  const Json& j = it->second;
+  const Json j = parse_json_file(path);  // per linear: small, and never stale
   if (!j.is_object() || !j.contains(key) || !j[key].is_array())
     fail("{}: no allocation for {} (an object of \"<layer>.<linear>\": [bits per group])", path, key);
   std::vector<uint8_t> bits;
@@ -383,7 +377,8 @@ const Method& slim_method() {
     damp.min_exclusive = true;
     m.options = {damp,
                  {"allocation", OptionType::String, std::string(),
-                  "a JSON file of per-linear group bits to use instead of the search (lowbit slim-alloc)"},
+                  "a JSON file of per-linear group bits to use instead of the search (lowbit info "
+                  "--slim-allocation writes one)"},
                  {"true_sequential", OptionType::Bool, false, "q/k/v, then o, then gate/up, then down"}};
     m.quantize_layer = slim_layer;
     return m;

@@ -26,8 +26,8 @@
 // Deviations, because the result is stored (formats/slim.h): scales and 1-bit means are rounded to fp16 when
 // fitted; a 1-bit weight equal to μ gets μ + α (upstream's sign(0) = 0 gives μ).
 // An allocation can be given instead of searched (option `allocation`: a JSON file of per-linear group bits,
-// what `lowbit slim-alloc` exports); then, as upstream's precomputed-allocation path, plain GPTQ's H fix and
-// dampening, and asymmetric grids throughout.
+// what `lowbit info --slim-allocation` exports); then, as upstream's precomputed-allocation path, plain
+// GPTQ's H fix and dampening, and asymmetric grids throughout.
 #pragma once
 #include <cstdint>
 #include <memory>

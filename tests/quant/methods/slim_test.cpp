@@ -229,7 +229,7 @@ TEST(SlimMethod, TestbedAllocationsMatchTorchReferenceInEveryLinear) {
   }
 }
 
-TEST(SlimMethod, SaveReloadReproducesPerplexity) {
+TEST(SlimMethod, SaveReloadReproducesPerplexityAndTheAllocationExportsAndImports) {
   const std::string mp = test::model_path("testbed-25m");
   auto tok = load_tokenizer_for_model(mp);
   LlamaModel model(load_checkpoint(mp));
@@ -243,6 +243,26 @@ TEST(SlimMethod, SaveReloadReproducesPerplexity) {
       const PackedWeight* b = reloaded.linear(l, k).packed.get();
       ASSERT_TRUE(a && b && &b->format() == &slim_format());
       EXPECT_EQ(dequantized(*a), dequantized(*b));
+    }
+  // The allocation exported from the checkpoint, and read back by a quantization that is given it.
+  auto r = test::run_cli("info " + dir + " --slim-allocation " + dir + "/alloc.json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json alloc = parse_json_file(dir + "/alloc.json");
+  EXPECT_EQ(alloc.size(), 56u);
+  QuantConfig given = config(2, 1, 128);
+  given.options["allocation"] = dir + "/alloc.json";
+  LlamaModel again(load_checkpoint(mp));
+  quantize_model(again, *tok, given);
+  for (int l = 0; l < model.config().n_layer; ++l)
+    for (LinearKind k : kAllLinears) {
+      const SlimWeight* a = model.linear(l, k).packed_as<SlimWeight>();
+      const SlimWeight* b = again.linear(l, k).packed_as<SlimWeight>();
+      const std::string key = std::to_string(l) + "." + linear_name(k);
+      EXPECT_EQ(alloc.at(key).get<std::vector<int>>(), std::vector<int>(a->bits, a->bits + a->n_groups()))
+          << key;
+      EXPECT_EQ(std::vector<int>(b->bits, b->bits + b->n_groups()),
+                std::vector<int>(a->bits, a->bits + a->n_groups()))
+          << key;
     }
   auto ids = tok->encode_with_bos(build_eval_text("wikitext2", test::paths()).text);
   PplOptions po;

@@ -80,6 +80,7 @@ void add_info(CLI::App& app, Global& g, Commands& out) {
               {"bytes", bytes},
               {"parameters_by_dtype", by_dtype}};
     if (!c.quantization_config.is_null()) j["quantization_config"] = c.quantization_config;
+    if (!ck.source_quantization.empty()) j["source_quantization"] = ck.source_quantization;
     if (*json) {
       fmt::print("{}\n", j.dump(2));
       return 0;
@@ -90,6 +91,8 @@ void add_info(CLI::App& app, Global& g, Commands& out) {
     fmt::print("  rope theta {} scaling {} ({})  rms eps {}  context {}  tied head {}\n", c.rope_theta,
                j["rope_scaling"].get<std::string>(), j["rope_style"].get<std::string>(), c.norm_eps,
                c.max_position_embeddings, c.tie_word_embeddings ? "yes" : "no");
+    if (!ck.source_quantization.empty())
+      fmt::print("  quantization: {}, loaded as lowbit's affine format\n", ck.source_quantization);
     fmt::print("  {} tensors, {:.2f}M parameters, {}\n", ck.tensors.size(), double(params) / 1e6,
                format_bytes(bytes));
     for (auto& [dt, n] : by_dtype) fmt::print("    {:5} {:.2f}M\n", dt, double(n) / 1e6);

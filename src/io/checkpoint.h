@@ -28,6 +28,9 @@ namespace lowbit {
 struct Checkpoint {
   std::string path;    // file or directory it was loaded from
   std::string format;  // "hf-safetensors", "gguf", "llama2c"
+  // Set when the file's quantized linears came in another tool's layout and were converted at load
+  // (io/hf_quantized.h), e.g. "gptq 4-bit g128 desc_act sym (AutoGPTQ layout, checkpoint_format gptq)".
+  std::string source_quantization;
   ModelConfig config;
   std::map<std::string, TensorView> tensors;
   std::vector<std::shared_ptr<const void>> owners;

@@ -5,6 +5,7 @@
 #include "core/paths.h"
 #include "io/byte_reader.h"
 #include "io/hf_config.h"
+#include "io/hf_quantized.h"
 #include "io/safetensors.h"
 
 namespace lowbit {
@@ -60,6 +61,7 @@ Checkpoint load_hf_checkpoint(const std::string& dir) {
   } else {
     fail("{}: neither model.safetensors nor model.safetensors.index.json found", dir);
   }
+  convert_hf_quantized(c, dir);  // GPTQ / AWQ layouts -> lowbit's affine tensors
   return c;
 }
 

@@ -7,7 +7,8 @@
 
 namespace lowbit {
 
-// Tensors keep their HF names (the canonical ones). format "hf-safetensors". Does not check shapes (see
+// Tensors keep their HF names (the canonical ones); GPTQ and AWQ layouts are converted to lowbit's affine
+// tensors (io/hf_quantized.h). format "hf-safetensors". Does not check shapes (see
 // validate_llama_tensors).
 Checkpoint load_hf_checkpoint(const std::string& dir);
 

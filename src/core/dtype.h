@@ -35,6 +35,10 @@ inline uint16_t f32_to_bf16(float f) {
 // IEEE half <-> float. The hardware F16C path is used by kernels; these are the exact scalar twins.
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);  // round to nearest even, overflow to inf
+// f rounded to the nearest fp16 value (what storing it as fp16 keeps).
+inline float round_to_f16(float f) {
+  return f16_to_f32(f32_to_f16(f));
+}
 
 // Convert n elements of type t at src to float.
 void to_f32(DType t, const void* src, float* dst, size_t n);

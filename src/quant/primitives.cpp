@@ -30,17 +30,36 @@ AffineParams params_for_range(float xmin, float xmax, const QuantSpec& spec) {
   return p;
 }
 
-AffineParams find_params(const float* x, int64_t n, const QuantSpec& spec) {
-  float xmin = 0, xmax = 0;  // the range always includes 0
+void zero_inclusive_range(const float* x, int64_t n, float* lo, float* hi) {
+  float xmin = 0, xmax = 0;
   for (int64_t i = 0; i < n; ++i) {
     xmin = std::min(xmin, x[i]);
     xmax = std::max(xmax, x[i]);
   }
-  if (spec.sym) {
+  if (xmin == xmax) xmin = -1, xmax = 1;  // all zero
+  *lo = xmin, *hi = xmax;
+}
+
+int64_t fix_dead_columns(std::vector<float>& H, float* W, int64_t rows, int64_t cols) {
+  int64_t dead = 0;
+  for (int64_t i = 0; i < cols; ++i) {
+    float& hii = H[size_t(i * cols + i)];
+    if (hii == 0) {
+      hii = 1;
+      for (int64_t r = 0; r < rows; ++r) W[r * cols + i] = 0;
+      ++dead;
+    }
+  }
+  return dead;
+}
+
+AffineParams find_params(const float* x, int64_t n, const QuantSpec& spec) {
+  float xmin, xmax;
+  zero_inclusive_range(x, n, &xmin, &xmax);
+  if (spec.sym) {  // (−1, 1) stays as it is
     xmax = std::max(-xmin, xmax);
     xmin = -xmax;
   }
-  if (xmin == xmax) xmin = -1, xmax = 1;  // all zero
   AffineParams best = params_for_range(xmin, xmax, spec);
   if (!spec.mse) return best;
 

@@ -50,6 +50,13 @@ struct AffineParams {
   uint8_t zero = 0;        // Z
 };
 
+// The range [min(x, 0), max(x, 0)] of x[0..n) (n ≥ 1), (−1, 1) when every value is 0: GPTQ's convention, also
+// PB-LLM's salient grid and SliM-LLM's group grids.
+void zero_inclusive_range(const float* x, int64_t n, float* lo, float* hi);
+// GPTQ's dead-column fix: where H_ii = 0 (an input channel that was always 0), H_ii = 1 and W's column = 0.
+// H (cols, cols), W (rows, cols). Returns the number of such columns.
+int64_t fix_dead_columns(std::vector<float>& H, float* W, int64_t rows, int64_t cols);
+
 // (S, Z) of the values x[0..n) (n ≥ 1) under the convention above.
 AffineParams find_params(const float* x, int64_t n, const QuantSpec& spec);
 // (S, Z) of an already-adjusted range (xmin ≤ 0 ≤ xmax, xmin < xmax).

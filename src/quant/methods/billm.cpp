@@ -19,10 +19,6 @@ namespace {
 
 constexpr int kUpLim = 50;  // bigptq.py's structural_guassian_distribution(…, up_lim = 50): k = 1..49
 
-float fp16_round(float v) {
-  return f16_to_f32(f32_to_f16(v));
-}
-
 // Upstream's high_order_residual of the n values v of one row's mask, `order` times, with sign(0) = 0, for
 // the searches: returns Σ (v − q)², q the binarized values.
 double binarize_error(const float* v, int64_t n, int order, float* s /* n scratch */) {
@@ -57,7 +53,7 @@ Bin binarize_fp16(const float* v, int64_t n) {
   const float mu = float(sum / double(n));
   double dev = 0;
   for (int64_t i = 0; i < n; ++i) dev += std::fabs(v[i] - mu);
-  return {fp16_round(mu), fp16_round(float(dev / double(n)))};
+  return {round_to_f16(mu), round_to_f16(float(dev / double(n)))};
 }
 
 // Steps 1–3 on one block: T (rows, cnt) → mask codes (rows, cnt) 0/1/2 and the salient column count.
@@ -168,13 +164,7 @@ BillmResult billm_quantize(const float* w_in, int64_t rows, int64_t cols, std::v
   BillmResult res;
 
   // GPTQ's dead columns, then U with (H + λI)⁻¹ = UᵀU.
-  for (int64_t i = 0; i < cols; ++i) {
-    float& hii = H[size_t(i * cols + i)];
-    if (hii == 0) {
-      hii = 1;
-      for (int64_t r = 0; r < rows; ++r) W[size_t(r * cols + i)] = 0;
-    }
-  }
+  fix_dead_columns(H, W.data(), rows, cols);
   res.damp_used = hessian_inverse_factor(H, cols, o.damp, o.max_damp_retries, name);
   const std::vector<float> U = std::move(H);
 
@@ -216,7 +206,7 @@ BillmResult billm_quantize(const float* w_in, int64_t rows, int64_t cols, std::v
           for (int64_t i = 0; i < n; ++i)
             v[size_t(i)] -= b1.mu + (v[size_t(i)] - b1.mu >= 0 ? b1.alpha : -b1.alpha);
           const Bin b2 = binarize_fp16(v.data(), n);
-          pr[4] = fp16_round(b1.mu + b2.mu), pr[5] = b1.alpha, pr[6] = b2.alpha;
+          pr[4] = round_to_f16(b1.mu + b2.mu), pr[5] = b1.alpha, pr[6] = b2.alpha;
           // The bits: the sign of x − μ per group; the salient second bit from the residual.
           float* e1 = &Err1[size_t(r * gs)];
           uint16_t p16[7];

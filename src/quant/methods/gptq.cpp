@@ -32,14 +32,7 @@ GptqResult gptq_quantize(const float* w_in, int64_t rows, int64_t cols, std::vec
         rows, [&](int64_t r) { row_params[size_t(r)] = find_params(&W[size_t(r * cols)], cols, o.spec); }, 16,
         worth_parallel(4.0 * double(rows) * double(cols)));
 
-  for (int64_t i = 0; i < cols; ++i) {
-    float& hii = H[size_t(i * cols + i)];
-    if (hii == 0) {
-      hii = 1;
-      for (int64_t r = 0; r < rows; ++r) W[size_t(r * cols + i)] = 0;
-      ++res.dead_columns;
-    }
-  }
+  res.dead_columns = fix_dead_columns(H, W.data(), rows, cols);
 
   std::vector<AffineParams> static_params;  // (G, rows)
   if (grouped && o.static_groups) {

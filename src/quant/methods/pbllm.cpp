@@ -41,21 +41,14 @@ PbllmResult pbllm_quantize(const float* w_in, int64_t rows, int64_t cols, std::v
   std::vector<float> S(static_cast<size_t>(rows)), Z(static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r) {
     const float* wr = &W[size_t(r * cols)];
-    float lo = std::min(0.0f, *std::min_element(wr, wr + cols)),
-          hi = std::max(0.0f, *std::max_element(wr, wr + cols));
-    if (lo == 0 && hi == 0) lo = -1, hi = 1;
+    float lo, hi;
+    zero_inclusive_range(wr, cols, &lo, &hi);
     S[size_t(r)] = (hi - lo) / maxq;
     Z[size_t(r)] = std::nearbyint(-lo / S[size_t(r)]);
   }
 
   // 2. Dead columns, then U with (H + λI)⁻¹ = UᵀU.
-  for (int64_t i = 0; i < cols; ++i) {
-    float& hii = H[size_t(i * cols + i)];
-    if (hii == 0) {
-      hii = 1;
-      for (int64_t r = 0; r < rows; ++r) W[size_t(r * cols + i)] = 0;
-    }
-  }
+  fix_dead_columns(H, W.data(), rows, cols);
   res.damp_used = hessian_inverse_factor(H, cols, o.damp, o.max_damp_retries, name);
   const std::vector<float> U = std::move(H);
 
@@ -95,8 +88,8 @@ PbllmResult pbllm_quantize(const float* w_in, int64_t rows, int64_t cols, std::v
           const float m = float(s / double(gs));
           double a = 0;
           for (int64_t j = 0; j < gs; ++j) a += std::fabs((sr[j] ? 0.0f : wr[j]) - m);
-          mu[size_t(r * G + g)] = f16_to_f32(f32_to_f16(m));
-          alpha[size_t(r * G + g)] = f16_to_f32(f32_to_f16(float(a / double(gs))));
+          mu[size_t(r * G + g)] = round_to_f16(m);
+          alpha[size_t(r * G + g)] = round_to_f16(float(a / double(gs)));
         }
       },
       16, worth_parallel(4.0 * double(rows) * double(cols)));

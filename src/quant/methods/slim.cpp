@@ -21,19 +21,10 @@ namespace {
 constexpr float kProbMin = 1e-6f;  // reconstruct.py kl_div's clamp
 constexpr double kNorm = 2.4;      // Quantizer(norm = 2.4)
 
-float fp16_round(float v) {
-  return f16_to_f32(f32_to_f16(v));
-}
-
-// GPTQ's per-row range: [min(w, 0), max(w, 0)], (−1, 1) for an all-zero row.
-void row_range(const float* w, int64_t n, float* lo, float* hi) {
-  *lo = std::min(0.0f, *std::min_element(w, w + n));
-  *hi = std::max(0.0f, *std::max_element(w, w + n));
-  if (*lo == 0 && *hi == 0) *lo = -1, *hi = 1;
-}
-
-float rtn(float x, float scale, float zero, float maxq) {
-  return scale * (std::clamp(std::nearbyint(x / scale) + zero, 0.0f, maxq) - zero);
+// RTN on the grid scale·(q − zero), q in [0, maxq] (zero an integer 0..maxq, scale in f32 as upstream fits
+// it).
+float rtn(float x, float scale, float zero, int maxq) {
+  return fake_quantize_value(x, AffineParams{scale, 0, uint8_t(zero)}, maxq);
 }
 
 // Σ_g W²/U_jj² per group (U's diagonal in `d`).
@@ -78,9 +69,9 @@ void search_quantize(const float* w, float* wq, int64_t rows, int64_t cols, int6
     }
     const float maxq = float((1 << bits) - 1);
     float lo, hi;
-    row_range(x, n, &lo, &hi);
+    zero_inclusive_range(x, n, &lo, &hi);
     const float scale = (hi - lo) / maxq, zero = std::nearbyint(-lo / scale);
-    for (int64_t j = 0; j < n; ++j) q[j] = rtn(x[j], scale, zero, maxq);
+    for (int64_t j = 0; j < n; ++j) q[j] = rtn(x[j], scale, zero, int(maxq));
   }
 }
 
@@ -157,13 +148,13 @@ GroupFit fit_group(const float* W, int64_t rows, int64_t cols, int64_t c0, int64
         if (bits == 1) {  // binary_scale: (mean |w|, mean w)
           double s = 0, a = 0;
           for (int64_t j = 0; j < n; ++j) s += x[j], a += std::fabs(x[j]);
-          f.scale[size_t(r)] = fp16_round(float(a / double(n)));
-          f.zero[size_t(r)] = fp16_round(float(s / double(n)));
+          f.scale[size_t(r)] = round_to_f16(float(a / double(n)));
+          f.zero[size_t(r)] = round_to_f16(float(s / double(n)));
           return;
         }
         const float maxq = float((1 << bits) - 1);
         float lo, hi;
-        row_range(x, n, &lo, &hi);
+        zero_inclusive_range(x, n, &lo, &hi);
         float scale = (hi - lo) / maxq, zero = sym ? (maxq + 1) / 2 : std::nearbyint(-lo / scale);
         double best = INFINITY;
         for (float pf : grid) {
@@ -171,10 +162,10 @@ GroupFit fit_group(const float* W, int64_t rows, int64_t cols, int64_t c0, int64
           const float z1 = sym ? zero : std::nearbyint(-lo1 / s1);
           double err = 0;
           for (int64_t j = 0; j < n; ++j)
-            err += std::pow(double(std::fabs(rtn(x[j], s1, z1, maxq) - x[j])), kNorm);
+            err += std::pow(double(std::fabs(rtn(x[j], s1, z1, int(maxq)) - x[j])), kNorm);
           if (err < best) best = err, scale = s1, zero = z1;
         }
-        f.scale[size_t(r)] = fp16_round(scale);
+        f.scale[size_t(r)] = round_to_f16(scale);
         f.zero[size_t(r)] = zero;
       },
       8, worth_parallel(300.0 * double(rows) * double(n)));
@@ -225,13 +216,7 @@ SlimResult slim_quantize(const float* w_in, int64_t rows, int64_t cols, std::vec
     labels = labels_for(group_salience(W.data(), rows, cols, gs, H.data(), cols), res.i_star);
     for (int l : labels) res.bits.push_back(uint8_t(b - 1 + l));
   } else {
-    for (int64_t i = 0; i < cols; ++i) {
-      float& hii = H[size_t(i * cols + i)];
-      if (hii == 0) {
-        hii = 1;
-        for (int64_t r = 0; r < rows; ++r) W[size_t(r * cols + i)] = 0;
-      }
-    }
+    fix_dead_columns(H, W.data(), rows, cols);
     res.damp_used = hessian_inverse_factor(H, cols, o.damp, o.max_damp_retries, name);
     res.bits = given;
   }
@@ -266,7 +251,7 @@ SlimResult slim_quantize(const float* w_in, int64_t rows, int64_t cols, std::vec
             if (bits == 1)
               c = xv - z >= 0;
             else
-              c = uint32_t(std::clamp(std::nearbyint(xv / s) + z, 0.0f, maxq));
+              c = quantize_value(xv, AffineParams{s, 0, uint8_t(z)}, int(maxq));
             codes[size_t(r * cols + col)] = uint8_t(c);
             const float q = slim_value(int(bits), c, s, zeros[rg], means[rg]);
             const float* u = &U[size_t(col * cols)];
